@@ -1,0 +1,154 @@
+// Package api holds the public v1 wire types of Drover: jobs, requests, replies
+// and the coded errors that cross process boundaries. Everything here is JSON
+// on NATS (and HTTP); changing it means a new versioned subject.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// MaxPayload bounds every API request body; larger ones get CodeTooLarge.
+const MaxPayload = 1 << 20
+
+// State is a job's lifecycle state.
+type State string
+
+// Job states. Terminal states never change again.
+const (
+	StateCreated   State = "created"
+	StatePending   State = "pending"
+	StateRunning   State = "running"
+	StateCanceling State = "canceling"
+	StateFinished  State = "finished"
+	StateFailed    State = "failed"
+	StateCanceled  State = "canceled"
+)
+
+// Terminal reports whether no transition can leave s.
+func (s State) Terminal() bool {
+	return s == StateFinished || s == StateFailed || s == StateCanceled
+}
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StateCreated, StatePending, StateRunning, StateCanceling, StateFinished, StateFailed, StateCanceled:
+		return true
+	}
+	return false
+}
+
+// RestartPolicy bounds how a failed master is restarted. Zero fields take the
+// deployment's defaults.
+type RestartPolicy struct {
+	MaxRestarts    *int  `json:"max_restarts,omitempty"`
+	InitialBackoff int64 `json:"initial_backoff_ms,omitempty"`
+	MaxBackoff     int64 `json:"max_backoff_ms,omitempty"`
+}
+
+// Spec is what a client asks for; two submissions with the same id are the
+// same job only if their specs are equal.
+type Spec struct {
+	ID        string            `json:"id,omitempty"`
+	Type      string            `json:"type"`
+	Config    json.RawMessage   `json:"config,omitempty"`
+	Selectors map[string]string `json:"selectors,omitempty"`
+	Restart   *RestartPolicy    `json:"restart,omitempty"`
+}
+
+// Job is the public job object.
+type Job struct {
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	Config    json.RawMessage   `json:"config,omitempty"`
+	Selectors map[string]string `json:"selectors,omitempty"`
+	Restart   *RestartPolicy    `json:"restart,omitempty"`
+	State     State             `json:"state"`
+	Epoch     uint64            `json:"epoch"`
+	Node      string            `json:"node,omitempty"`
+	Restarts  int               `json:"restarts"`
+	Error     *Error            `json:"error,omitempty"`
+	Detail    json.RawMessage   `json:"detail,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+
+	// NextAttemptAt is set while a failed master waits out its backoff.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// CancelRequestedAt is set when the job entered canceling.
+	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
+}
+
+// Spec returns the client-visible spec the job was created from.
+func (j *Job) Spec() Spec {
+	return Spec{ID: j.ID, Type: j.Type, Config: j.Config, Selectors: j.Selectors, Restart: j.Restart}
+}
+
+// GetRequest asks for one job.
+type GetRequest struct {
+	ID string `json:"id"`
+}
+
+// CancelRequest asks to cancel one job.
+type CancelRequest struct {
+	ID string `json:"id"`
+}
+
+// ListRequest pages through jobs in id order.
+type ListRequest struct {
+	State State  `json:"state,omitempty"`
+	Type  string `json:"type,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+	After string `json:"after,omitempty"`
+}
+
+// Reply is the envelope of every API reply: exactly one of Job, Jobs/Next,
+// Nodes or Error is set.
+type Reply struct {
+	Job   *Job   `json:"job,omitempty"`
+	Jobs  []Job  `json:"jobs,omitempty"`
+	Next  string `json:"next,omitempty"`
+	Nodes []Node `json:"nodes,omitempty"`
+	Error *Error `json:"error,omitempty"`
+}
+
+// Node is a job-master or worker node as it announces itself.
+type Node struct {
+	ID        string            `json:"id"`
+	Kind      string            `json:"kind"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Capacity  int               `json:"capacity"`
+	Load      int               `json:"load"`
+	Types     []string          `json:"types,omitempty"`
+	HTTPAddr  string            `json:"http_addr,omitempty"`
+	StartedAt time.Time         `json:"started_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+// Node kinds.
+const (
+	NodeJobMaster = "jobmaster"
+	NodeWorker    = "worker"
+)
+
+// Event is one message on drover.events.jobs.<id>.
+type Event struct {
+	Job    string          `json:"job"`
+	Kind   string          `json:"kind"` // state, master_moved, worker_online, worker_offline
+	State  State           `json:"state,omitempty"`
+	Epoch  uint64          `json:"epoch"`
+	Node   string          `json:"node,omitempty"`
+	Worker string          `json:"worker,omitempty"`
+	Reason string          `json:"reason,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+	Time   time.Time       `json:"time"`
+}
+
+// Event kinds.
+const (
+	EventState         = "state"
+	EventMasterMoved   = "master_moved"
+	EventWorkerOnline  = "worker_online"
+	EventWorkerOffline = "worker_offline"
+)

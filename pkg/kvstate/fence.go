@@ -1,0 +1,73 @@
+package kvstate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Fence is a writer's claim: the subject of its own record (master or
+// worker) and the revision of that record it last wrote or was given. A write
+// fenced by it succeeds only while nobody else has written that record since,
+// which is exactly "no newer epoch exists".
+type Fence struct {
+	key     string
+	subject string
+	rev     atomic.Uint64
+}
+
+func (s *Store) newFence(key string, rev uint64) *Fence {
+	f := &Fence{key: key, subject: s.statePrefix + key}
+	f.rev.Store(rev)
+	return f
+}
+
+// Rev returns the record revision the fence holds.
+func (f *Fence) Rev() uint64 { return f.rev.Load() }
+
+// Key returns the key of the record the fence guards.
+func (f *Fence) Key() string { return f.key }
+
+// fencedPublish writes key in the state bucket only if the fence's record is
+// still at the fence's revision (one atomic server-side check).
+func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []byte, del bool) (uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	if key == f.key {
+		return 0, fmt.Errorf("kvstate: fenced write to the fence's own record %s", key)
+	}
+	m := nats.NewMsg(s.statePrefix + key)
+	m.Data = val
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.Rev(), 10))
+	m.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", f.subject)
+	if del {
+		m.Header.Set("KV-Operation", "DEL")
+	}
+	ack, err := s.js.PublishMsg(ctx, m)
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("%w: write %s fenced by %s@%d", ErrStaleEpoch, key, f.key, f.Rev())
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: fenced write %s: %w", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// updateOwn writes the fence's own record with CAS and advances the fence.
+func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	rev, err := s.state.Update(ctx, f.key, val, f.Rev())
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("%w: record %s moved past %d", ErrStaleEpoch, f.key, f.Rev())
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: update %s: %w", f.key, err)
+	}
+	f.rev.Store(rev)
+	return rev, nil
+}

@@ -1,0 +1,111 @@
+package kvstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+// maxCASRetries bounds an optimistic update loop under contention.
+const maxCASRetries = 32
+
+// CreateJob stores a new job record; a job with the same id yields ErrExists.
+func (s *Store) CreateJob(ctx context.Context, job *api.Job) (uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	b, err := json.Marshal(job)
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: encode job %s: %w", job.ID, err)
+	}
+	rev, err := s.jobs.Create(ctx, job.ID, b)
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("%w: job %s", ErrExists, job.ID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: create job %s: %w", job.ID, err)
+	}
+	return rev, nil
+}
+
+// GetJob reads one job record and its revision.
+func (s *Store) GetJob(ctx context.Context, id string) (*api.Job, uint64, error) {
+	e, err := getEntry(ctx, s.jobs, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	j, err := decode[api.Job](e)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &j, e.Revision(), nil
+}
+
+// ErrNoChange may be returned by an update function to leave the record as it is.
+var ErrNoChange = errors.New("kvstate: no change")
+
+// UpdateJob applies fn to the latest job record and writes it with CAS,
+// retrying on conflict. If fn returns ErrNoChange the record is returned
+// unchanged; any other error aborts.
+func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	for range maxCASRetries {
+		j, rev, err := s.GetJob(ctx, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := fn(j); errors.Is(err, ErrNoChange) {
+			return j, rev, nil
+		} else if err != nil {
+			return j, rev, err
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", id, err)
+		}
+		nrev, err := s.jobs.Update(ctx, id, b, rev)
+		if isWrongLastSeq(err) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("kvstate: update job %s: %w", id, err)
+		}
+		return j, nrev, nil
+	}
+	return nil, 0, fmt.Errorf("%w: job %s", ErrConflict, id)
+}
+
+// ListJobs returns every job record, sorted by id.
+func (s *Store) ListJobs(ctx context.Context) ([]api.Job, error) {
+	entries, err := readAll(ctx, s.jobs, ">")
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]api.Job, 0, len(entries))
+	for _, e := range entries {
+		j, err := decode[api.Job](e)
+		if err != nil {
+			continue // a record we cannot read is not listed, not fatal
+		}
+		jobs = append(jobs, j)
+	}
+	sort.Slice(jobs, func(a, b int) bool { return jobs[a].ID < jobs[b].ID })
+	return jobs, nil
+}
+
+// WatchJobs streams every job record change, starting with the current ones.
+func (s *Store) WatchJobs(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.jobs.WatchAll(ctx)
+}
+
+// DecodeJob decodes a job entry from a watcher.
+func DecodeJob(e jetstream.KeyValueEntry) (*api.Job, error) {
+	j, err := decode[api.Job](e)
+	return &j, err
+}

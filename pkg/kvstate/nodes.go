@@ -1,0 +1,136 @@
+package kvstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+func nodeKey(kind, id string) string { return kind + "." + id }
+
+// PutNode refreshes a node's presence; it expires after NodeTTL without refresh.
+func (s *Store) PutNode(ctx context.Context, n *api.Node) error {
+	if err := topics.ValidateID("node", n.ID); err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	n.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	if _, err := s.nodes.Put(ctx, nodeKey(n.Kind, n.ID), b); err != nil {
+		return fmt.Errorf("kvstate: put node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// DeleteNode removes a node's presence at once (graceful shutdown).
+func (s *Store) DeleteNode(ctx context.Context, kind, id string) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	return s.nodes.Delete(ctx, nodeKey(kind, id))
+}
+
+// ListNodes returns the live nodes of kind ("" for all), sorted by id.
+func (s *Store) ListNodes(ctx context.Context, kind string) ([]api.Node, error) {
+	filter := ">"
+	if kind != "" {
+		filter = kind + ".*"
+	}
+	entries, err := readAll(ctx, s.nodes, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Node, 0, len(entries))
+	for _, e := range entries {
+		n, err := decode[api.Node](e)
+		if err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Kind+out[a].ID < out[b].Kind+out[b].ID })
+	return out, nil
+}
+
+// WatchNodes streams presence changes of kind; deletes and expiries arrive
+// as entries whose Operation is not KeyValuePut.
+func (s *Store) WatchNodes(ctx context.Context, kind string) (jetstream.KeyWatcher, error) {
+	return s.nodes.Watch(ctx, kind+".*")
+}
+
+// DecodeNode decodes a node entry from a watcher.
+func DecodeNode(e jetstream.KeyValueEntry) (*api.Node, error) {
+	n, err := decode[api.Node](e)
+	return &n, err
+}
+
+const leaseKey = "leader"
+
+// Lease is the job-manager leadership as recorded in KV.
+type Lease struct {
+	Holder   string    `json:"holder"`
+	Acquired time.Time `json:"acquired"`
+}
+
+// AcquireLease takes the lease if nobody holds it; its revision is the
+// leader's fencing token. ErrExists if another replica holds it.
+func (s *Store) AcquireLease(ctx context.Context, holder string) (uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
+	rev, err := s.leader.Create(ctx, leaseKey, b)
+	if isWrongLastSeq(err) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: acquire lease: %w", err)
+	}
+	return rev, nil
+}
+
+// RenewLease extends the lease held at rev; ErrNotLeader once someone else holds it.
+func (s *Store) RenewLease(ctx context.Context, holder string, rev uint64) (uint64, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
+	nrev, err := s.leader.Update(ctx, leaseKey, b, rev)
+	if isWrongLastSeq(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrNotLeader
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: renew lease: %w", err)
+	}
+	return nrev, nil
+}
+
+// ReleaseLease gives up the lease held at rev so another replica takes over at once.
+func (s *Store) ReleaseLease(ctx context.Context, rev uint64) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	return s.leader.Delete(ctx, leaseKey, jetstream.LastRevision(rev))
+}
+
+// LeaseHolder returns the current leader, "" if none.
+func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
+	e, err := getEntry(ctx, s.leader, leaseKey)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	l, err := decode[Lease](e)
+	return l.Holder, err
+}
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -1,0 +1,258 @@
+package kvstate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// MasterState is the state of one master incarnation as recorded in KV.
+type MasterState string
+
+// Master states. Assigned is written by the leader with a new epoch; the
+// master moves it to Running; the rest are exits.
+const (
+	MasterAssigned MasterState = "assigned"
+	MasterRunning  MasterState = "running"
+	MasterFinished MasterState = "finished"
+	MasterFailed   MasterState = "failed"
+	MasterCanceled MasterState = "canceled"
+	// MasterStopped is written by the leader when it fences a master by force.
+	MasterStopped MasterState = "stopped"
+)
+
+// Exited reports whether the master incarnation has ended.
+func (s MasterState) Exited() bool {
+	return s == MasterFinished || s == MasterFailed || s == MasterCanceled || s == MasterStopped
+}
+
+// MasterRecord is a job's master: where it runs, under which epoch, how far it got.
+type MasterRecord struct {
+	Job         string          `json:"job"`
+	Node        string          `json:"node"`
+	Epoch       uint64          `json:"epoch"`
+	State       MasterState     `json:"state"`
+	Initialized bool            `json:"initialized"`
+	Error       *api.Error      `json:"error,omitempty"`
+	Retryable   bool            `json:"retryable,omitempty"`
+	Detail      json.RawMessage `json:"detail,omitempty"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// WorkerState is the state of one worker incarnation.
+type WorkerState string
+
+// Worker states: created by the master, online after the first heartbeat,
+// then one of the ended states.
+const (
+	WorkerCreated  WorkerState = "created"
+	WorkerOnline   WorkerState = "online"
+	WorkerFinished WorkerState = "finished"
+	WorkerFailed   WorkerState = "failed"
+	WorkerCanceled WorkerState = "canceled"
+	// WorkerLost is written by the master when it declared the worker dead
+	// or its node left; the write fences the old incarnation.
+	WorkerLost WorkerState = "lost"
+)
+
+// Ended reports whether the worker incarnation has ended.
+func (s WorkerState) Ended() bool {
+	return s == WorkerFinished || s == WorkerFailed || s == WorkerCanceled || s == WorkerLost
+}
+
+// WorkerRecord is one worker of a job: its incarnation (epoch), node and status.
+type WorkerRecord struct {
+	Job       string          `json:"job"`
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Config    json.RawMessage `json:"config,omitempty"`
+	Node      string          `json:"node"`
+	Epoch     uint64          `json:"epoch"`
+	State     WorkerState     `json:"state"`
+	Reason    string          `json:"reason,omitempty"`
+	Status    json.RawMessage `json:"status,omitempty"`
+	Error     *api.Error      `json:"error,omitempty"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+func masterKey(job string) string            { return "m." + job }
+func workerKey(job, worker string) string    { return "w." + job + "." + worker }
+func businessKey(job, key string) string     { return "b." + job + "." + key }
+func workersPattern(job string) string       { return "w." + job + ".*" }
+func businessPattern(job string) string      { return "b." + job + ".>" }
+func workerIDFromKey(job, key string) string { return strings.TrimPrefix(key, "w."+job+".") }
+
+// GetMaster reads a job's master record and its revision.
+func (s *Store) GetMaster(ctx context.Context, job string) (*MasterRecord, uint64, error) {
+	if err := topics.ValidateID("job", job); err != nil {
+		return nil, 0, err
+	}
+	e, err := getEntry(ctx, s.state, masterKey(job))
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := decode[MasterRecord](e)
+	return &m, e.Revision(), err
+}
+
+// AdvanceEpoch gives a job's master a new epoch with a CAS on its record and
+// lets fn set the rest (node, state). It returns the new record and a fence
+// holding its revision: the token the new incarnation writes with. Every
+// holder of an older fence is stale from this write on.
+func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (*MasterRecord, *Fence, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	key := masterKey(job)
+	for range maxCASRetries {
+		rec, rev, err := s.GetMaster(ctx, job)
+		switch {
+		case err == nil:
+		case errorsIsNotFound(err):
+			rec, rev = &MasterRecord{Job: job}, 0
+		default:
+			return nil, nil, err
+		}
+		rec.Epoch++
+		rec.Error = nil
+		rec.Retryable = false
+		rec.UpdatedAt = time.Now().UTC()
+		fn(rec)
+		b, _ := json.Marshal(rec)
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = s.state.Create(ctx, key, b)
+		} else {
+			nrev, err = s.state.Update(ctx, key, b, rev)
+		}
+		if isWrongLastSeq(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("kvstate: advance epoch of %s: %w", job, err)
+		}
+		return rec, s.newFence(key, nrev), nil
+	}
+	return nil, nil, fmt.Errorf("%w: master %s", ErrConflict, job)
+}
+
+// MasterFence returns the fence for a master incarnation given its record revision.
+func (s *Store) MasterFence(job string, rev uint64) *Fence { return s.newFence(masterKey(job), rev) }
+
+// PutMaster writes the master's own record under its fence.
+func (s *Store) PutMaster(ctx context.Context, f *Fence, rec *MasterRecord) error {
+	rec.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("kvstate: encode master %s: %w", rec.Job, err)
+	}
+	_, err = s.updateOwn(ctx, f, b)
+	return err
+}
+
+// WatchMasters streams master record changes.
+func (s *Store) WatchMasters(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.state.Watch(ctx, "m.*")
+}
+
+// DecodeMaster decodes a master entry from a watcher.
+func DecodeMaster(e jetstream.KeyValueEntry) (*MasterRecord, error) {
+	m, err := decode[MasterRecord](e)
+	return &m, err
+}
+
+// PutWorkerAsMaster writes a worker record on behalf of the master (create,
+// re-create with a new epoch, declare lost), fenced by the master's epoch.
+// It returns the record's revision: the fence of that worker incarnation.
+func (s *Store) PutWorkerAsMaster(ctx context.Context, master *Fence, rec *WorkerRecord) (uint64, error) {
+	if err := topics.ValidateID("worker", rec.ID); err != nil {
+		return 0, err
+	}
+	rec.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("kvstate: encode worker %s: %w", rec.ID, err)
+	}
+	return s.fencedPublish(ctx, master, workerKey(rec.Job, rec.ID), b, false)
+}
+
+// WorkerFence returns the fence of a worker incarnation given its record revision.
+func (s *Store) WorkerFence(job, worker string, rev uint64) *Fence {
+	return s.newFence(workerKey(job, worker), rev)
+}
+
+// PutWorkerAsWorker writes the worker's own record (status, exit) with CAS;
+// it fails with ErrStaleEpoch once the master re-created or declared it lost.
+func (s *Store) PutWorkerAsWorker(ctx context.Context, f *Fence, rec *WorkerRecord) error {
+	rec.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("kvstate: encode worker %s: %w", rec.ID, err)
+	}
+	_, err = s.updateOwn(ctx, f, b)
+	return err
+}
+
+// WorkerEntry is a worker record with its revision.
+type WorkerEntry struct {
+	Record   WorkerRecord
+	Revision uint64
+}
+
+// ListWorkers returns every worker record of a job.
+func (s *Store) ListWorkers(ctx context.Context, job string) ([]WorkerEntry, error) {
+	if err := topics.ValidateID("job", job); err != nil {
+		return nil, err
+	}
+	entries, err := readAll(ctx, s.state, workersPattern(job))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WorkerEntry, 0, len(entries))
+	for _, e := range entries {
+		r, err := decode[WorkerRecord](e)
+		if err != nil {
+			return nil, err
+		}
+		if r.ID == "" {
+			r.ID = workerIDFromKey(job, e.Key())
+		}
+		out = append(out, WorkerEntry{Record: r, Revision: e.Revision()})
+	}
+	return out, nil
+}
+
+// GetWorker reads one worker record and its revision.
+func (s *Store) GetWorker(ctx context.Context, job, worker string) (*WorkerRecord, uint64, error) {
+	e, err := getEntry(ctx, s.state, workerKey(job, worker))
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := decode[WorkerRecord](e)
+	return &r, e.Revision(), err
+}
+
+// PurgeJobState removes a finished job's master, worker and business records.
+func (s *Store) PurgeJobState(ctx context.Context, job string) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	for _, pattern := range []string{workersPattern(job), businessPattern(job)} {
+		lister, err := s.state.ListKeysFiltered(ctx, pattern)
+		if err != nil {
+			return fmt.Errorf("kvstate: list %s: %w", pattern, err)
+		}
+		for k := range lister.Keys() {
+			if err := s.state.Purge(ctx, k); err != nil {
+				return fmt.Errorf("kvstate: purge %s: %w", k, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+// Package kvstate owns Drover's durable state in JetStream: the buckets and
+// streams, the job, master, worker, node and business records, and the epoch
+// fencing of DESIGN §4. Every write that a stale process could make goes
+// through a CAS or a fenced publish here, so a zombie's write fails with
+// ErrStaleEpoch instead of taking effect.
+package kvstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// Sentinel errors, tested with errors.Is.
+var (
+	ErrStaleEpoch = errors.New("kvstate: stale epoch")
+	ErrNotFound   = errors.New("kvstate: not found")
+	ErrExists     = errors.New("kvstate: already exists")
+	ErrConflict   = errors.New("kvstate: too many concurrent updates")
+	ErrNotLeader  = errors.New("kvstate: lease lost")
+)
+
+// DefaultTimeout bounds a call whose context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Options configure Open.
+type Options struct {
+	// Replicas of every bucket and stream: 1 on one server, 3 in a cluster.
+	Replicas int
+	// NodeTTL is how long a node's presence outlives its last heartbeat.
+	NodeTTL time.Duration
+	// LeaseTTL is how long the leader lease outlives its last renewal.
+	LeaseTTL time.Duration
+	// EventsMaxAge bounds how long job events are kept.
+	EventsMaxAge time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.NodeTTL <= 0 {
+		o.NodeTTL = 5 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 5 * time.Second
+	}
+	if o.EventsMaxAge <= 0 {
+		o.EventsMaxAge = 24 * time.Hour
+	}
+}
+
+// Store is the handle on every bucket and stream of one deployment.
+type Store struct {
+	js     jetstream.JetStream
+	space  topics.Space
+	jobs   jetstream.KeyValue
+	state  jetstream.KeyValue
+	nodes  jetstream.KeyValue
+	leader jetstream.KeyValue
+	// statePrefix is the subject prefix of state bucket keys ($KV.<bucket>.).
+	statePrefix string
+}
+
+// Open creates (idempotently) and opens every bucket and stream.
+func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts Options) (*Store, error) {
+	opts.defaults()
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + "."}
+	var err error
+	if s.jobs, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket: space.JobsBucket(), Description: "Drover job records", History: 1,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, err
+	}
+	if s.state, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket: space.StateBucket(), Description: "Drover master, worker and business records", History: 1,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, err
+	}
+	if s.nodes, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket: space.NodesBucket(), Description: "Drover node presence", History: 1,
+		TTL: opts.NodeTTL, Replicas: opts.Replicas, Storage: jetstream.MemoryStorage,
+	}); err != nil {
+		return nil, err
+	}
+	if s.leader, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket: space.LeaderBucket(), Description: "Drover job manager leader lease", History: 1,
+		TTL: opts.LeaseTTL, Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: space.RequestsStream(), Description: "Drover durable job submissions",
+		Subjects: []string{space.JobRequests()}, Retention: jetstream.WorkQueuePolicy,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage, MaxMsgSize: 1 << 20,
+		Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return nil, fmt.Errorf("kvstate: create requests stream: %w", err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: space.EventsStream(), Description: "Drover job events",
+		Subjects: []string{space.JobEventsPattern()}, MaxAge: opts.EventsMaxAge,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, fmt.Errorf("kvstate: create events stream: %w", err)
+	}
+	return s, nil
+}
+
+func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kvstate: create bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// JetStream returns the JetStream context the store uses.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Space returns the deployment namespace.
+func (s *Store) Space() topics.Space { return s.space }
+
+// Ping checks that the state bucket answers (used by /readyz).
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	_, err := s.state.Status(ctx)
+	return err
+}
+
+func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+func isWrongLastSeq(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+func decode[T any](e jetstream.KeyValueEntry) (T, error) {
+	var v T
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return v, fmt.Errorf("kvstate: decode %s: %w", e.Key(), err)
+	}
+	return v, nil
+}
+
+// getEntry reads a key, mapping absence to ErrNotFound.
+func getEntry(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kvstate: get %s: %w", key, err)
+	}
+	return e, nil
+}
+
+// readAll returns the latest entry of every key matching filter, in one
+// ordered consumer rather than a Get per key.
+func readAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("kvstate: watch %s: %w", filter, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return out, nil
+			}
+			if e == nil {
+				return out, nil
+			}
+			out = append(out, e)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kvstate: read %s: %w", filter, ctx.Err())
+		}
+	}
+}
