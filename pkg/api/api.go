@@ -105,11 +105,12 @@ type ListRequest struct {
 // Reply is the envelope of every API reply: exactly one of Job, Jobs/Next,
 // Nodes or Error is set.
 type Reply struct {
-	Job   *Job   `json:"job,omitempty"`
-	Jobs  []Job  `json:"jobs,omitempty"`
-	Next  string `json:"next,omitempty"`
-	Nodes []Node `json:"nodes,omitempty"`
-	Error *Error `json:"error,omitempty"`
+	Job     *Job     `json:"job,omitempty"`
+	Jobs    []Job    `json:"jobs,omitempty"`
+	Next    string   `json:"next,omitempty"`
+	Nodes   []Node   `json:"nodes,omitempty"`
+	Workers []Worker `json:"workers,omitempty"`
+	Error   *Error   `json:"error,omitempty"`
 }
 
 // Node is a job-master or worker node as it announces itself.
@@ -152,3 +153,16 @@ const (
 	EventWorkerOnline  = "worker_online"
 	EventWorkerOffline = "worker_offline"
 )
+
+// Worker is one worker of a job as the API shows it.
+type Worker struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Node      string          `json:"node"`
+	Epoch     uint64          `json:"epoch"`
+	State     string          `json:"state"`
+	Reason    string          `json:"reason,omitempty"`
+	Status    json.RawMessage `json:"status,omitempty"`
+	Error     *Error          `json:"error,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}

@@ -1,0 +1,179 @@
+// Package config holds the settings every Drover process shares: the NATS
+// connection, the namespace, the timings of DESIGN §6 and their invariants
+// (DESIGN §4), logging and the HTTP listener. Each service embeds Common in
+// its own envconfig struct under the DROVER_ prefix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// Common is shared by every service.
+type Common struct {
+	NATSURL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	NATSCreds    string `envconfig:"NATS_CREDS"`
+	NATSUser     string `envconfig:"NATS_USER"`
+	NATSPassword string `envconfig:"NATS_PASSWORD"`
+	NATSToken    string `envconfig:"NATS_TOKEN"`
+	NATSNKeySeed string `envconfig:"NATS_NKEY_SEED_FILE"`
+	TLSCA        string `envconfig:"NATS_TLS_CA"`
+	TLSCert      string `envconfig:"NATS_TLS_CERT"`
+	TLSKey       string `envconfig:"NATS_TLS_KEY"`
+	// SystemCreds, when set, lets the job manager watch $SYS disconnect
+	// events to start failover within milliseconds of a crash.
+	SystemCreds string `envconfig:"NATS_SYSTEM_CREDS"`
+	SystemUser  string `envconfig:"NATS_SYSTEM_USER"`
+	SystemPass  string `envconfig:"NATS_SYSTEM_PASSWORD"`
+
+	Prefix   string `envconfig:"PREFIX" default:"drover"`
+	Replicas int    `envconfig:"REPLICAS" default:"1"`
+
+	NodeID string `envconfig:"NODE_ID"`
+
+	HTTPAddr  string `envconfig:"HTTP_ADDR"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
+
+	Timing
+}
+
+// Timing is the heartbeat and timeout schedule (DESIGN §6).
+type Timing struct {
+	Heartbeat       time.Duration `envconfig:"HEARTBEAT" default:"1s"`
+	MasterTimeout   time.Duration `envconfig:"MASTER_TIMEOUT" default:"3s"`
+	WorkerSelfFence time.Duration `envconfig:"WORKER_SELF_FENCE" default:"8s"`
+	WorkerTimeout   time.Duration `envconfig:"WORKER_TIMEOUT" default:"10s"`
+	LeaseTTL        time.Duration `envconfig:"LEASE_TTL" default:"5s"`
+	CancelTimeout   time.Duration `envconfig:"CANCEL_TIMEOUT" default:"10s"`
+	AssignTimeout   time.Duration `envconfig:"ASSIGN_TIMEOUT" default:"2s"`
+}
+
+// DefaultTiming returns the defaults of DESIGN §6.
+func DefaultTiming() Timing {
+	return Timing{
+		Heartbeat:       time.Second,
+		MasterTimeout:   3 * time.Second,
+		WorkerSelfFence: 8 * time.Second,
+		WorkerTimeout:   10 * time.Second,
+		LeaseTTL:        5 * time.Second,
+		CancelTimeout:   10 * time.Second,
+		AssignTimeout:   2 * time.Second,
+	}
+}
+
+// ErrInvalid prefixes every configuration error.
+var ErrInvalid = errors.New("config: invalid")
+
+// Validate checks the timing invariants of DESIGN §4:
+//   - a worker fences itself strictly before its master declares it dead,
+//     so there are never two live copies of a worker;
+//   - a worker outlives a master failover, so a master crash kills no
+//     healthy worker;
+//   - every timeout spans at least two heartbeats, so one lost heartbeat
+//     is not a death.
+func (t Timing) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+	if t.Heartbeat <= 0 {
+		bad("DROVER_HEARTBEAT must be positive, got %s", t.Heartbeat)
+	}
+	if t.MasterTimeout < 2*t.Heartbeat {
+		bad("DROVER_MASTER_TIMEOUT (%s) must be at least two heartbeats (%s)", t.MasterTimeout, 2*t.Heartbeat)
+	}
+	if t.WorkerSelfFence >= t.WorkerTimeout {
+		bad("DROVER_WORKER_SELF_FENCE (%s) must be shorter than DROVER_WORKER_TIMEOUT (%s): otherwise a worker declared dead may still be running when its replacement starts", t.WorkerSelfFence, t.WorkerTimeout)
+	}
+	if t.WorkerSelfFence <= t.MasterTimeout+t.AssignTimeout+t.Heartbeat {
+		bad("DROVER_WORKER_SELF_FENCE (%s) must be longer than a master failover (master timeout %s + assign timeout %s + heartbeat %s): otherwise a master crash stops healthy workers", t.WorkerSelfFence, t.MasterTimeout, t.AssignTimeout, t.Heartbeat)
+	}
+	if t.WorkerSelfFence < 2*t.Heartbeat {
+		bad("DROVER_WORKER_SELF_FENCE (%s) must be at least two heartbeats", t.WorkerSelfFence)
+	}
+	if t.LeaseTTL < 2*t.Heartbeat {
+		bad("DROVER_LEASE_TTL (%s) must be at least two heartbeats", t.LeaseTTL)
+	}
+	if t.CancelTimeout <= 0 || t.AssignTimeout <= 0 {
+		bad("DROVER_CANCEL_TIMEOUT and DROVER_ASSIGN_TIMEOUT must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the shared settings.
+func (c *Common) Validate() error {
+	var errs []error
+	if _, err := topics.New(c.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("%w: DROVER_PREFIX: %v", ErrInvalid, err))
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_REPLICAS must be 1, 3 or 5, got %d", ErrInvalid, c.Replicas))
+	}
+	if c.NodeID != "" {
+		if err := topics.ValidateID("node", c.NodeID); err != nil {
+			errs = append(errs, fmt.Errorf("%w: DROVER_NODE_ID: %v", ErrInvalid, err))
+		}
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("%w: DROVER_LOG_FORMAT must be json or console, got %q", ErrInvalid, c.LogFormat))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("%w: DROVER_NATS_TLS_CERT and DROVER_NATS_TLS_KEY go together", ErrInvalid))
+	}
+	errs = append(errs, c.Timing.Validate())
+	return errors.Join(errs...)
+}
+
+// Space returns the namespace; Validate must have passed.
+func (c *Common) Space() topics.Space { return topics.MustNew(c.Prefix) }
+
+// Validator is a service config that checks itself.
+type Validator interface{ Validate() error }
+
+// Load fills cfg from DROVER_* variables and validates it.
+func Load(cfg Validator) error {
+	if err := envconfig.Process("drover", cfg); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return cfg.Validate()
+}
+
+// NodeIDOr returns c.NodeID, or an ID derived from the host name and kind.
+func (c *Common) NodeIDOr(kind string) string {
+	if c.NodeID != "" {
+		return c.NodeID
+	}
+	h, _ := os.Hostname()
+	h = sanitize(h)
+	if h == "" {
+		h = "node"
+	}
+	id := fmt.Sprintf("%s-%s-%d", kind, h, os.Getpid())
+	if len(id) > topics.MaxIDLen {
+		id = id[:topics.MaxIDLen]
+	}
+	return id
+}
+
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('-')
+		}
+	}
+	return strings.Trim(b.String(), "-_")
+}

@@ -1,0 +1,127 @@
+// Package obs builds what every Drover process exposes to operators: its
+// zap logger, its Prometheus registry, and the HTTP listener serving
+// /metrics, /healthz and /readyz (plus any routes a service adds).
+package obs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// NewLogger builds a logger: "json" for containers, "console" for people.
+func NewLogger(format, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("obs: log level %q: %w", level, err)
+	}
+	var cfg zap.Config
+	if format == "console" {
+		cfg = zap.NewDevelopmentConfig()
+		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		cfg.DisableStacktrace = true
+	} else {
+		cfg = zap.NewProductionConfig()
+		cfg.EncoderConfig.TimeKey = "time"
+		cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Check is one readiness condition.
+type Check func(ctx context.Context) error
+
+// Server is the operator HTTP listener.
+type Server struct {
+	Mux    *http.ServeMux
+	reg    *prometheus.Registry
+	checks map[string]Check
+	info   func() map[string]any
+}
+
+// NewServer serves /metrics from reg, /healthz, and /readyz from checks.
+// info, if not nil, adds fields to the /readyz answer (e.g. "leader").
+func NewServer(reg *prometheus.Registry, checks map[string]Check, info func() map[string]any) *Server {
+	s := &Server{Mux: http.NewServeMux(), reg: reg, checks: checks, info: info}
+	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	s.Mux.HandleFunc("GET /readyz", s.readyz)
+	return s
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := map[string]any{}
+	failed := map[string]string{}
+	for name, c := range s.checks {
+		if err := c(ctx); err != nil {
+			failed[name] = err.Error()
+		}
+	}
+	if s.info != nil {
+		for k, v := range s.info() {
+			out[k] = v
+		}
+	}
+	status := http.StatusOK
+	out["status"] = "ready"
+	if len(failed) > 0 {
+		status = http.StatusServiceUnavailable
+		out["status"] = "not ready"
+		out["failed"] = failed
+	}
+	WriteJSON(w, status, out)
+}
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve listens on addr until ctx ends. An empty addr serves nothing.
+func (s *Server) Serve(ctx context.Context, addr string, log *zap.Logger) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("obs: listen %s: %w", addr, err)
+	}
+	log.Info("http listening", zap.String("addr", ln.Addr().String()))
+	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+// Package client is the Go client of Drover's public v1 API over NATS: the
+// CLI, the tests and the benchmarks use it, and so can any Go program.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Client calls the v1 API of one deployment.
+type Client struct {
+	nc    *nats.Conn
+	space topics.Space
+}
+
+// New returns a client for the deployment whose namespace is space.
+func New(nc *nats.Conn, space topics.Space) *Client {
+	return &Client{nc: nc, space: space}
+}
+
+// Conn returns the underlying connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Space returns the deployment namespace.
+func (c *Client) Space() topics.Space { return c.space }
+
+// Call sends a raw request to subject and decodes the reply envelope,
+// returning its coded error as an *api.Error.
+func (c *Client) Call(ctx context.Context, subject string, req any) (*api.Reply, error) {
+	var body []byte
+	switch r := req.(type) {
+	case []byte:
+		body = r
+	default:
+		b, err := json.Marshal(req)
+		if err != nil {
+			return nil, fmt.Errorf("client: encode request: %w", err)
+		}
+		body = b
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, subject, body)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("no answer on %s: %v", subject, err)}
+	}
+	var rep api.Reply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return nil, fmt.Errorf("client: decode reply: %w", err)
+	}
+	if rep.Error != nil {
+		return &rep, rep.Error
+	}
+	return &rep, nil
+}
+
+func (c *Client) job(ctx context.Context, subject string, req any) (*api.Job, error) {
+	rep, err := c.Call(ctx, subject, req)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Job == nil {
+		return nil, fmt.Errorf("client: reply without a job")
+	}
+	return rep.Job, nil
+}
+
+// Submit creates a job (idempotent for the same id and spec).
+func (c *Client) Submit(ctx context.Context, spec api.Spec) (*api.Job, error) {
+	return c.job(ctx, c.space.APISubmit(), spec)
+}
+
+// Get returns one job.
+func (c *Client) Get(ctx context.Context, id string) (*api.Job, error) {
+	return c.job(ctx, c.space.APIGet(), api.GetRequest{ID: id})
+}
+
+// Cancel asks to cancel a job and returns it (canceling or terminal).
+func (c *Client) Cancel(ctx context.Context, id string) (*api.Job, error) {
+	return c.job(ctx, c.space.APICancel(), api.CancelRequest{ID: id})
+}
+
+// List returns one page of jobs and the cursor of the next ("" at the end).
+func (c *Client) List(ctx context.Context, req api.ListRequest) ([]api.Job, string, error) {
+	rep, err := c.Call(ctx, c.space.APIList(), req)
+	if err != nil {
+		return nil, "", err
+	}
+	return rep.Jobs, rep.Next, nil
+}
+
+// Nodes returns every live job-master and worker node.
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+	rep, err := c.Call(ctx, c.space.APINodes(), struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Nodes, nil
+}
+
+// Workers returns the worker records of a job.
+func (c *Client) Workers(ctx context.Context, id string) ([]api.Worker, error) {
+	rep, err := c.Call(ctx, c.space.APIWorkers(), api.GetRequest{ID: id})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Workers, nil
+}
+
+// SubmitDurable publishes a submission on the durable requests stream; it is
+// accepted even while no job manager runs. The spec must carry an id, which
+// also deduplicates a re-published request.
+func (c *Client) SubmitDurable(ctx context.Context, spec api.Spec) error {
+	if err := topics.ValidateID("job", spec.ID); err != nil {
+		return &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	_, err = js.Publish(ctx, c.space.JobRequests(), b, jetstream.WithMsgID(spec.ID))
+	return err
+}
+
+// Wait blocks until the job is terminal, calling progress (if not nil) with
+// every state it sees. It watches the job's events and re-reads the job, so
+// a missed event only delays it by one poll interval.
+func (c *Client) Wait(ctx context.Context, id string, progress func(*api.Job)) (*api.Job, error) {
+	subj, err := c.space.JobEvents(id)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
+	}
+	ch := make(chan *nats.Msg, 64)
+	sub, err := c.nc.ChanSubscribe(subj, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	poll := time.NewTicker(500 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		j, err := c.Get(ctx, id)
+		if err != nil && api.ErrorCode(err) != api.CodeUnavailable {
+			return nil, err
+		}
+		if j != nil {
+			if progress != nil {
+				progress(j)
+			}
+			if j.State.Terminal() {
+				return j, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-ch:
+		case <-poll.C:
+		}
+	}
+}
