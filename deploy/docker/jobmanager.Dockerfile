@@ -1,0 +1,18 @@
+# Drover job manager: the v1 API over NATS and HTTP, job storage and, on
+# the elected leader, scheduling of job masters.
+# Built by `make images` from a staging directory holding the static
+# binary from bin/; nothing is pulled. Configure with DROVER_* variables
+# (docs/deploy.md).
+FROM scratch
+COPY jobmanager /jobmanager
+ENV DROVER_HTTP_ADDR=:8080 \
+    DROVER_LOG_FORMAT=json
+EXPOSE 8080
+USER 65532:65532
+# /readyz through the binary itself: a scratch image has no curl.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["/jobmanager", "healthcheck"]
+# SIGTERM hands work over to other nodes before exiting; give it time
+# (docker stop -t, compose stop_grace_period).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/jobmanager"]

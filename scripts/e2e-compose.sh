@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# End-to-end test of the docker compose deployment (issue 4): build the
+# images, bring up the 3-node NATS cluster with two job managers, two
+# job-master nodes and scaled workers, submit `counter` jobs through the
+# public API with bin/drover, and while they run:
+#   - scale the workers up to 5 and back down to 2 (SIGTERM hand-over),
+#   - kill -9 a job-master container, then start it again,
+#   - stop a NATS node, then start it again,
+#   - cut a worker container off the network for longer than every timeout,
+#     then reconnect it.
+# Every job must end `finished` with detail.total == workers*target exactly.
+# The project is always torn down with `down -v` (E2E_KEEP=1 keeps it).
+#
+# Everything runs on this machine: the compose network and loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROJECT=${E2E_PROJECT:-drover-e2e}
+# Host ports published by docker-compose.yml; the job manager's HTTP API
+# and the NATS monitoring port move off their usual ports so a `make run`
+# on the same machine does not have to be stopped for them.
+export NATS_HOST_PORT=${NATS_HOST_PORT:-4222}
+export NATS_MONITOR_HOST_PORT=${NATS_MONITOR_HOST_PORT:-18222}
+export HTTP_HOST_PORT=${HTTP_HOST_PORT:-18080}
+NATS_URL="nats://127.0.0.1:${NATS_HOST_PORT}"
+# Longer than every timeout of DESIGN §6 (worker self-fence 8 s, worker
+# declared dead 10 s, master 3 s, lease 5 s).
+PARTITION_SECONDS=${E2E_PARTITION_SECONDS:-20}
+JOB_DEADLINE_SECONDS=${E2E_JOB_DEADLINE_SECONDS:-420}
+
+START=$(date +%s)
+log() { printf '[e2e +%3ds] %s\n' "$(($(date +%s) - START))" "$*"; }
+die() {
+	log "FAIL: $*"
+	exit 1
+}
+
+if docker compose version >/dev/null 2>&1; then
+	COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+	COMPOSE=(docker-compose)
+else
+	die "neither 'docker compose' nor 'docker-compose' is installed"
+fi
+dc() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml "$@"; }
+drover() { bin/drover --nats-url "$NATS_URL" --timeout 10s "$@"; }
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ $rc -ne 0 ]]; then
+		log "failed (exit $rc); state of the project:"
+		dc ps
+		drover list 2>&1 | head -40
+		for svc in nats1 nats2 nats3 jobmanager1 jobmanager2 jobmaster1 jobmaster2 worker; do
+			echo "---- last log lines of $svc"
+			dc logs --no-color --tail=40 "$svc" 2>&1 | tail -80
+		done
+	fi
+	if [[ ${E2E_KEEP:-0} == 1 ]]; then
+		log "E2E_KEEP=1: leaving project $PROJECT up; remove it with: ${COMPOSE[*]} -p $PROJECT down -v"
+	else
+		log "tearing down (down -v)"
+		dc down -v --remove-orphans -t 5 >/dev/null 2>&1
+	fi
+	exit "$rc"
+}
+
+# containers SERVICE: the IDs of the service's running containers.
+containers() {
+	local id
+	for id in $(dc ps -q "$1" 2>/dev/null); do
+		if [[ $(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]]; then
+			echo "$id"
+		fi
+	done
+}
+
+# wait_healthy TIMEOUT SERVICE[=COUNT]...: until each service has COUNT
+# (default 1) running containers, all healthy.
+wait_healthy() {
+	local timeout=$1
+	shift
+	local deadline=$(($(date +%s) + timeout)) spec svc want ids id ok
+	while :; do
+		ok=1
+		for spec in "$@"; do
+			svc=${spec%%=*}
+			want=1
+			[[ $spec == *=* ]] && want=${spec#*=}
+			ids=$(containers "$svc")
+			if [[ $(grep -c . <<<"$ids") -ne $want ]]; then
+				ok=0
+				break
+			fi
+			for id in $ids; do
+				if [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id") != healthy ]]; then
+					ok=0
+					break 2
+				fi
+			done
+		done
+		[[ $ok == 1 ]] && return 0
+		if (($(date +%s) > deadline)); then
+			dc ps
+			die "not healthy after ${timeout}s: $*"
+		fi
+		sleep 2
+	done
+}
+
+# The jobs submitted, and the total each must end with.
+JOBS=()
+declare -A WANT
+
+# submit ID WORKERS TARGET INTERVAL_MS [extra drover submit flags]
+submit() {
+	local id=$1 workers=$2 target=$3 interval=$4
+	shift 4
+	local cfg="{\"workers\":$workers,\"target\":$target,\"interval_ms\":$interval}"
+	drover submit --id "$id" --type counter --config "$cfg" "$@" >/dev/null ||
+		die "submit $id failed"
+	JOBS+=("$id")
+	WANT[$id]=$((workers * target))
+	log "submitted $id: counter $cfg, expecting total ${WANT[$id]}"
+}
+
+# check ID: the job is finished with its exact total.
+check() {
+	drover --json get "$1" | bin/e2echeck -state finished -total "${WANT[$1]}"
+}
+
+# wait_job ID TIMEOUT: until the job is terminal, then check it.
+wait_job() {
+	local id=$1 timeout=$2 deadline state
+	deadline=$(($(date +%s) + timeout))
+	while :; do
+		state=$(drover --json get "$id" 2>/dev/null | bin/e2echeck -state finished 2>&1 || true)
+		case $state in
+		ok:*) break ;;
+		*"state failed"* | *"state canceled"*) die "$state" ;;
+		esac
+		(($(date +%s) > deadline)) && die "job $id not finished after ${timeout}s: $state"
+		sleep 2
+	done
+	check "$id" || die "job $id has the wrong result"
+}
+
+show_nodes() { drover nodes 2>&1 | sed 's/^/    /' || true; }
+
+trap cleanup EXIT
+
+log "building binaries and images"
+make -s images
+go build -o bin/e2echeck ./scripts/e2echeck
+
+log "compose: ${COMPOSE[*]}, project $PROJECT, NATS on $NATS_URL"
+dc down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+dc up -d --scale worker=2
+wait_healthy 180 nats1 nats2 nats3 jobmanager1 jobmanager2 jobmaster1 jobmaster2 worker=2
+log "all services healthy"
+
+# The API answers once a job manager has created its buckets and streams.
+deadline=$(($(date +%s) + 60))
+until drover list >/dev/null 2>&1; do
+	(($(date +%s) > deadline)) && die "the API does not answer on $NATS_URL"
+	sleep 1
+done
+show_nodes
+
+log "--- phase 1: smoke (request/reply and the durable requests stream)"
+submit e2e-smoke 4 100 20
+submit e2e-durable 2 50 20 --durable
+wait_job e2e-smoke 90
+wait_job e2e-durable 90
+
+log "--- phase 2: scale workers 2 -> 5 -> 2"
+submit e2e-scale-a 6 300 100
+submit e2e-scale-b 4 300 100
+dc up -d --no-recreate --scale worker=5
+wait_healthy 120 worker=5
+log "5 worker nodes healthy"
+submit e2e-scale-c 10 200 100
+sleep 8
+show_nodes
+log "scaling down to 2 (SIGTERM: workers handed over)"
+dc up -d --no-recreate -t 30 --scale worker=2
+wait_healthy 60 worker=2
+show_nodes
+
+log "--- phase 3: kill -9 a job-master container"
+submit e2e-master-a 4 300 100
+submit e2e-master-b 4 300 100
+sleep 5
+jm=$(containers jobmaster1)
+[[ -n $jm ]] || die "jobmaster1 is not running"
+docker kill -s KILL "$jm" >/dev/null
+log "killed jobmaster1 ($jm) with SIGKILL"
+sleep 10
+docker start "$jm" >/dev/null
+log "started jobmaster1 again"
+wait_healthy 60 jobmaster1
+
+log "--- phase 4: stop one NATS node and start it again"
+submit e2e-nats 4 300 100
+sleep 5
+dc stop -t 10 nats2
+log "nats2 stopped"
+sleep 10
+dc start nats2
+log "nats2 started"
+wait_healthy 120 nats1 nats2 nats3
+
+log "--- phase 5: cut a worker container off the network for ${PARTITION_SECONDS}s"
+submit e2e-partition 6 400 100
+sleep 6
+wk=$(containers worker | head -1)
+net=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$wk" | awk '{print $1}')
+[[ -n $wk && -n $net ]] || die "no worker container or network found"
+docker network disconnect "$net" "$wk"
+log "disconnected worker $wk from $net"
+sleep "$PARTITION_SECONDS"
+docker network connect "$net" "$wk"
+log "reconnected worker $wk"
+
+log "--- waiting for every job (deadline ${JOB_DEADLINE_SECONDS}s)"
+end=$(($(date +%s) + JOB_DEADLINE_SECONDS))
+for id in "${JOBS[@]}"; do
+	left=$((end - $(date +%s)))
+	((left < 10)) && left=10
+	wait_job "$id" "$left"
+done
+drover list
+
+# The system must still be whole after the faults.
+wait_healthy 120 nats1 nats2 nats3 jobmanager1 jobmanager2 jobmaster1 jobmaster2 worker=2
+log "PASS: ${#JOBS[@]} jobs finished with exact totals through scaling, kill -9, NATS node loss and a network partition"
