@@ -18,6 +18,7 @@ type liveView struct {
 	drawn int // lines currently drawn below the cursor's row (tty)
 	lines []string
 
+	stamp     bool // prefix printed lines with the time (not for JSON)
 	minGap    time.Duration
 	lastLine  map[string]string
 	lastState map[string]string
@@ -27,7 +28,7 @@ type liveView struct {
 
 func newLiveView(w io.Writer, tty bool, width int) *liveView {
 	return &liveView{
-		w: w, tty: tty, width: width,
+		w: w, tty: tty, width: width, stamp: true,
 		minGap:    2 * time.Second,
 		lastLine:  map[string]string{},
 		lastState: map[string]string{},
@@ -59,7 +60,11 @@ func (v *liveView) update(lines []liveLine) {
 		if l.state == v.lastState[l.key] && now.Sub(v.lastAt[l.key]) < v.minGap {
 			continue
 		}
-		fmt.Fprintf(v.w, "%s %s\n", now.Format("15:04:05"), l.text)
+		if v.stamp {
+			fmt.Fprintf(v.w, "%s %s\n", now.Format("15:04:05"), l.text)
+		} else {
+			fmt.Fprintf(v.w, "%s\n", l.text)
+		}
 		v.lastLine[l.key], v.lastState[l.key], v.lastAt[l.key] = l.text, l.state, now
 	}
 }

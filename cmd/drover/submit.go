@@ -45,16 +45,7 @@ func submitCommand() *command {
 		name:    "submit",
 		summary: "Submit a job and print it (id, state); --wait blocks until it ends.",
 		setup: func(fs *flag.FlagSet) runner {
-			f := &submitFlags{selectors: selectorFlag{}}
-			fs.StringVar(&f.typ, "type", "", "job `type` (e.g. counter)")
-			fs.StringVar(&f.config, "config", "", "job config as inline `JSON`")
-			fs.StringVar(&f.configFile, "config-file", "", "read the job config from `file` (- for stdin)")
-			fs.StringVar(&f.id, "id", "", "job `id` (default: chosen by the job manager)")
-			fs.Var(f.selectors, "selector", "job-master node selector `key=value` (repeatable)")
-			fs.StringVar(&f.file, "file", "", "read the whole spec {id,type,config,selectors,restart} from `file` (- for stdin); flags override it")
-			fs.BoolVar(&f.durable, "durable", false, "publish on the durable requests stream (accepted even while no job manager runs; needs --id)")
-			fs.BoolVar(&f.wait, "wait", false, "wait until the job ends, showing progress (exit 3 unless it finished)")
-			fs.DurationVar(&f.waitFor, "wait-timeout", 0, "with --wait, give up after this long (0: never)")
+			f := newSubmitFlags(fs)
 			return func(ctx context.Context, c *cli, args []string) error {
 				if err := requireArgs(args, 0, 0, ""); err != nil {
 					return err
@@ -67,6 +58,20 @@ func submitCommand() *command {
 			}
 		},
 	}
+}
+
+func newSubmitFlags(fs *flag.FlagSet) *submitFlags {
+	f := &submitFlags{selectors: selectorFlag{}}
+	fs.StringVar(&f.typ, "type", "", "job `type` (e.g. counter)")
+	fs.StringVar(&f.config, "config", "", "job config as inline `JSON`")
+	fs.StringVar(&f.configFile, "config-file", "", "read the job config from `file` (- for stdin)")
+	fs.StringVar(&f.id, "id", "", "job `id` (default: chosen by the job manager)")
+	fs.Var(f.selectors, "selector", "job-master node selector `key=value` (repeatable)")
+	fs.StringVar(&f.file, "file", "", "read the whole spec {id,type,config,selectors,restart} from `file` (- for stdin); flags override it")
+	fs.BoolVar(&f.durable, "durable", false, "publish on the durable requests stream (accepted even while no job manager runs; needs --id)")
+	fs.BoolVar(&f.wait, "wait", false, "wait until the job ends, showing progress (exit 3 unless it finished)")
+	fs.DurationVar(&f.waitFor, "wait-timeout", 0, "with --wait, give up after this long (0: never)")
+	return f
 }
 
 // spec builds the job spec from --file and the flags, checking what can be

@@ -69,6 +69,7 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 	}
 	live := !c.g.json || o.events
 	view := newLiveView(c.stdout, c.tty && !c.g.json, termWidth(c.stdout))
+	view.stamp = !c.g.json
 	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for {
