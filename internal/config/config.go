@@ -177,3 +177,22 @@ func sanitize(s string) string {
 	}
 	return strings.Trim(b.String(), "-_")
 }
+
+// ParseLabels parses "k=v,k2=v2" node labels.
+func ParseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: DROVER_LABELS entry %q is not key=value", ErrInvalid, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// NodeTTL is how long a node's presence outlives its last heartbeat.
+func (t Timing) NodeTTL() time.Duration { return 3 * t.Heartbeat }

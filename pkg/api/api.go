@@ -152,6 +152,7 @@ const (
 	EventMasterMoved   = "master_moved"
 	EventWorkerOnline  = "worker_online"
 	EventWorkerOffline = "worker_offline"
+	EventMasterReady   = "master_ready"
 )
 
 // Worker is one worker of a job as the API shows it.

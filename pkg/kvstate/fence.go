@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,9 @@ type Fence struct {
 	key     string
 	subject string
 	rev     atomic.Uint64
+	// mu lets fenced writes run in parallel but never across an update of
+	// the fence's own record, which would make them fail spuriously.
+	mu sync.RWMutex
 }
 
 func (s *Store) newFence(key string, rev uint64) *Fence {
@@ -40,6 +44,8 @@ func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []b
 	if key == f.key {
 		return 0, fmt.Errorf("kvstate: fenced write to the fence's own record %s", key)
 	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	m := nats.NewMsg(s.statePrefix + key)
 	m.Data = val
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.Rev(), 10))
@@ -61,6 +67,8 @@ func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []b
 func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	rev, err := s.state.Update(ctx, f.key, val, f.Rev())
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: record %s moved past %d", ErrStaleEpoch, f.key, f.Rev())

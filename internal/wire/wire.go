@@ -1,0 +1,180 @@
+// Package wire holds Drover's internal protocol: the headers every message
+// between job manager, masters, workers and nodes carries, and the bodies
+// of the node control requests. None of it is public API.
+package wire
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+// Headers. Every message carries its sender's epoch so a receiver can drop
+// what a stale incarnation sends (DESIGN §4).
+const (
+	HdrKind        = "Drover-Kind"
+	HdrEpoch       = "Drover-Epoch"        // master epoch
+	HdrWorker      = "Drover-Worker"       // worker id
+	HdrWorkerEpoch = "Drover-Worker-Epoch" // worker incarnation
+	HdrTopic       = "Drover-Topic"        // business message topic
+	HdrNode        = "Drover-Node"
+	HdrReason      = "Drover-Reason"
+)
+
+// Message kinds.
+const (
+	// worker → master
+	KindHeartbeat = "hb"
+	KindStatus    = "status"
+	KindMessage   = "msg"
+	KindExit      = "exit"
+	KindLeaving   = "leaving"
+	// master → worker
+	KindAck  = "ack"
+	KindStop = "stop"
+	// master → all workers of a job
+	KindNewMaster = "master"
+	KindJobEnded  = "ended"
+	// job manager → master
+	KindCancel = "cancel"
+	// job manager → job-master node
+	KindAssign     = "assign"
+	KindStopMaster = "stop-master"
+	// master → worker node
+	KindCreate     = "create"
+	KindStopWorker = "stop-worker"
+	// job-master node / master → job manager
+	KindNodeHeartbeat = "node-hb"
+	KindMasterExit    = "master-exit"
+	KindHandover      = "handover"
+)
+
+// NewMsg builds a message of kind to subject with the sender's master epoch.
+func NewMsg(subject, kind string, epoch uint64, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(HdrKind, kind)
+	m.Header.Set(HdrEpoch, strconv.FormatUint(epoch, 10))
+	m.Data = data
+	return m
+}
+
+// Uint reads a numeric header, 0 if absent or malformed.
+func Uint(m *nats.Msg, key string) uint64 {
+	if m.Header == nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(m.Header.Get(key), 10, 64)
+	return v
+}
+
+// SetUint sets a numeric header.
+func SetUint(m *nats.Msg, key string, v uint64) {
+	m.Header.Set(key, strconv.FormatUint(v, 10))
+}
+
+// Kind returns the kind header.
+func Kind(m *nats.Msg) string {
+	if m.Header == nil {
+		return ""
+	}
+	return m.Header.Get(HdrKind)
+}
+
+// Assign asks a job-master node to run a job's master under a new epoch.
+type Assign struct {
+	Job   api.Job `json:"job"`
+	Epoch uint64  `json:"epoch"`
+	// Rev is the master record revision the leader wrote: the master's fence.
+	Rev uint64 `json:"rev"`
+}
+
+// StopMaster asks a node to stop a job's master incarnations up to Epoch
+// without any write (it is fenced or handed over).
+type StopMaster struct {
+	Job   string `json:"job"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// CreateWorker asks a worker node to start one worker incarnation.
+type CreateWorker struct {
+	Job         string          `json:"job"`
+	Worker      string          `json:"worker"`
+	Type        string          `json:"type"`
+	Config      json.RawMessage `json:"config,omitempty"`
+	Epoch       uint64          `json:"epoch"`
+	Rev         uint64          `json:"rev"`
+	MasterEpoch uint64          `json:"master_epoch"`
+}
+
+// StopWorker asks a worker node to stop a worker incarnation up to Epoch.
+type StopWorker struct {
+	Job    string `json:"job"`
+	Worker string `json:"worker"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+// MasterRef names one master incarnation.
+type MasterRef struct {
+	Job   string `json:"job"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// NodeHeartbeat is a job-master node's liveness report: the masters it runs.
+type NodeHeartbeat struct {
+	Node    string      `json:"node"`
+	Masters []MasterRef `json:"masters"`
+}
+
+// Handover tells the leader a job-master node is leaving: move these now.
+type Handover struct {
+	Node    string      `json:"node"`
+	Masters []MasterRef `json:"masters"`
+}
+
+// MasterExit tells the leader a master has written its exit.
+type MasterExit struct {
+	Job   string `json:"job"`
+	Epoch uint64 `json:"epoch"`
+	State string `json:"state"`
+}
+
+// WorkerExit is the body of a worker's exit message.
+type WorkerExit struct {
+	State  string          `json:"state"`
+	Error  *api.Error      `json:"error,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// ControlReply answers a node control request.
+type ControlReply struct {
+	OK    bool       `json:"ok"`
+	Error *api.Error `json:"error,omitempty"`
+}
+
+// Marshal encodes v; the types here always encode.
+func Marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("wire: " + err.Error())
+	}
+	return b
+}
+
+// HTTPRequest is an HTTP request forwarded by the job manager to a master.
+type HTTPRequest struct {
+	Method string              `json:"method"`
+	Path   string              `json:"path"`
+	Query  string              `json:"query,omitempty"`
+	Header map[string][]string `json:"header,omitempty"`
+	Body   []byte              `json:"body,omitempty"`
+}
+
+// HTTPResponse is a master's answer to a forwarded HTTP request.
+type HTTPResponse struct {
+	Status int                 `json:"status"`
+	Header map[string][]string `json:"header,omitempty"`
+	Body   []byte              `json:"body,omitempty"`
+}

@@ -1,0 +1,15 @@
+// Package builtin registers Drover's built-in job types; the stock
+// job-manager, job-master and worker binaries all use it.
+package builtin
+
+import (
+	"github.com/drover-run/drover/jobs/counter"
+	"github.com/drover-run/drover/pkg/framework"
+)
+
+// Registry returns a registry holding every built-in job type.
+func Registry() *framework.Registry {
+	r := framework.NewRegistry()
+	r.MustRegister(counter.Type())
+	return r
+}

@@ -1,0 +1,245 @@
+// Package framework is Drover's SDK for job authors: the interfaces a job
+// type implements (JobMaster, Worker), the handles the runtime gives them
+// (MasterHandle, WorkerHandle), and the registry of job types that the
+// job-master and worker nodes run. It also holds the runtimes that drive
+// one master or one worker incarnation, so a custom binary needs nothing
+// but this package and the node services.
+//
+// Every callback of a master runs on that master's single loop goroutine,
+// and every callback of a worker on its worker's loop: job code needs no
+// locks of its own.
+package framework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// ExitReason is how a master or worker ends.
+type ExitReason string
+
+// Exit reasons.
+const (
+	ExitFinished ExitReason = "finished"
+	ExitFailed   ExitReason = "failed"
+	ExitCanceled ExitReason = "canceled"
+)
+
+// Offline reasons passed to OnWorkerOffline besides the exit reasons.
+const (
+	OfflineTimeout        = "heartbeat_timeout"
+	OfflineNodeLeaving    = "node_leaving"
+	OfflineDispatchFailed = "dispatch_failed"
+	OfflineLost           = "lost"
+)
+
+// Sentinel errors.
+var (
+	ErrFenced        = errors.New("framework: fenced by a newer epoch")
+	ErrSelfFenced    = errors.New("framework: no acknowledged heartbeat within worker_self_fence")
+	ErrStopped       = errors.New("framework: stopped")
+	ErrWorkerExists  = errors.New("framework: worker already live")
+	ErrUnknownWorker = errors.New("framework: unknown worker")
+	ErrNoCapacity    = errors.New("framework: no worker node with free capacity matches")
+	ErrUnknownType   = errors.New("framework: unknown type")
+	ErrNotReady      = errors.New("framework: master not ready")
+	ErrExited        = errors.New("framework: exited")
+)
+
+// permanent marks an error that a restart cannot fix.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Permanent marks err as non-retryable: a master exiting failed with it
+// fails the job at once instead of being restarted.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
+// WorkerInfo is what a master knows of one of its workers.
+type WorkerInfo struct {
+	ID     string          `json:"id"`
+	Type   string          `json:"type"`
+	Node   string          `json:"node"`
+	Epoch  uint64          `json:"epoch"`
+	State  string          `json:"state"`
+	Reason string          `json:"reason,omitempty"`
+	Status json.RawMessage `json:"status,omitempty"`
+	Config json.RawMessage `json:"config,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// Live reports whether the worker incarnation is created or online.
+func (w WorkerInfo) Live() bool { return w.State == "created" || w.State == "online" }
+
+// KV is a job's business key/value state. Keys are dot-separated tokens of
+// [A-Za-z0-9_-]; a job never sees another job's keys. Every write is fenced
+// by the writer's epoch: once a newer incarnation exists it fails with an
+// error wrapping ErrFenced-equivalent kvstate.ErrStaleEpoch, and the
+// runtime stops the stale writer.
+type KV interface {
+	Get(ctx context.Context, key string) ([]byte, uint64, error)
+	Put(ctx context.Context, key string, val []byte) (uint64, error)
+	Delete(ctx context.Context, key string) error
+	Keys(ctx context.Context, prefix string) ([]string, error)
+}
+
+// Router registers a master's HTTP routes, served under
+// /api/v1/jobs/{id}/ on the job manager and forwarded to the master.
+// Patterns are net/http ServeMux patterns relative to that prefix, e.g.
+// "GET /status".
+type Router interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
+
+// CreateOption tunes CreateWorker.
+type CreateOption func(*createOptions) error
+
+type createOptions struct {
+	id        string
+	selectors map[string]string
+}
+
+// WithWorkerID gives the worker a stable id. Creating an id whose previous
+// incarnation has ended starts a new incarnation (a higher worker epoch),
+// which fences the old one.
+func WithWorkerID(id string) CreateOption {
+	return func(o *createOptions) error { o.id = id; return nil }
+}
+
+// WithSelectors places the worker only on nodes whose labels match.
+func WithSelectors(sel map[string]string) CreateOption {
+	return func(o *createOptions) error { o.selectors = sel; return nil }
+}
+
+// MasterHandle is what the runtime gives a job master.
+type MasterHandle interface {
+	JobID() string
+	JobType() string
+	Config() json.RawMessage
+	// Epoch is this master incarnation's epoch (CurrentEpoch).
+	Epoch() uint64
+	KV() KV
+	Logger() *zap.Logger
+	// Metrics registers job metrics; they carry job_type and job labels.
+	Metrics() prometheus.Registerer
+	// Workers returns every worker the master knows (GetWorkers).
+	Workers() []WorkerInfo
+	Worker(id string) (WorkerInfo, bool)
+	// CreateWorker places and starts a worker; the outcome reaches
+	// OnWorkerDispatched. It returns the worker id.
+	CreateWorker(ctx context.Context, workerType string, config any, opts ...CreateOption) (string, error)
+	// UpdateJobStatus persists detail as the job's detail (shown by get).
+	UpdateJobStatus(ctx context.Context, detail any) error
+	// SendMessage sends a business message to one worker's OnMasterMessage.
+	SendMessage(ctx context.Context, workerID, topic string, payload []byte) error
+	// Exit ends the master: it stops the workers, persists reason, err and
+	// detail, and tells the job manager at once.
+	Exit(reason ExitReason, err error, detail any)
+	// IsMasterReady is false after a recovery until every live worker has
+	// re-attached to this epoch or timed out.
+	IsMasterReady() bool
+}
+
+// JobMaster is implemented by a job type's master. Embed BaseJobMaster for
+// no-op defaults.
+type JobMaster interface {
+	// Init runs on a job's first start (InitImpl).
+	Init(ctx context.Context) error
+	// Tick runs every TickInterval.
+	Tick(ctx context.Context) error
+	// OnMasterRecovered runs instead of Init when the master restarts with a
+	// new epoch; the workers are then re-announced (OnWorkerOnline for each
+	// live one as it re-attaches, OnWorkerOffline for each that ended).
+	OnMasterRecovered(ctx context.Context) error
+	OnWorkerDispatched(w WorkerInfo, err error) error
+	OnWorkerOnline(w WorkerInfo) error
+	OnWorkerOffline(w WorkerInfo, reason string) error
+	OnWorkerStatusUpdated(w WorkerInfo, status json.RawMessage) error
+	OnWorkerMessage(w WorkerInfo, topic string, payload []byte) error
+	// OnCancel runs once when the job is canceled; the default exits canceled.
+	OnCancel(ctx context.Context) error
+	OnOpenAPIInitialized(r Router)
+	// Close runs after Exit (CloseImpl).
+	Close(ctx context.Context) error
+	// Stop runs when the master is stopped without exiting: fenced, handed
+	// over or node shutdown (StopImpl). It must not write state.
+	Stop(ctx context.Context)
+}
+
+// Worker is implemented by a job type's worker. Embed BaseWorker for defaults.
+type Worker interface {
+	Init(ctx context.Context) error
+	Tick(ctx context.Context) error
+	OnMasterMessage(ctx context.Context, topic string, payload []byte) error
+	Close(ctx context.Context) error
+}
+
+// TickIntervaler may be implemented by a JobMaster or Worker to choose its tick.
+type TickIntervaler interface {
+	TickInterval() time.Duration
+}
+
+// WorkerHandle is what the runtime gives a worker.
+type WorkerHandle interface {
+	JobID() string
+	WorkerID() string
+	// Epoch is this worker incarnation's epoch.
+	Epoch() uint64
+	Config() json.RawMessage
+	KV() KV
+	Logger() *zap.Logger
+	// UpdateStatus persists status in the worker record and reports it to
+	// the master (OnWorkerStatusUpdated).
+	UpdateStatus(ctx context.Context, status any) error
+	// SendMessage sends a business message to the master's OnWorkerMessage.
+	SendMessage(ctx context.Context, topic string, payload []byte) error
+	// Exit ends the worker and reports it to the master (OnWorkerOffline).
+	Exit(reason ExitReason, err error, detail any)
+}
+
+// BaseJobMaster gives no-op defaults; embed it and keep the handle in H.
+type BaseJobMaster struct{ H MasterHandle }
+
+func (BaseJobMaster) Init(context.Context) error                              { return nil }
+func (BaseJobMaster) Tick(context.Context) error                              { return nil }
+func (BaseJobMaster) OnMasterRecovered(context.Context) error                 { return nil }
+func (BaseJobMaster) OnWorkerDispatched(WorkerInfo, error) error              { return nil }
+func (BaseJobMaster) OnWorkerOnline(WorkerInfo) error                         { return nil }
+func (BaseJobMaster) OnWorkerOffline(WorkerInfo, string) error                { return nil }
+func (BaseJobMaster) OnWorkerStatusUpdated(WorkerInfo, json.RawMessage) error { return nil }
+func (BaseJobMaster) OnWorkerMessage(WorkerInfo, string, []byte) error        { return nil }
+func (BaseJobMaster) OnOpenAPIInitialized(Router)                             {}
+func (BaseJobMaster) Close(context.Context) error                             { return nil }
+func (BaseJobMaster) Stop(context.Context)                                    {}
+
+// OnCancel exits canceled.
+func (b BaseJobMaster) OnCancel(context.Context) error {
+	b.H.Exit(ExitCanceled, nil, nil)
+	return nil
+}
+
+// BaseWorker gives no-op defaults; embed it and keep the handle in H.
+type BaseWorker struct{ H WorkerHandle }
+
+func (BaseWorker) Init(context.Context) error                            { return nil }
+func (BaseWorker) Tick(context.Context) error                            { return nil }
+func (BaseWorker) OnMasterMessage(context.Context, string, []byte) error { return nil }
+func (BaseWorker) Close(context.Context) error                           { return nil }

@@ -1,0 +1,667 @@
+package framework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// MasterDeps is what a job-master node gives every master it runs.
+type MasterDeps struct {
+	NC     *nats.Conn
+	Store  *kvstate.Store
+	Placer *Placer
+	Log    *zap.Logger
+	// Registerer receives job authors' metrics (wrapped with job labels).
+	Registerer prometheus.Registerer
+	Metrics    *Metrics
+	Node       string
+	// WorkerTimeout is how long a worker may stay silent before it is
+	// declared lost (DESIGN §4).
+	WorkerTimeout time.Duration
+	// DispatchTimeout bounds the create request to a worker node.
+	DispatchTimeout time.Duration
+}
+
+// Assignment is one master incarnation to run: the job, its epoch, and the
+// master record revision the leader wrote with it (the fence).
+type Assignment struct {
+	Job   api.Job
+	Epoch uint64
+	Rev   uint64
+}
+
+// scanInterval is how often a master checks worker timeouts and readiness.
+const scanInterval = 50 * time.Millisecond
+
+// maxParallelDispatch bounds concurrent worker placements of one master.
+const maxParallelDispatch = 128
+
+// MasterRuntime drives one master incarnation: the job type's JobMaster,
+// its workers' heartbeats and its fenced writes.
+type MasterRuntime struct {
+	deps  MasterDeps
+	jt    JobType
+	job   api.Job
+	epoch uint64
+	fence *kvstate.Fence
+	rec   *kvstate.MasterRecord
+	log   *zap.Logger
+	space topics.Space
+	inbox string
+	kv    *kvstate.Business
+	reg   *trackingRegisterer
+	impl  JobMaster
+
+	mu      sync.Mutex
+	workers map[string]*mworker
+	// epochs remembers the last epoch of every worker id, ended or not.
+	epochs  map[string]uint64
+	queue   []*nats.Msg
+	online  []string
+	seq     int
+	exitReq *exitRequest
+
+	signal   chan struct{}
+	calls    chan func()
+	stopOnce sync.Once
+	stopCh   chan struct{}
+	fencedCh chan error
+	sem      chan struct{}
+	ready    atomic.Bool
+	canceled bool
+	started  time.Time
+	ctx      context.Context
+}
+
+type mworker struct {
+	info     WorkerInfo
+	inbox    string
+	lastSeen time.Time
+	// attached: this incarnation heartbeated to this master.
+	attached bool
+	// announced: OnWorkerOnline was delivered for this incarnation.
+	announced bool
+	// recovering: loaded at recovery, readiness waits for it.
+	recovering bool
+}
+
+type exitRequest struct {
+	reason ExitReason
+	err    error
+	detail any
+}
+
+// NewMasterRuntime prepares a master incarnation; Run starts it.
+func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime, error) {
+	space := deps.Store.Space()
+	inbox, err := space.MasterInbox(a.Job.ID)
+	if err != nil {
+		return nil, err
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(nil)
+	}
+	m := &MasterRuntime{
+		deps:  deps,
+		jt:    jt,
+		job:   a.Job,
+		epoch: a.Epoch,
+		fence: deps.Store.MasterFence(a.Job.ID, a.Rev),
+		log: deps.Log.With(zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch),
+			zap.String("job_type", a.Job.Type)),
+		space:    space,
+		inbox:    inbox,
+		workers:  map[string]*mworker{},
+		epochs:   map[string]uint64{},
+		signal:   make(chan struct{}, 1),
+		calls:    make(chan func(), 1024),
+		stopCh:   make(chan struct{}),
+		fencedCh: make(chan error, 1),
+		sem:      make(chan struct{}, maxParallelDispatch),
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
+		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
+	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onStale)
+	return m, nil
+}
+
+// Epoch returns the incarnation's epoch.
+func (m *MasterRuntime) Epoch() uint64 { return m.epoch }
+
+// JobID returns the job id.
+func (m *MasterRuntime) JobID() string { return m.job.ID }
+
+// Stop ends the incarnation without any write (hand-over, forced stop).
+func (m *MasterRuntime) Stop() { m.stopOnce.Do(func() { close(m.stopCh) }) }
+
+func (m *MasterRuntime) onStale(err error) {
+	select {
+	case m.fencedCh <- err:
+	default:
+	}
+}
+
+// post runs f on the master's loop.
+func (m *MasterRuntime) post(f func()) {
+	select {
+	case m.calls <- f:
+	case <-m.stopCh:
+	}
+}
+
+func (m *MasterRuntime) wake() {
+	select {
+	case m.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the master until it exits (nil), is fenced (ErrFenced) or is
+// stopped (ErrStopped).
+func (m *MasterRuntime) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.ctx = ctx
+	m.started = time.Now()
+	defer m.reg.unregisterAll()
+
+	rec, rev, err := m.deps.Store.GetMaster(ctx, m.job.ID)
+	if err != nil {
+		return fmt.Errorf("load master record: %w", err)
+	}
+	if rec.Epoch != m.epoch || rev != m.fence.Rev() {
+		m.log.Warn("master record moved before start", zap.Uint64("record_epoch", rec.Epoch))
+		return fmt.Errorf("%w: record at epoch %d", ErrFenced, rec.Epoch)
+	}
+	m.rec = rec
+
+	sub, err := m.deps.NC.Subscribe(m.inbox, m.onInbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	sub.SetPendingLimits(-1, -1)
+
+	m.impl, err = m.jt.NewMaster(&masterHandle{m: m})
+	if err != nil {
+		return m.exit(ExitFailed, Permanent(fmt.Errorf("build master: %w", err)), nil)
+	}
+	router := newRouter()
+	m.impl.OnOpenAPIInitialized(router)
+	if httpSubj, err := m.space.MasterHTTP(m.job.ID); err == nil {
+		hs, err := m.deps.NC.Subscribe(httpSubj, func(msg *nats.Msg) { m.serveHTTP(router, msg) })
+		if err == nil {
+			defer func() { _ = hs.Unsubscribe() }()
+		}
+	}
+
+	workers, err := m.deps.Store.ListWorkers(ctx, m.job.ID)
+	if err != nil {
+		return fmt.Errorf("load worker records: %w", err)
+	}
+	recovering := m.rec.Initialized
+	var ended []WorkerInfo
+	m.mu.Lock()
+	for _, we := range workers {
+		r := we.Record
+		m.epochs[r.ID] = r.Epoch
+		if !recovering {
+			continue // leftovers of an Init that never completed: re-created by Init
+		}
+		info := infoFromRecord(&r)
+		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live()}
+		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
+		m.workers[r.ID] = w
+		if !info.Live() {
+			ended = append(ended, info)
+		}
+	}
+	m.mu.Unlock()
+
+	if recovering {
+		m.deps.Metrics.MasterRecoveries.Inc()
+		m.log.Info("master recovering", zap.Int("workers", len(workers)))
+		// Tell workers at once, so they re-attach without waiting a heartbeat.
+		if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
+			_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindNewMaster, m.epoch, nil))
+		}
+		if err := m.call(func() error { return m.impl.OnMasterRecovered(ctx) }); err != nil {
+			return m.exit(ExitFailed, err, nil)
+		}
+	} else {
+		m.log.Info("master initializing")
+		if err := m.call(func() error { return m.impl.Init(ctx) }); err != nil {
+			return m.exit(ExitFailed, err, nil)
+		}
+		m.rec.Initialized = true
+	}
+	if m.exitReq != nil {
+		return m.exit(m.exitReq.reason, m.exitReq.err, m.exitReq.detail)
+	}
+	m.rec.State = kvstate.MasterRunning
+	if err := m.deps.Store.PutMaster(ctx, m.fence, m.rec); err != nil {
+		return m.writeFailed(err)
+	}
+	for _, info := range ended {
+		if err := m.call(func() error { return m.impl.OnWorkerOffline(info, offlineReason(info)) }); err != nil {
+			return m.exit(ExitFailed, err, nil)
+		}
+	}
+	m.checkReady()
+	return m.loop(ctx)
+}
+
+func (m *MasterRuntime) loop(ctx context.Context) error {
+	tick := time.NewTicker(tickInterval(m.impl, 100*time.Millisecond))
+	defer tick.Stop()
+	scan := time.NewTicker(scanInterval)
+	defer scan.Stop()
+	for {
+		if m.exitReq != nil {
+			return m.exit(m.exitReq.reason, m.exitReq.err, m.exitReq.detail)
+		}
+		select {
+		case <-ctx.Done():
+			m.impl.Stop(context.Background())
+			return ErrStopped
+		case <-m.stopCh:
+			m.log.Info("master stopped")
+			m.impl.Stop(context.Background())
+			return ErrStopped
+		case err := <-m.fencedCh:
+			return m.fenced(err)
+		case f := <-m.calls:
+			f()
+		case <-m.signal:
+			if err := m.drain(ctx); err != nil {
+				return m.exit(ExitFailed, err, nil)
+			}
+		case <-scan.C:
+			if err := m.scan(ctx); err != nil {
+				if errors.Is(err, kvstate.ErrStaleEpoch) {
+					return m.fenced(err)
+				}
+				return m.exit(ExitFailed, err, nil)
+			}
+		case <-tick.C:
+			if err := m.call(func() error { return m.impl.Tick(ctx) }); err != nil {
+				return m.exit(ExitFailed, err, nil)
+			}
+		}
+	}
+}
+
+// call runs a job callback; an error it returns fails the master, and a
+// fenced write inside it surfaces through fencedCh.
+func (m *MasterRuntime) call(f func() error) error {
+	err := f()
+	if errors.Is(err, kvstate.ErrStaleEpoch) {
+		m.onStale(err)
+		return nil
+	}
+	return err
+}
+
+// onInbox runs on the NATS goroutine: heartbeats are answered here so a
+// busy job callback never starves them; everything else goes to the loop.
+func (m *MasterRuntime) onInbox(msg *nats.Msg) {
+	kind := wire.Kind(msg)
+	if kind == wire.KindCancel || kind == "" {
+		m.enqueue(msg)
+		return
+	}
+	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
+		m.onStale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
+		return
+	}
+	if kind != wire.KindHeartbeat {
+		m.enqueue(msg)
+		return
+	}
+	m.deps.Metrics.HeartbeatsReceived.Inc()
+	id := msg.Header.Get(wire.HdrWorker)
+	we := wire.Uint(msg, wire.HdrWorkerEpoch)
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || w.info.Epoch != we || !w.info.Live() {
+		m.mu.Unlock()
+		if w == nil || we <= w.info.Epoch {
+			m.stopWorker(id, we)
+		}
+		return
+	}
+	w.lastSeen = time.Now()
+	if !w.attached {
+		w.attached = true
+		m.online = append(m.online, id)
+		m.wake()
+	}
+	inbox := w.inbox
+	m.mu.Unlock()
+	ack := wire.NewMsg(inbox, wire.KindAck, m.epoch, nil)
+	wire.SetUint(ack, wire.HdrWorkerEpoch, we)
+	_ = m.deps.NC.PublishMsg(ack)
+}
+
+func (m *MasterRuntime) enqueue(msg *nats.Msg) {
+	m.mu.Lock()
+	m.queue = append(m.queue, msg)
+	m.mu.Unlock()
+	m.wake()
+}
+
+// stopWorker tells a worker incarnation it is not (or no longer) wanted.
+func (m *MasterRuntime) stopWorker(id string, epoch uint64) {
+	inbox, err := m.space.WorkerInbox(m.job.ID, id)
+	if err != nil {
+		return
+	}
+	msg := wire.NewMsg(inbox, wire.KindStop, m.epoch, nil)
+	wire.SetUint(msg, wire.HdrWorkerEpoch, epoch)
+	_ = m.deps.NC.PublishMsg(msg)
+}
+
+// drain delivers queued worker events to the job on the loop.
+func (m *MasterRuntime) drain(ctx context.Context) error {
+	m.mu.Lock()
+	queue, online := m.queue, m.online
+	m.queue, m.online = nil, nil
+	m.mu.Unlock()
+	for _, id := range online {
+		m.mu.Lock()
+		w := m.workers[id]
+		if w == nil || w.announced || !w.info.Live() {
+			m.mu.Unlock()
+			continue
+		}
+		w.announced, w.recovering = true, false
+		w.info.State = string(kvstate.WorkerOnline)
+		info := w.info
+		m.mu.Unlock()
+		m.deps.Metrics.WorkerOnlines.Inc()
+		m.event(api.EventWorkerOnline, info.ID, "")
+		if err := m.call(func() error { return m.impl.OnWorkerOnline(info) }); err != nil {
+			return err
+		}
+	}
+	for _, msg := range queue {
+		if err := m.handle(ctx, msg); err != nil {
+			return err
+		}
+		if m.exitReq != nil {
+			return nil
+		}
+	}
+	m.checkReady()
+	return nil
+}
+
+// handle processes one non-heartbeat message on the loop.
+func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
+	kind := wire.Kind(msg)
+	if kind == wire.KindCancel {
+		if m.canceled {
+			return nil
+		}
+		m.canceled = true
+		m.log.Info("master canceling")
+		return m.call(func() error { return m.impl.OnCancel(ctx) })
+	}
+	id := msg.Header.Get(wire.HdrWorker)
+	we := wire.Uint(msg, wire.HdrWorkerEpoch)
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || w.info.Epoch != we || !w.info.Live() {
+		m.mu.Unlock()
+		return nil // a stale incarnation's message is dropped
+	}
+	w.lastSeen = time.Now()
+	switch kind {
+	case wire.KindStatus:
+		w.info.Status = append(json.RawMessage(nil), msg.Data...)
+		info := w.info
+		m.mu.Unlock()
+		return m.call(func() error { return m.impl.OnWorkerStatusUpdated(info, info.Status) })
+	case wire.KindMessage:
+		info := w.info
+		m.mu.Unlock()
+		return m.call(func() error {
+			return m.impl.OnWorkerMessage(info, msg.Header.Get(wire.HdrTopic), msg.Data)
+		})
+	case wire.KindExit:
+		var ex wire.WorkerExit
+		_ = json.Unmarshal(msg.Data, &ex)
+		if ex.State == "" {
+			ex.State = string(kvstate.WorkerFinished)
+		}
+		w.info.State, w.info.Reason, w.info.Detail = ex.State, ex.State, ex.Detail
+		info := w.info
+		m.mu.Unlock()
+		return m.offline(info, ex.State)
+	case wire.KindLeaving:
+		m.mu.Unlock()
+		if node := msg.Header.Get(wire.HdrNode); node != "" && m.deps.Placer != nil {
+			m.deps.Placer.MarkLeaving(node)
+		}
+		return m.declareLost(ctx, id, we, OfflineNodeLeaving)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// offline reports an ended worker to the job.
+func (m *MasterRuntime) offline(info WorkerInfo, reason string) error {
+	m.deps.Metrics.WorkerOfflines.WithLabelValues(reason).Inc()
+	m.event(api.EventWorkerOffline, info.ID, reason)
+	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch), zap.String("reason", reason))
+	return m.call(func() error { return m.impl.OnWorkerOffline(info, reason) })
+}
+
+// declareLost ends a worker incarnation the master can no longer count on.
+// Its record is written as lost under the master's fence, which is what
+// fences the incarnation if it is still alive somewhere.
+func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64, reason string) error {
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || w.info.Epoch != epoch || !w.info.Live() {
+		m.mu.Unlock()
+		return nil
+	}
+	info := w.info
+	m.mu.Unlock()
+
+	state := kvstate.WorkerLost
+	if rec, _, err := m.deps.Store.GetWorker(ctx, m.job.ID, id); err == nil && rec.Epoch == epoch && rec.State.Ended() {
+		// It ended on its own and the exit message was lost: keep its word.
+		state, reason = rec.State, string(rec.State)
+		info.Detail = rec.Detail
+	} else {
+		r := recordFromInfo(m.job.ID, &info)
+		r.State, r.Reason = kvstate.WorkerLost, reason
+		if _, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, r); err != nil {
+			return m.writeFailed(err)
+		}
+	}
+	m.stopWorker(id, epoch)
+	m.mu.Lock()
+	w.info.State, w.info.Reason, w.info.Detail = string(state), reason, info.Detail
+	info = w.info
+	m.mu.Unlock()
+	return m.offline(info, reason)
+}
+
+// scan declares silent workers lost and updates readiness.
+func (m *MasterRuntime) scan(ctx context.Context) error {
+	now := time.Now()
+	var silent []*mworker
+	m.mu.Lock()
+	for _, w := range m.workers {
+		if w.info.Live() && now.Sub(w.lastSeen) > m.deps.WorkerTimeout {
+			silent = append(silent, w)
+		}
+	}
+	m.mu.Unlock()
+	for _, w := range silent {
+		m.deps.Metrics.HeartbeatsMissed.Inc()
+		if err := m.declareLost(ctx, w.info.ID, w.info.Epoch, OfflineTimeout); err != nil {
+			return err
+		}
+	}
+	m.checkReady()
+	return nil
+}
+
+func (m *MasterRuntime) checkReady() {
+	if m.ready.Load() {
+		return
+	}
+	m.mu.Lock()
+	for _, w := range m.workers {
+		if w.recovering && w.info.Live() {
+			m.mu.Unlock()
+			return
+		}
+	}
+	m.mu.Unlock()
+	m.ready.Store(true)
+	took := time.Since(m.started)
+	m.deps.Metrics.MasterReadySeconds.Observe(took.Seconds())
+	m.log.Info("master ready", zap.Duration("took", took))
+	m.event(api.EventMasterReady, "", "")
+}
+
+// writeFailed turns a failed write into the right end: fenced if stale.
+func (m *MasterRuntime) writeFailed(err error) error {
+	if errors.Is(err, kvstate.ErrStaleEpoch) {
+		return m.fenced(err)
+	}
+	return err
+}
+
+func (m *MasterRuntime) fenced(err error) error {
+	m.deps.Metrics.FencedWrites.WithLabelValues("master").Inc()
+	m.log.Warn("master fenced by a newer epoch, stopping", zap.Error(err))
+	m.impl.Stop(context.Background())
+	return fmt.Errorf("%w: %v", ErrFenced, err)
+}
+
+// exit persists the master's end, stops its workers and tells the leader.
+func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	var live []*mworker
+	for _, w := range m.workers {
+		if w.info.Live() {
+			live = append(live, w)
+		}
+	}
+	m.mu.Unlock()
+	for _, w := range live {
+		m.stopWorker(w.info.ID, w.info.Epoch)
+	}
+	if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
+		_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, m.epoch, nil))
+	}
+	m.rec.State = kvstate.MasterState(reason)
+	m.rec.Error, m.rec.Retryable = nil, false
+	if cause != nil {
+		m.rec.Error = api.AsError(cause)
+		if m.rec.Error.Code == api.CodeInternal && reason == ExitFailed {
+			m.rec.Error = &api.Error{Code: api.CodeFailedPrecondition, Message: cause.Error()}
+		}
+		m.rec.Retryable = !IsPermanent(cause)
+	}
+	if detail != nil {
+		b, err := marshalAny(detail)
+		if err != nil {
+			m.log.Error("exit detail not JSON", zap.Error(err))
+		} else {
+			m.rec.Detail = b
+		}
+	}
+	if err := m.deps.Store.PutMaster(ctx, m.fence, m.rec); err != nil {
+		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			return m.fenced(err)
+		}
+		m.log.Error("persist master exit", zap.Error(err))
+		return err
+	}
+	m.log.Info("master exited", zap.String("reason", string(reason)), zap.Error(cause))
+	_ = m.deps.NC.PublishMsg(wire.NewMsg(m.space.ManagerControl(), wire.KindMasterExit, m.epoch,
+		wire.Marshal(wire.MasterExit{Job: m.job.ID, Epoch: m.epoch, State: string(reason)})))
+	if m.impl != nil {
+		if err := m.impl.Close(ctx); err != nil {
+			m.log.Warn("master close", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+func (m *MasterRuntime) event(kind, worker, reason string) {
+	subj, err := m.space.JobEvents(m.job.ID)
+	if err != nil {
+		return
+	}
+	ev := api.Event{Job: m.job.ID, Kind: kind, Epoch: m.epoch, Node: m.deps.Node, Worker: worker, Reason: reason, Time: time.Now().UTC()}
+	_ = m.deps.NC.Publish(subj, wire.Marshal(ev))
+}
+
+func tickInterval(v any, def time.Duration) time.Duration {
+	if t, ok := v.(TickIntervaler); ok {
+		if d := t.TickInterval(); d > 0 {
+			return d
+		}
+	}
+	return def
+}
+
+func marshalAny(v any) (json.RawMessage, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		return x, nil
+	case []byte:
+		if !json.Valid(x) {
+			return nil, fmt.Errorf("framework: payload is not JSON")
+		}
+		return x, nil
+	}
+	return json.Marshal(v)
+}
+
+func infoFromRecord(r *kvstate.WorkerRecord) WorkerInfo {
+	return WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
+		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail}
+}
+
+func recordFromInfo(job string, w *WorkerInfo) *kvstate.WorkerRecord {
+	return &kvstate.WorkerRecord{Job: job, ID: w.ID, Type: w.Type, Config: w.Config, Node: w.Node,
+		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail}
+}
+
+func offlineReason(w WorkerInfo) string {
+	if w.Reason != "" {
+		return w.Reason
+	}
+	return w.State
+}

@@ -1,0 +1,222 @@
+package framework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// masterHandle is the MasterHandle of one MasterRuntime.
+type masterHandle struct{ m *MasterRuntime }
+
+func (h *masterHandle) JobID() string                  { return h.m.job.ID }
+func (h *masterHandle) JobType() string                { return h.m.job.Type }
+func (h *masterHandle) Config() json.RawMessage        { return h.m.job.Config }
+func (h *masterHandle) Epoch() uint64                  { return h.m.epoch }
+func (h *masterHandle) KV() KV                         { return h.m.kv }
+func (h *masterHandle) Logger() *zap.Logger            { return h.m.log }
+func (h *masterHandle) Metrics() prometheus.Registerer { return h.m.reg }
+func (h *masterHandle) IsMasterReady() bool            { return h.m.ready.Load() }
+
+func (h *masterHandle) Workers() []WorkerInfo {
+	h.m.mu.Lock()
+	out := make([]WorkerInfo, 0, len(h.m.workers))
+	for _, w := range h.m.workers {
+		out = append(out, w.info)
+	}
+	h.m.mu.Unlock()
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}
+
+func (h *masterHandle) Worker(id string) (WorkerInfo, bool) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	w, ok := h.m.workers[id]
+	if !ok {
+		return WorkerInfo{}, false
+	}
+	return w.info, true
+}
+
+func (h *masterHandle) UpdateJobStatus(ctx context.Context, detail any) error {
+	b, err := marshalAny(detail)
+	if err != nil {
+		return err
+	}
+	h.m.rec.Detail = b
+	return h.m.deps.Store.PutMaster(ctx, h.m.fence, h.m.rec)
+}
+
+func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, payload []byte) error {
+	h.m.mu.Lock()
+	w, ok := h.m.workers[workerID]
+	if !ok || !w.info.Live() {
+		h.m.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownWorker, workerID)
+	}
+	inbox, epoch := w.inbox, w.info.Epoch
+	h.m.mu.Unlock()
+	msg := wire.NewMsg(inbox, wire.KindMessage, h.m.epoch, payload)
+	wire.SetUint(msg, wire.HdrWorkerEpoch, epoch)
+	msg.Header.Set(wire.HdrTopic, topic)
+	return h.m.deps.NC.PublishMsg(msg)
+}
+
+func (h *masterHandle) Exit(reason ExitReason, err error, detail any) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if h.m.exitReq == nil {
+		h.m.exitReq = &exitRequest{reason: reason, err: err, detail: detail}
+	}
+	h.m.wake()
+}
+
+func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, config any, opts ...CreateOption) (string, error) {
+	m := h.m
+	var o createOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return "", err
+		}
+	}
+	cfg, err := marshalAny(config)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exitReq != nil {
+		return "", ErrExited
+	}
+	id := o.id
+	if id == "" {
+		m.seq++
+		id = fmt.Sprintf("w%d-%d", m.epoch, m.seq)
+	}
+	if err := topics.ValidateID("worker", id); err != nil {
+		return "", err
+	}
+	if w := m.workers[id]; w != nil && w.info.Live() {
+		return "", fmt.Errorf("%w: %s", ErrWorkerExists, id)
+	}
+	epoch := m.epochs[id] + 1
+	m.epochs[id] = epoch
+	inbox, _ := m.space.WorkerInbox(m.job.ID, id)
+	w := &mworker{
+		info:     WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated), Config: cfg},
+		inbox:    inbox,
+		lastSeen: time.Now(),
+	}
+	node, perr := "", error(nil)
+	if m.deps.Placer == nil {
+		perr = ErrNoCapacity
+	} else {
+		node, perr = m.deps.Placer.Pick(workerType, o.selectors)
+	}
+	w.info.Node = node
+	m.workers[id] = w
+	info := w.info
+	m.deps.Metrics.WorkerCreations.Inc()
+	go m.dispatch(info, perr)
+	return id, nil
+}
+
+// dispatch writes the worker record and asks the chosen node to start it,
+// then reports the outcome on the loop (OnWorkerDispatched).
+func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
+	select {
+	case m.sem <- struct{}{}:
+		defer func() { <-m.sem }()
+	case <-m.stopCh:
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
+	defer cancel()
+	var rev uint64
+	if err == nil {
+		rec := recordFromInfo(m.job.ID, &info)
+		rev, err = m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
+		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			m.onStale(err)
+			return
+		}
+	}
+	if err == nil {
+		err = m.requestCreate(ctx, info, rev)
+		if err != nil {
+			// Record the failure so a later recovery does not wait for it.
+			rec := recordFromInfo(m.job.ID, &info)
+			rec.State, rec.Reason = kvstate.WorkerFailed, OfflineDispatchFailed
+			if _, werr := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec); errors.Is(werr, kvstate.ErrStaleEpoch) {
+				m.onStale(werr)
+				return
+			}
+		}
+	}
+	m.post(func() { m.dispatched(info.ID, info.Epoch, err) })
+}
+
+func (m *MasterRuntime) requestCreate(ctx context.Context, info WorkerInfo, rev uint64) error {
+	subj, err := m.space.NodeControl(topics.KindWorker, info.Node)
+	if err != nil {
+		return err
+	}
+	req := wire.NewMsg(subj, wire.KindCreate, m.epoch, wire.Marshal(wire.CreateWorker{
+		Job: m.job.ID, Worker: info.ID, Type: info.Type, Config: info.Config,
+		Epoch: info.Epoch, Rev: rev, MasterEpoch: m.epoch,
+	}))
+	rctx, cancel := context.WithTimeout(ctx, m.deps.DispatchTimeout)
+	defer cancel()
+	resp, err := m.deps.NC.RequestMsgWithContext(rctx, req)
+	if err != nil {
+		return fmt.Errorf("create worker %s on %s: %w", info.ID, info.Node, err)
+	}
+	var rep wire.ControlReply
+	if err := json.Unmarshal(resp.Data, &rep); err != nil {
+		return fmt.Errorf("create worker %s: bad reply: %w", info.ID, err)
+	}
+	if !rep.OK {
+		if rep.Error != nil {
+			return rep.Error
+		}
+		return fmt.Errorf("create worker %s refused", info.ID)
+	}
+	return nil
+}
+
+// dispatched delivers a placement outcome to the job on the loop.
+func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || w.info.Epoch != epoch {
+		m.mu.Unlock()
+		return
+	}
+	if err != nil && w.info.Live() {
+		w.info.State, w.info.Reason = string(kvstate.WorkerFailed), OfflineDispatchFailed
+	}
+	info := w.info
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Error(err))
+	}
+	if cerr := m.call(func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
+		m.Exit(ExitFailed, cerr)
+	}
+}
+
+// Exit is the runtime-side exit request (from a failing callback).
+func (m *MasterRuntime) Exit(reason ExitReason, err error) {
+	(&masterHandle{m: m}).Exit(reason, err, nil)
+}

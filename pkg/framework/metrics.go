@@ -1,0 +1,95 @@
+package framework
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the runtime's own series, shared by every master or worker
+// of a node. Labels are bounded: no job or worker ids.
+type Metrics struct {
+	WorkerCreations    prometheus.Counter
+	WorkerOnlines      prometheus.Counter
+	WorkerOfflines     *prometheus.CounterVec
+	HeartbeatsReceived prometheus.Counter
+	HeartbeatsSent     prometheus.Counter
+	HeartbeatsMissed   prometheus.Counter
+	FencedWrites       *prometheus.CounterVec
+	MasterRecoveries   prometheus.Counter
+	MasterReadySeconds prometheus.Histogram
+	SelfFenced         prometheus.Counter
+}
+
+// NewMetrics builds the runtime metrics and registers them on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		WorkerCreations: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "worker_creations_total", Help: "Workers created by masters."}),
+		WorkerOnlines: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "worker_onlines_total", Help: "Worker incarnations that attached to a master (first heartbeat)."}),
+		WorkerOfflines: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "worker_offlines_total", Help: "Workers reported offline to their master, by reason."}, []string{"reason"}),
+		HeartbeatsReceived: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "heartbeats_received_total", Help: "Worker heartbeats received by masters."}),
+		HeartbeatsSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "heartbeats_sent_total", Help: "Heartbeats sent by workers."}),
+		HeartbeatsMissed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "heartbeats_missed_total", Help: "Workers declared lost after worker_timeout without a heartbeat."}),
+		FencedWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "fenced_writes_rejected_total", Help: "Writes refused because a newer epoch exists, by role."}, []string{"role"}),
+		MasterRecoveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "master_recoveries_total", Help: "Masters started with OnMasterRecovered."}),
+		MasterReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "master_ready_seconds", Help: "Master start to ready (every live worker re-attached).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		SelfFenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "workers_self_fenced_total", Help: "Workers that stopped themselves after worker_self_fence without an ack."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.WorkerCreations, m.WorkerOnlines, m.WorkerOfflines, m.HeartbeatsReceived,
+			m.HeartbeatsSent, m.HeartbeatsMissed, m.FencedWrites, m.MasterRecoveries, m.MasterReadySeconds, m.SelfFenced)
+	}
+	return m
+}
+
+// trackingRegisterer remembers what a job registered so the runtime can
+// unregister it when the master ends: a job's series leave with it.
+type trackingRegisterer struct {
+	inner prometheus.Registerer
+	mu    sync.Mutex
+	cs    []prometheus.Collector
+}
+
+func newTrackingRegisterer(inner prometheus.Registerer) *trackingRegisterer {
+	return &trackingRegisterer{inner: inner}
+}
+
+func (t *trackingRegisterer) Register(c prometheus.Collector) error {
+	if err := t.inner.Register(c); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.cs = append(t.cs, c)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (t *trackingRegisterer) Unregister(c prometheus.Collector) bool { return t.inner.Unregister(c) }
+
+func (t *trackingRegisterer) unregisterAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.cs {
+		t.inner.Unregister(c)
+	}
+	t.cs = nil
+}

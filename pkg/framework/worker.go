@@ -1,0 +1,382 @@
+package framework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
+)
+
+// WorkerDeps is what a worker node gives every worker it runs.
+type WorkerDeps struct {
+	NC      *nats.Conn
+	Store   *kvstate.Store
+	Log     *zap.Logger
+	Metrics *Metrics
+	Node    string
+	// Heartbeat is the interval of heartbeats to the master.
+	Heartbeat time.Duration
+	// SelfFence stops a worker that had no acknowledged heartbeat for this
+	// long, strictly before its master declares it lost (DESIGN §4).
+	SelfFence time.Duration
+}
+
+// WorkerSpec is one worker incarnation to run.
+type WorkerSpec = wire.CreateWorker
+
+// WorkerRuntime drives one worker incarnation.
+type WorkerRuntime struct {
+	deps   WorkerDeps
+	spec   WorkerSpec
+	log    *zap.Logger
+	fence  *kvstate.Fence
+	rec    *kvstate.WorkerRecord
+	kv     *kvstate.Business
+	impl   Worker
+	master string // master inbox subject
+
+	masterEpoch atomic.Uint64
+	lastAck     atomic.Int64 // unix nanos
+	msgs        chan *nats.Msg
+	hbNow       chan struct{}
+	stopOnce    sync.Once
+	stopCh      chan struct{}
+	fencedCh    chan error
+	leaving     atomic.Bool
+
+	mu      sync.Mutex
+	exitReq *exitRequest
+}
+
+// NewWorkerRuntime prepares a worker incarnation; Run starts it.
+func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) {
+	space := deps.Store.Space()
+	master, err := space.MasterInbox(spec.Job)
+	if err != nil {
+		return nil, err
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(nil)
+	}
+	w := &WorkerRuntime{
+		deps:   deps,
+		spec:   spec,
+		master: master,
+		log: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
+			zap.Uint64("worker_epoch", spec.Epoch)),
+		fence:    deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
+		msgs:     make(chan *nats.Msg, 256),
+		hbNow:    make(chan struct{}, 1),
+		stopCh:   make(chan struct{}),
+		fencedCh: make(chan error, 1),
+	}
+	w.masterEpoch.Store(spec.MasterEpoch)
+	w.lastAck.Store(time.Now().UnixNano())
+	w.kv = deps.Store.Business(spec.Job, w.fence, w.onStale)
+	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
+		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
+	return w, nil
+}
+
+// Spec returns the incarnation being run.
+func (w *WorkerRuntime) Spec() WorkerSpec { return w.spec }
+
+// Stop ends the worker without any write.
+func (w *WorkerRuntime) Stop() { w.stopOnce.Do(func() { close(w.stopCh) }) }
+
+// Leave stops the worker and tells its master the node is leaving, so the
+// master re-creates it elsewhere without waiting for a timeout.
+func (w *WorkerRuntime) Leave() {
+	w.leaving.Store(true)
+	w.Stop()
+}
+
+func (w *WorkerRuntime) onStale(err error) {
+	select {
+	case w.fencedCh <- err:
+	default:
+	}
+}
+
+func (w *WorkerRuntime) newMsg(kind string, data []byte) *nats.Msg {
+	m := wire.NewMsg(w.master, kind, w.masterEpoch.Load(), data)
+	m.Header.Set(wire.HdrWorker, w.spec.Worker)
+	wire.SetUint(m, wire.HdrWorkerEpoch, w.spec.Epoch)
+	m.Header.Set(wire.HdrNode, w.deps.Node)
+	return m
+}
+
+// Run runs the worker until it exits (nil), is fenced (ErrFenced),
+// fences itself (ErrSelfFenced) or is stopped (ErrStopped).
+func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Worker, error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	space := w.deps.Store.Space()
+	inbox, err := space.WorkerInbox(w.spec.Job, w.spec.Worker)
+	if err != nil {
+		return err
+	}
+	bcast, err := space.WorkersBroadcast(w.spec.Job)
+	if err != nil {
+		return err
+	}
+	for _, subj := range []string{inbox, bcast} {
+		sub, err := w.deps.NC.Subscribe(subj, w.onMsg)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+
+	// The first write checks the fence: a superseded incarnation stops here.
+	w.rec.State = kvstate.WorkerOnline
+	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
+		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			return w.fenced(err)
+		}
+		return fmt.Errorf("worker %s: %w", w.spec.Worker, err)
+	}
+
+	selfFenced := make(chan struct{})
+	var hbWG sync.WaitGroup
+	hbWG.Add(1)
+	go func() {
+		defer hbWG.Done()
+		w.heartbeat(ctx, selfFenced)
+	}()
+	defer hbWG.Wait()
+	defer cancel()
+
+	w.impl, err = factory(&workerHandle{w: w})
+	if err != nil {
+		return w.exit(ExitFailed, Permanent(err), nil)
+	}
+	if err := w.call(func() error { return w.impl.Init(ctx) }); err != nil {
+		return w.exit(ExitFailed, err, nil)
+	}
+	tick := time.NewTicker(tickInterval(w.impl, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if req := w.takeExit(); req != nil {
+			return w.exit(req.reason, req.err, req.detail)
+		}
+		select {
+		case <-ctx.Done():
+			return w.stopped()
+		case <-w.stopCh:
+			return w.stopped()
+		case <-selfFenced:
+			w.deps.Metrics.SelfFenced.Inc()
+			w.log.Warn("worker fenced itself: no acknowledged heartbeat", zap.Duration("self_fence", w.deps.SelfFence))
+			w.closeImpl()
+			return ErrSelfFenced
+		case err := <-w.fencedCh:
+			return w.fenced(err)
+		case msg := <-w.msgs:
+			if err := w.call(func() error {
+				return w.impl.OnMasterMessage(ctx, msg.Header.Get(wire.HdrTopic), msg.Data)
+			}); err != nil {
+				return w.exit(ExitFailed, err, nil)
+			}
+		case <-tick.C:
+			if err := w.call(func() error { return w.impl.Tick(ctx) }); err != nil {
+				return w.exit(ExitFailed, err, nil)
+			}
+		}
+	}
+}
+
+func (w *WorkerRuntime) call(f func() error) error {
+	err := f()
+	if errors.Is(err, kvstate.ErrStaleEpoch) {
+		w.onStale(err)
+		return nil
+	}
+	return err
+}
+
+func (w *WorkerRuntime) takeExit() *exitRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.exitReq
+}
+
+// heartbeat runs beside the job's loop, so a long Tick never silences the
+// worker; it closes selfFenced once acknowledgements stop for SelfFence.
+func (w *WorkerRuntime) heartbeat(ctx context.Context, selfFenced chan struct{}) {
+	t := time.NewTicker(w.deps.Heartbeat)
+	defer t.Stop()
+	send := func() {
+		w.deps.Metrics.HeartbeatsSent.Inc()
+		_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindHeartbeat, nil))
+	}
+	send()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.hbNow:
+			send()
+		case <-t.C:
+			if time.Since(time.Unix(0, w.lastAck.Load())) > w.deps.SelfFence {
+				close(selfFenced)
+				return
+			}
+			send()
+		}
+	}
+}
+
+// onMsg runs on the NATS goroutine: acks and stops are handled here,
+// business messages go to the loop.
+func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
+	me := wire.Uint(msg, wire.HdrEpoch)
+	known := w.masterEpoch.Load()
+	if me < known {
+		return // a stale master
+	}
+	switch wire.Kind(msg) {
+	case wire.KindAck:
+		if wire.Uint(msg, wire.HdrWorkerEpoch) != w.spec.Epoch {
+			return
+		}
+		w.adopt(me)
+		w.lastAck.Store(time.Now().UnixNano())
+	case wire.KindNewMaster:
+		if w.adopt(me) {
+			select {
+			case w.hbNow <- struct{}{}:
+			default:
+			}
+		}
+	case wire.KindStop:
+		if wire.Uint(msg, wire.HdrWorkerEpoch) >= w.spec.Epoch {
+			w.log.Info("worker stopped by its master")
+			w.Stop()
+		}
+	case wire.KindJobEnded:
+		w.Stop()
+	case wire.KindMessage:
+		if wire.Uint(msg, wire.HdrWorkerEpoch) != w.spec.Epoch {
+			return
+		}
+		select {
+		case w.msgs <- msg:
+		case <-w.stopCh:
+		}
+	}
+}
+
+// adopt follows a newer master epoch; it reports whether it changed.
+func (w *WorkerRuntime) adopt(epoch uint64) bool {
+	for {
+		cur := w.masterEpoch.Load()
+		if epoch <= cur {
+			return false
+		}
+		if w.masterEpoch.CompareAndSwap(cur, epoch) {
+			w.log.Info("worker follows new master", zap.Uint64("master_epoch", epoch))
+			return true
+		}
+	}
+}
+
+func (w *WorkerRuntime) closeImpl() {
+	if w.impl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.impl.Close(ctx); err != nil {
+		w.log.Warn("worker close", zap.Error(err))
+	}
+}
+
+func (w *WorkerRuntime) stopped() error {
+	w.closeImpl()
+	if w.leaving.Load() {
+		// Tell the master now, so it re-creates this worker elsewhere at once.
+		_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindLeaving, nil))
+	}
+	return ErrStopped
+}
+
+func (w *WorkerRuntime) fenced(err error) error {
+	w.deps.Metrics.FencedWrites.WithLabelValues("worker").Inc()
+	w.log.Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
+	w.closeImpl()
+	return fmt.Errorf("%w: %v", ErrFenced, err)
+}
+
+// exit persists the worker's end in its record and tells the master.
+func (w *WorkerRuntime) exit(reason ExitReason, cause error, detail any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ex := wire.WorkerExit{State: string(reason)}
+	if cause != nil {
+		ex.Error = api.AsError(cause)
+	}
+	if b, err := marshalAny(detail); err == nil {
+		ex.Detail = b
+	}
+	w.rec.State, w.rec.Reason, w.rec.Error, w.rec.Detail = kvstate.WorkerState(reason), string(reason), ex.Error, ex.Detail
+	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
+		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			return w.fenced(err)
+		}
+		w.log.Error("persist worker exit", zap.Error(err))
+	}
+	_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindExit, wire.Marshal(ex)))
+	w.log.Info("worker exited", zap.String("reason", string(reason)), zap.Error(cause))
+	w.closeImpl()
+	return nil
+}
+
+// workerHandle is the WorkerHandle of one WorkerRuntime.
+type workerHandle struct{ w *WorkerRuntime }
+
+func (h *workerHandle) JobID() string           { return h.w.spec.Job }
+func (h *workerHandle) WorkerID() string        { return h.w.spec.Worker }
+func (h *workerHandle) Epoch() uint64           { return h.w.spec.Epoch }
+func (h *workerHandle) Config() json.RawMessage { return h.w.spec.Config }
+func (h *workerHandle) KV() KV                  { return h.w.kv }
+func (h *workerHandle) Logger() *zap.Logger     { return h.w.log }
+
+func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
+	b, err := marshalAny(status)
+	if err != nil {
+		return err
+	}
+	h.w.rec.Status = b
+	if err := h.w.deps.Store.PutWorkerAsWorker(ctx, h.w.fence, h.w.rec); err != nil {
+		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			h.w.onStale(err)
+		}
+		return err
+	}
+	return h.w.deps.NC.PublishMsg(h.w.newMsg(wire.KindStatus, b))
+}
+
+func (h *workerHandle) SendMessage(_ context.Context, topic string, payload []byte) error {
+	m := h.w.newMsg(wire.KindMessage, payload)
+	m.Header.Set(wire.HdrTopic, topic)
+	return h.w.deps.NC.PublishMsg(m)
+}
+
+func (h *workerHandle) Exit(reason ExitReason, err error, detail any) {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	if h.w.exitReq == nil {
+		h.w.exitReq = &exitRequest{reason: reason, err: err, detail: detail}
+	}
+}

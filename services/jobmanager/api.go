@@ -1,0 +1,300 @@
+package jobmanager
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// Bounds on what a request may ask for.
+const (
+	maxSelectors   = 32
+	maxListLimit   = 1000
+	defaultListLim = 100
+	maxRestartsCap = 1000
+)
+
+// decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
+func decodeStrict(body []byte, v any) error {
+	if len(body) > api.MaxPayload {
+		return api.Errorf(api.CodeTooLarge, "request is %d bytes, at most %d", len(body), api.MaxPayload)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.CodeInvalidArgument, "malformed request: %v", err)
+	}
+	if dec.More() {
+		return api.Errorf(api.CodeInvalidArgument, "malformed request: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func invalidID(kind, id string) error {
+	if err := topics.ValidateID(kind, id); err != nil {
+		return api.Errorf(api.CodeInvalidArgument, "%v", err)
+	}
+	return nil
+}
+
+// newJobID returns a time-ordered random id.
+func newJobID() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("j%x%x", time.Now().UTC().UnixMilli(), b)
+}
+
+// validateSpec checks a submission and normalizes it; it changes nothing.
+func (s *Service) validateSpec(spec *api.Spec) error {
+	if spec.ID == "" {
+		spec.ID = newJobID()
+	} else if err := invalidID("job", spec.ID); err != nil {
+		return err
+	}
+	if spec.Type == "" {
+		return api.Errorf(api.CodeInvalidArgument, "type is required")
+	}
+	if err := invalidID("type", spec.Type); err != nil {
+		return err
+	}
+	if len(spec.Config) > 0 {
+		trimmed := bytes.TrimSpace(spec.Config)
+		if string(trimmed) == "null" {
+			spec.Config = nil
+		} else if len(trimmed) == 0 || trimmed[0] != '{' {
+			return api.Errorf(api.CodeInvalidArgument, "config must be a JSON object")
+		} else {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, trimmed); err != nil {
+				return api.Errorf(api.CodeInvalidArgument, "config: %v", err)
+			}
+			spec.Config = buf.Bytes()
+		}
+	}
+	if len(spec.Selectors) > maxSelectors {
+		return api.Errorf(api.CodeInvalidArgument, "at most %d selectors", maxSelectors)
+	}
+	for k, v := range spec.Selectors {
+		if k == "" || len(k) > 64 || len(v) > 256 || strings.ContainsAny(k, "=,") {
+			return api.Errorf(api.CodeInvalidArgument, "selector %q=%q is not a valid label", k, v)
+		}
+	}
+	if r := spec.Restart; r != nil {
+		if r.MaxRestarts != nil && (*r.MaxRestarts < 0 || *r.MaxRestarts > maxRestartsCap) {
+			return api.Errorf(api.CodeInvalidArgument, "restart.max_restarts must be 0..%d", maxRestartsCap)
+		}
+		if r.InitialBackoff < 0 || r.MaxBackoff < 0 {
+			return api.Errorf(api.CodeInvalidArgument, "restart backoffs must not be negative")
+		}
+	}
+	known := false
+	if jt, ok := s.deps.Types.Type(spec.Type); ok {
+		known = true
+		if jt.Validate != nil {
+			if err := jt.Validate(spec.Config); err != nil {
+				return api.Errorf(api.CodeInvalidArgument, "%v", err)
+			}
+		}
+	} else {
+		known = s.nodes.serves(spec.Type)
+	}
+	if !known {
+		return api.Errorf(api.CodeUnknownType, "job type %q is not registered", spec.Type)
+	}
+	return nil
+}
+
+func sameSpec(a, b api.Spec) bool {
+	norm := func(s api.Spec) api.Spec {
+		if len(s.Selectors) == 0 {
+			s.Selectors = nil
+		}
+		if len(s.Config) == 0 {
+			s.Config = nil
+		}
+		return s
+	}
+	a, b = norm(a), norm(b)
+	return a.ID == b.ID && a.Type == b.Type && bytes.Equal(a.Config, b.Config) &&
+		reflect.DeepEqual(a.Selectors, b.Selectors) && reflect.DeepEqual(a.Restart, b.Restart)
+}
+
+// submit validates and stores a job; the same id and spec again returns the
+// stored job, the same id with another spec is already_exists.
+func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
+	var spec api.Spec
+	if err := decodeStrict(body, &spec); err != nil {
+		return nil, err
+	}
+	if err := s.validateSpec(&spec); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	job := &api.Job{ID: spec.ID, Type: spec.Type, Config: spec.Config, Selectors: spec.Selectors,
+		Restart: spec.Restart, State: api.StateCreated, CreatedAt: now, UpdatedAt: now}
+	_, err := s.store.CreateJob(ctx, job)
+	if errors.Is(err, kvstate.ErrExists) {
+		old, _, gerr := s.store.GetJob(ctx, spec.ID)
+		if gerr != nil {
+			return nil, storeError(gerr)
+		}
+		if sameSpec(old.Spec(), spec) {
+			return old, nil
+		}
+		return nil, api.Errorf(api.CodeAlreadyExists, "job %s exists with another spec", spec.ID)
+	}
+	if err != nil {
+		return nil, storeError(err)
+	}
+	s.publishEvent(job, api.EventState, "")
+	s.log.Info("job submitted", zap.String("job_id", job.ID), zap.String("job_type", job.Type))
+	return job, nil
+}
+
+func (s *Service) get(ctx context.Context, body []byte) (*api.Job, error) {
+	var req api.GetRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	if err := invalidID("job", req.ID); err != nil {
+		return nil, err
+	}
+	j, _, err := s.store.GetJob(ctx, req.ID)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return j, nil
+}
+
+func (s *Service) list(ctx context.Context, body []byte) ([]api.Job, string, error) {
+	var req api.ListRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, "", err
+	}
+	if req.State != "" && !req.State.Valid() {
+		return nil, "", api.Errorf(api.CodeInvalidArgument, "unknown state %q", req.State)
+	}
+	if req.After != "" {
+		if err := invalidID("after", req.After); err != nil {
+			return nil, "", err
+		}
+	}
+	if req.Type != "" {
+		if err := invalidID("type", req.Type); err != nil {
+			return nil, "", err
+		}
+	}
+	if req.Limit < 0 || req.Limit > maxListLimit {
+		return nil, "", api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxListLimit)
+	}
+	if req.Limit == 0 {
+		req.Limit = defaultListLim
+	}
+	all, err := s.store.ListJobs(ctx)
+	if err != nil {
+		return nil, "", storeError(err)
+	}
+	out := make([]api.Job, 0, req.Limit)
+	next := ""
+	for _, j := range all {
+		if j.ID <= req.After || (req.State != "" && j.State != req.State) || (req.Type != "" && j.Type != req.Type) {
+			continue
+		}
+		if len(out) == req.Limit {
+			next = out[len(out)-1].ID
+			break
+		}
+		out = append(out, j)
+	}
+	return out, next, nil
+}
+
+// cancel moves a job towards canceled: at once if no master runs it,
+// through the master's OnCancel otherwise (the leader bounds that).
+func (s *Service) cancel(ctx context.Context, body []byte) (*api.Job, error) {
+	var req api.CancelRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	if err := invalidID("job", req.ID); err != nil {
+		return nil, err
+	}
+	j, err := s.updateJob(ctx, req.ID, func(j *api.Job) error {
+		now := time.Now().UTC()
+		switch j.State {
+		case api.StateCreated, api.StatePending:
+			j.State = api.StateCanceled
+			j.NextAttemptAt = nil
+		case api.StateRunning:
+			j.State = api.StateCanceling
+			j.CancelRequestedAt = &now
+		default:
+			return kvstate.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if j.State == api.StateCanceling {
+		s.sendCancel(j)
+	}
+	return j, nil
+}
+
+func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error) {
+	var req api.GetRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	if err := invalidID("job", req.ID); err != nil {
+		return nil, err
+	}
+	if _, _, err := s.store.GetJob(ctx, req.ID); err != nil {
+		return nil, storeError(err)
+	}
+	ws, err := s.store.ListWorkers(ctx, req.ID)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out := make([]api.Worker, 0, len(ws))
+	for _, e := range ws {
+		r := e.Record
+		out = append(out, api.Worker{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
+			Reason: r.Reason, Status: r.Status, Error: r.Error, UpdatedAt: r.UpdatedAt})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out, nil
+}
+
+// storeError maps store errors to API codes.
+func storeError(err error) error {
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, kvstate.ErrNotFound):
+		return api.Errorf(api.CodeNotFound, "%v", err)
+	case errors.Is(err, topics.ErrInvalidID):
+		return api.Errorf(api.CodeInvalidArgument, "%v", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return api.Errorf(api.CodeUnavailable, "state store did not answer in time")
+	}
+	return api.Errorf(api.CodeInternal, "%v", err)
+}

@@ -1,0 +1,551 @@
+package jobmanager
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// reconcileInterval is how often the leader re-examines every live job.
+const reconcileInterval = 50 * time.Millisecond
+
+// maxParallelOps bounds the leader's in-flight KV and node operations.
+const maxParallelOps = 64
+
+// leader is the scheduler run by the replica holding the lease. All its
+// state lives on one goroutine; watchers, subscriptions and finished
+// operations reach it through posts.
+type leader struct {
+	s     *Service
+	log   *zap.Logger
+	posts chan func()
+	sem   chan struct{}
+	// jobs holds the non-terminal jobs.
+	jobs map[string]*ljob
+	// masters holds the latest master record of every job.
+	masters map[string]*kvstate.MasterRecord
+	// states counts every job by state, for the jobs gauge.
+	states map[string]api.State
+	synced bool
+	ctx    context.Context
+}
+
+type ljob struct {
+	job *api.Job
+	// lastSeen is the last heartbeat of the job's current master.
+	lastSeen time.Time
+	// busy is set while an operation on the job is in flight.
+	busy bool
+	// retryAt delays the next assignment attempt (no capacity, failure).
+	retryAt    time.Time
+	cancelSent time.Time
+	// leftNode is a node that handed this job over: never reuse it.
+	leftNode string
+}
+
+func newLeader(s *Service) *leader {
+	return &leader{
+		s: s, log: s.log.With(zap.Bool("leader", true)),
+		posts:   make(chan func(), 4096),
+		sem:     make(chan struct{}, maxParallelOps),
+		jobs:    map[string]*ljob{},
+		masters: map[string]*kvstate.MasterRecord{},
+		states:  map[string]api.State{},
+	}
+}
+
+func (l *leader) post(f func()) {
+	select {
+	case l.posts <- f:
+	case <-l.ctx.Done():
+	}
+}
+
+func (l *leader) run(ctx context.Context) {
+	l.ctx = ctx
+	st := l.s.store
+	jw, err := st.WatchJobs(ctx)
+	if err != nil {
+		l.log.Error("watch jobs", zap.Error(err))
+		return
+	}
+	defer func() { _ = jw.Stop() }()
+	mw, err := st.WatchMasters(ctx)
+	if err != nil {
+		l.log.Error("watch masters", zap.Error(err))
+		return
+	}
+	defer func() { _ = mw.Stop() }()
+	go l.follow(jw, func(e jetstream.KeyValueEntry) { l.onJob(e) }, true)
+	go l.follow(mw, func(e jetstream.KeyValueEntry) { l.onMaster(e) }, false)
+
+	space := st.Space()
+	hb, err := l.s.deps.NC.Subscribe(space.ManagerHeartbeat(), func(msg *nats.Msg) {
+		var h wire.NodeHeartbeat
+		if json.Unmarshal(msg.Data, &h) == nil {
+			l.post(func() { l.onNodeHeartbeat(&h) })
+		}
+	})
+	if err != nil {
+		l.log.Error("subscribe heartbeats", zap.Error(err))
+		return
+	}
+	defer func() { _ = hb.Unsubscribe() }()
+	ctl, err := l.s.deps.NC.Subscribe(space.ManagerControl(), l.onControl)
+	if err != nil {
+		l.log.Error("subscribe control", zap.Error(err))
+		return
+	}
+	defer func() { _ = ctl.Unsubscribe() }()
+
+	tick := time.NewTicker(reconcileInterval)
+	defer tick.Stop()
+	gauge := time.NewTicker(time.Second)
+	defer gauge.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-l.posts:
+			f()
+		case <-tick.C:
+			l.reconcile(time.Now())
+		case <-gauge.C:
+			l.updateGauge()
+		}
+	}
+}
+
+// follow feeds a KV watcher into the loop; the nil marker ends the replay.
+func (l *leader) follow(w jetstream.KeyWatcher, f func(jetstream.KeyValueEntry), marksSync bool) {
+	for e := range w.Updates() {
+		if e == nil {
+			if marksSync {
+				l.post(func() { l.synced = true; l.log.Info("leader synced", zap.Int("live_jobs", len(l.jobs))) })
+			}
+			continue
+		}
+		l.post(func() { f(e) })
+	}
+}
+
+func (l *leader) onJob(e jetstream.KeyValueEntry) {
+	id := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(l.jobs, id)
+		delete(l.states, id)
+		return
+	}
+	j, err := kvstate.DecodeJob(e)
+	if err != nil {
+		l.log.Warn("unreadable job record", zap.String("job_id", id), zap.Error(err))
+		return
+	}
+	l.states[id] = j.State
+	if j.State.Terminal() {
+		delete(l.jobs, id)
+		return
+	}
+	lj := l.jobs[id]
+	if lj == nil {
+		l.jobs[id] = &ljob{job: j, lastSeen: time.Now()}
+		return
+	}
+	if lj.job.Epoch != j.Epoch {
+		lj.lastSeen = time.Now()
+	}
+	lj.job = j
+}
+
+func (l *leader) onMaster(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	m, err := kvstate.DecodeMaster(e)
+	if err != nil {
+		return
+	}
+	l.masters[m.Job] = m
+}
+
+func (l *leader) onNodeHeartbeat(h *wire.NodeHeartbeat) {
+	if !l.synced {
+		return
+	}
+	now := time.Now()
+	for _, ref := range h.Masters {
+		lj := l.jobs[ref.Job]
+		switch {
+		case lj == nil:
+			// The job ended or is unknown: nothing may run it.
+			l.stopMaster(h.Node, ref.Job, ref.Epoch)
+		case ref.Epoch < lj.job.Epoch:
+			// A zombie of an older epoch: fenced already, make it stop.
+			l.stopMaster(h.Node, ref.Job, ref.Epoch)
+		default:
+			lj.lastSeen = now
+		}
+	}
+}
+
+func (l *leader) onControl(msg *nats.Msg) {
+	switch wire.Kind(msg) {
+	case wire.KindHandover:
+		var h wire.Handover
+		if json.Unmarshal(msg.Data, &h) != nil {
+			return
+		}
+		l.post(func() {
+			l.s.nodes.forget(h.Node)
+			for _, ref := range h.Masters {
+				if lj := l.jobs[ref.Job]; lj != nil && lj.job.Epoch == ref.Epoch {
+					lj.lastSeen, lj.leftNode = time.Time{}, h.Node
+					l.s.metrics.failovers.WithLabelValues("handover").Inc()
+				}
+			}
+			l.reconcile(time.Now())
+		})
+		_ = msg.Respond([]byte(`{"ok":true}`))
+	case wire.KindMasterExit:
+		l.post(func() { l.reconcile(time.Now()) })
+	}
+}
+
+// reconcile moves every live job one step towards where it should be.
+func (l *leader) reconcile(now time.Time) {
+	if !l.synced {
+		return
+	}
+	timeout := l.s.cfg.MasterTimeout
+	for _, lj := range l.jobs {
+		if lj.busy || now.Before(lj.retryAt) {
+			continue
+		}
+		j := lj.job
+		m := l.masters[j.ID]
+		current := m != nil && m.Epoch == j.Epoch && j.Epoch > 0
+		switch j.State {
+		case api.StateCreated:
+			l.assign(lj, "first")
+		case api.StatePending:
+			if j.NextAttemptAt == nil || !now.Before(*j.NextAttemptAt) {
+				l.assign(lj, "restart")
+			}
+		case api.StateRunning:
+			switch {
+			case current && m.State.Exited():
+				l.finalize(lj, m)
+			case now.Sub(lj.lastSeen) > timeout:
+				reason := "timeout"
+				if lj.lastSeen.IsZero() {
+					reason = "handover"
+				} else {
+					l.s.metrics.failovers.WithLabelValues("timeout").Inc()
+				}
+				l.log.Info("master lost, failing over", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch),
+					zap.String("node", j.Node), zap.String("reason", reason))
+				l.assign(lj, reason)
+			case current && m.State == kvstate.MasterRunning && (!bytes.Equal(m.Detail, j.Detail) || j.Error != nil):
+				l.mirror(lj, m)
+			}
+		case api.StateCanceling:
+			switch {
+			case current && m.State.Exited():
+				l.finalize(lj, m)
+			case now.Sub(lj.lastSeen) > timeout ||
+				(j.CancelRequestedAt != nil && now.Sub(*j.CancelRequestedAt) > l.s.cfg.CancelTimeout):
+				l.forceCancel(lj)
+			case now.Sub(lj.cancelSent) > l.s.cfg.Heartbeat:
+				lj.cancelSent = now
+				l.s.sendCancel(j)
+			}
+		}
+	}
+}
+
+// do runs op off the loop with the job marked busy; op's result runs on the loop.
+func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
+	lj.busy = true
+	go func() {
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, 15*time.Second)
+		after := op(ctx)
+		cancel()
+		<-l.sem
+		l.post(func() {
+			lj.busy = false
+			if after != nil {
+				after()
+			}
+		})
+	}()
+}
+
+func (l *leader) timed(op string, start time.Time) {
+	l.s.metrics.kvSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// errAbort stops an update because the job no longer wants it.
+var errAbort = errors.New("jobmanager: job moved on")
+
+// assign gives the job's master a new epoch on the best node and asks the
+// node to run it. A node that does not answer is avoided for a while and
+// the next reconcile tries another node, with another epoch.
+func (l *leader) assign(lj *ljob, reason string) {
+	j := lj.job
+	exclude := lj.leftNode
+	if reason == "timeout" {
+		exclude = j.Node
+	}
+	node, ok := l.s.nodes.pick(j, exclude)
+	if !ok {
+		lj.retryAt = time.Now().Add(250 * time.Millisecond)
+		if j.State != api.StatePending {
+			l.do(lj, func(ctx context.Context) func() {
+				_, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+					if j.State.Terminal() || j.State == api.StateCanceling {
+						return kvstate.ErrNoChange
+					}
+					j.State = api.StatePending
+					return nil
+				})
+				if err != nil {
+					l.log.Warn("mark pending", zap.String("job_id", j.ID), zap.Error(err))
+				}
+				return nil
+			})
+			l.log.Info("no job-master node can take the job; pending", zap.String("job_id", j.ID))
+		}
+		return
+	}
+	l.do(lj, func(ctx context.Context) func() {
+		t0 := time.Now()
+		rec, fence, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
+			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
+		})
+		l.timed("advance_epoch", t0)
+		if err != nil {
+			l.log.Warn("advance epoch", zap.String("job_id", j.ID), zap.Error(err))
+			return func() { lj.retryAt = time.Now().Add(250 * time.Millisecond) }
+		}
+		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
+			l.log.Warn("assignment refused or unanswered; trying another node", zap.String("job_id", j.ID),
+				zap.String("node", node), zap.Uint64("epoch", rec.Epoch), zap.Error(err))
+			l.s.nodes.avoid(node, 2*time.Second)
+			return nil
+		}
+		l.s.metrics.assignments.Inc()
+		t1 := time.Now()
+		updated, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+			if j.State.Terminal() {
+				return errAbort
+			}
+			if j.State != api.StateCanceling {
+				j.State = api.StateRunning
+			}
+			if reason == "restart" {
+				l.s.metrics.restarts.Inc()
+			}
+			j.Epoch, j.Node, j.NextAttemptAt = rec.Epoch, node, nil
+			return nil
+		})
+		l.timed("update_job", t1)
+		if errors.Is(err, errAbort) {
+			// Canceled while we assigned: take the master back.
+			l.stopMaster(node, j.ID, rec.Epoch)
+			return nil
+		}
+		if err != nil {
+			l.log.Warn("record assignment", zap.String("job_id", j.ID), zap.Error(err))
+			return nil
+		}
+		if rec.Epoch == 1 {
+			l.s.metrics.scheduleSecs.Observe(time.Since(j.CreatedAt).Seconds())
+		}
+		l.log.Info("master assigned", zap.String("job_id", j.ID), zap.Uint64("epoch", rec.Epoch),
+			zap.String("node", node), zap.String("reason", reason))
+		return func() {
+			lj.job, lj.lastSeen, lj.leftNode = updated, time.Now(), ""
+		}
+	})
+}
+
+func (l *leader) requestAssign(ctx context.Context, node string, j *api.Job, epoch, rev uint64) error {
+	subj, err := l.s.store.Space().NodeControl(topics.KindJobMaster, node)
+	if err != nil {
+		return err
+	}
+	msg := wire.NewMsg(subj, wire.KindAssign, epoch, wire.Marshal(wire.Assign{Job: *j, Epoch: epoch, Rev: rev}))
+	rctx, cancel := context.WithTimeout(ctx, l.s.cfg.AssignTimeout)
+	defer cancel()
+	resp, err := l.s.deps.NC.RequestMsgWithContext(rctx, msg)
+	if err != nil {
+		return err
+	}
+	var rep wire.ControlReply
+	if err := json.Unmarshal(resp.Data, &rep); err != nil {
+		return fmt.Errorf("bad reply: %w", err)
+	}
+	if !rep.OK {
+		return rep.Error
+	}
+	return nil
+}
+
+// stopMaster asks a node to stop a master incarnation (best effort).
+func (l *leader) stopMaster(node, job string, epoch uint64) {
+	subj, err := l.s.store.Space().NodeControl(topics.KindJobMaster, node)
+	if err != nil {
+		return
+	}
+	_ = l.s.deps.NC.PublishMsg(wire.NewMsg(subj, wire.KindStopMaster, epoch,
+		wire.Marshal(wire.StopMaster{Job: job, Epoch: epoch})))
+}
+
+// finalize turns a master's exit into the job's next state.
+func (l *leader) finalize(lj *ljob, m *kvstate.MasterRecord) {
+	l.do(lj, func(ctx context.Context) func() {
+		updated, err := l.s.updateJob(ctx, m.Job, func(j *api.Job) error {
+			if j.State.Terminal() || j.Epoch != m.Epoch {
+				return kvstate.ErrNoChange
+			}
+			j.Detail = m.Detail
+			switch {
+			case m.State == kvstate.MasterFinished:
+				j.State, j.Error = api.StateFinished, nil
+			case m.State == kvstate.MasterCanceled || j.State == api.StateCanceling:
+				j.State = api.StateCanceled
+			case m.State == kvstate.MasterFailed:
+				j.Error = m.Error
+				if j.Error == nil {
+					j.Error = api.Errorf(api.CodeInternal, "master failed")
+				}
+				max, backoff := l.policy(j)
+				if m.Retryable && j.Restarts < max {
+					next := time.Now().Add(backoff).UTC()
+					j.State, j.NextAttemptAt = api.StatePending, &next
+					j.Restarts++
+				} else {
+					j.State = api.StateFailed
+				}
+			default:
+				return kvstate.ErrNoChange
+			}
+			return nil
+		})
+		if err != nil {
+			l.log.Warn("finalize job", zap.String("job_id", m.Job), zap.Error(err))
+			return nil
+		}
+		l.log.Info("master exited", zap.String("job_id", m.Job), zap.Uint64("epoch", m.Epoch),
+			zap.String("master_state", string(m.State)), zap.String("job_state", string(updated.State)))
+		if updated.State.Terminal() && l.s.cfg.PurgeFinished {
+			if err := l.s.store.PurgeJobState(ctx, m.Job); err != nil {
+				l.log.Warn("purge job state", zap.String("job_id", m.Job), zap.Error(err))
+			}
+		}
+		return func() { lj.job = updated }
+	})
+}
+
+// policy returns the job's restart bound and the backoff before its next attempt.
+func (l *leader) policy(j *api.Job) (int, time.Duration) {
+	max, initial, ceiling := l.s.cfg.MaxRestarts, l.s.cfg.RestartBackoff, l.s.cfg.RestartMaxBackoff
+	if r := j.Restart; r != nil {
+		if r.MaxRestarts != nil {
+			max = *r.MaxRestarts
+		}
+		if r.InitialBackoff > 0 {
+			initial = time.Duration(r.InitialBackoff) * time.Millisecond
+		}
+		if r.MaxBackoff > 0 {
+			ceiling = time.Duration(r.MaxBackoff) * time.Millisecond
+		}
+	}
+	backoff := initial
+	for i := 0; i < j.Restarts && backoff < ceiling; i++ {
+		backoff *= 2
+	}
+	return max, min(backoff, ceiling)
+}
+
+// mirror copies the running master's detail into the job record and
+// clears the error of an earlier failed attempt once this one runs.
+func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
+	l.do(lj, func(ctx context.Context) func() {
+		updated, err := l.s.updateJob(ctx, m.Job, func(j *api.Job) error {
+			if j.State.Terminal() || j.Epoch != m.Epoch {
+				return kvstate.ErrNoChange
+			}
+			j.Detail, j.Error = m.Detail, nil
+			return nil
+		})
+		if err != nil {
+			return nil
+		}
+		return func() { lj.job = updated }
+	})
+}
+
+// forceCancel ends a cancel that the master did not finish in time (or
+// that no live master can finish): a new epoch fences the master, its node
+// is told to stop it, its workers are told the job ended.
+func (l *leader) forceCancel(lj *ljob) {
+	j := lj.job
+	l.s.metrics.forcedCancels.Inc()
+	l.log.Warn("forcing cancel", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch), zap.String("node", j.Node))
+	l.do(lj, func(ctx context.Context) func() {
+		rec, _, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
+			r.State = kvstate.MasterStopped
+		})
+		if err != nil {
+			l.log.Warn("fence master for cancel", zap.String("job_id", j.ID), zap.Error(err))
+			return nil
+		}
+		if j.Node != "" {
+			l.stopMaster(j.Node, j.ID, rec.Epoch-1)
+		}
+		if b, err := l.s.store.Space().WorkersBroadcast(j.ID); err == nil {
+			_ = l.s.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, rec.Epoch, nil))
+		}
+		updated, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+			if j.State.Terminal() {
+				return kvstate.ErrNoChange
+			}
+			j.State, j.Epoch = api.StateCanceled, rec.Epoch
+			return nil
+		})
+		if err != nil {
+			l.log.Warn("record forced cancel", zap.String("job_id", j.ID), zap.Error(err))
+			return nil
+		}
+		return func() { lj.job = updated }
+	})
+}
+
+func (l *leader) updateGauge() {
+	counts := map[api.State]int{}
+	for _, s := range l.states {
+		counts[s]++
+	}
+	for _, s := range []api.State{api.StateCreated, api.StatePending, api.StateRunning, api.StateCanceling,
+		api.StateFinished, api.StateFailed, api.StateCanceled} {
+		l.s.metrics.jobs.WithLabelValues(string(s)).Set(float64(counts[s]))
+	}
+}

@@ -1,0 +1,368 @@
+package jobmanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/obs"
+	"github.com/drover-run/drover/internal/svc"
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/kvstate"
+)
+
+// Deps are the service's collaborators.
+type Deps struct {
+	NC       *nats.Conn
+	Log      *zap.Logger
+	Registry *prometheus.Registry
+	// Types are the job types this replica can validate; types served by
+	// live job-master nodes are accepted too.
+	Types *framework.Registry
+}
+
+// Service is one job manager replica.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	id      string
+	log     *zap.Logger
+	metrics *metrics
+	store   *kvstate.Store
+	nodes   *nodeCache
+	leading atomic.Bool
+	http    *obs.Server
+}
+
+// queueGroup makes every replica answer API requests, each request once.
+const queueGroup = "drover-jobmanager"
+
+// New builds a replica; Run starts it.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.Registry == nil {
+		deps.Registry = obs.NewRegistry()
+	}
+	if deps.Types == nil {
+		deps.Types = framework.NewRegistry()
+	}
+	id := cfg.NodeIDOr("jobmanager")
+	return &Service{
+		cfg: cfg, deps: deps, id: id,
+		log:     deps.Log.With(zap.String("replica", id)),
+		metrics: newMetrics(deps.Registry),
+		nodes:   newNodeCache(cfg.NodeTTL()),
+	}, nil
+}
+
+// ID returns the replica id.
+func (s *Service) ID() string { return s.id }
+
+// Leading reports whether this replica holds the leader lease.
+func (s *Service) Leading() bool { return s.leading.Load() }
+
+// Run serves until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	go s.nodes.run(ctx, st, s.log)
+
+	space := st.Space()
+	handlers := map[string]func(context.Context, []byte) api.Reply{
+		space.APISubmit():  s.replyJob(s.submit),
+		space.APIGet():     s.replyJob(s.get),
+		space.APICancel():  s.replyJob(s.cancel),
+		space.APIList():    s.replyList,
+		space.APINodes():   s.replyNodes,
+		space.APIWorkers(): s.replyWorkers,
+	}
+	for subj, h := range handlers {
+		sub, err := s.deps.NC.QueueSubscribe(subj, queueGroup, func(msg *nats.Msg) {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			rep := h(rctx, msg.Data)
+			s.countReply(subj, rep.Error)
+			_ = msg.Respond(wire.Marshal(rep))
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); s.consumeRequests(ctx) }()
+	go func() { defer wg.Done(); s.elect(ctx) }()
+	go func() {
+		defer wg.Done()
+		s.http = s.newHTTP()
+		if err := s.http.Serve(ctx, s.cfg.HTTPAddr, s.log); err != nil {
+			s.log.Error("http server", zap.Error(err))
+		}
+	}()
+	s.log.Info("job manager started")
+	wg.Wait()
+	return nil
+}
+
+func (s *Service) replyJob(f func(context.Context, []byte) (*api.Job, error)) func(context.Context, []byte) api.Reply {
+	return func(ctx context.Context, b []byte) api.Reply {
+		j, err := f(ctx, b)
+		if err != nil {
+			return api.Reply{Error: api.AsError(err)}
+		}
+		return api.Reply{Job: j}
+	}
+}
+
+func (s *Service) replyList(ctx context.Context, b []byte) api.Reply {
+	jobs, next, err := s.list(ctx, b)
+	if err != nil {
+		return api.Reply{Error: api.AsError(err)}
+	}
+	if jobs == nil {
+		jobs = []api.Job{}
+	}
+	return api.Reply{Jobs: jobs, Next: next}
+}
+
+func (s *Service) replyNodes(ctx context.Context, b []byte) api.Reply {
+	if err := decodeStrict(b, &struct{}{}); err != nil {
+		return api.Reply{Error: api.AsError(err)}
+	}
+	nodes, err := s.store.ListNodes(ctx, "")
+	if err != nil {
+		return api.Reply{Error: api.AsError(storeError(err))}
+	}
+	if nodes == nil {
+		nodes = []api.Node{}
+	}
+	return api.Reply{Nodes: nodes}
+}
+
+func (s *Service) replyWorkers(ctx context.Context, b []byte) api.Reply {
+	ws, err := s.workers(ctx, b)
+	if err != nil {
+		return api.Reply{Error: api.AsError(err)}
+	}
+	if ws == nil {
+		ws = []api.Worker{}
+	}
+	return api.Reply{Workers: ws}
+}
+
+// consumeRequests takes submissions from the durable requests stream; every
+// replica consumes from one shared durable consumer, so each request is
+// handled once, and it is acknowledged only once the job is stored.
+func (s *Service) consumeRequests(ctx context.Context) {
+	js := s.store.JetStream()
+	space := s.store.Space()
+	var cons jetstream.Consumer
+	for {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(ctx, space.RequestsStream(), jetstream.ConsumerConfig{
+			Durable: "jobmanager", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+			MaxDeliver: -1, MaxAckPending: 1000,
+		})
+		if err == nil {
+			break
+		}
+		s.log.Warn("requests consumer not ready", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		body := msg.Data()
+		// A request without an id takes one from its stream sequence, so
+		// a redelivery is recognized as the same job.
+		var probe struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(body, &probe) == nil && probe.ID == "" {
+			if md, err := msg.Metadata(); err == nil {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(body, &m) == nil {
+					id, _ := json.Marshal("req-" + strconv.FormatUint(md.Sequence.Stream, 10))
+					m["id"] = id
+					body, _ = json.Marshal(m)
+				}
+			}
+		}
+		_, err := s.submit(rctx, body)
+		code := api.ErrorCode(err)
+		if err != nil && (code == api.CodeUnavailable || code == api.CodeInternal) {
+			s.log.Warn("durable request not stored, will retry", zap.Error(err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if err != nil {
+			s.log.Warn("durable request refused", zap.Error(err))
+			s.publishRejected(err)
+		}
+		_ = msg.Ack()
+	})
+	if err != nil {
+		s.log.Error("consume requests", zap.Error(err))
+		return
+	}
+	<-ctx.Done()
+	cc.Stop()
+}
+
+// publishRejected records a refused durable request (it has no reply subject).
+func (s *Service) publishRejected(err error) {
+	s.metrics.rejected.WithLabelValues("durable", string(api.ErrorCode(err))).Inc()
+}
+
+// updateJob applies fn with CAS and publishes an event when the job's
+// state, epoch or node changed.
+func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, error) {
+	var before api.Job
+	j, _, err := s.store.UpdateJob(ctx, id, func(j *api.Job) error {
+		before = *j
+		if err := fn(j); err != nil {
+			return err
+		}
+		j.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return j, err
+	}
+	switch {
+	case before.State != j.State:
+		s.publishEvent(j, api.EventState, "")
+	case before.Epoch != j.Epoch && j.Epoch > 0:
+		s.publishEvent(j, api.EventMasterMoved, "")
+	}
+	return j, nil
+}
+
+func (s *Service) publishEvent(j *api.Job, kind, reason string) {
+	subj, err := s.store.Space().JobEvents(j.ID)
+	if err != nil {
+		return
+	}
+	ev := api.Event{Job: j.ID, Kind: kind, State: j.State, Epoch: j.Epoch, Node: j.Node, Reason: reason,
+		Error: j.Error, Time: time.Now().UTC()}
+	if j.State.Terminal() {
+		ev.Detail = j.Detail
+	}
+	_ = s.deps.NC.Publish(subj, wire.Marshal(ev))
+}
+
+// sendCancel asks the job's master to cancel (OnCancel).
+func (s *Service) sendCancel(j *api.Job) {
+	subj, err := s.store.Space().MasterInbox(j.ID)
+	if err != nil {
+		return
+	}
+	_ = s.deps.NC.PublishMsg(wire.NewMsg(subj, wire.KindCancel, j.Epoch, nil))
+}
+
+func (s *Service) countReply(subject string, e *api.Error) {
+	code := "ok"
+	if e != nil {
+		code = string(e.Code)
+		if e.Code == api.CodeInternal {
+			s.log.Error("api request failed", zap.String("subject", subject), zap.String("error", e.Message))
+		}
+	}
+	if subject == s.store.Space().APISubmit() {
+		if e != nil {
+			s.metrics.rejected.WithLabelValues("request", code).Inc()
+		} else {
+			s.metrics.submissions.Inc()
+		}
+	}
+	s.metrics.requests.WithLabelValues(shortSubject(subject), code).Inc()
+}
+
+// elect campaigns for the leader lease and leads while holding it.
+func (s *Service) elect(ctx context.Context) {
+	poll := min(s.cfg.LeaseTTL/5, 500*time.Millisecond)
+	for {
+		rev, err := s.store.AcquireLease(ctx, s.id)
+		if err == nil {
+			s.lead(ctx, rev)
+		} else if !errors.Is(err, kvstate.ErrExists) && ctx.Err() == nil {
+			s.log.Warn("lease acquisition failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(poll):
+		}
+	}
+}
+
+// lead runs the scheduler while the lease is renewed.
+func (s *Service) lead(ctx context.Context, rev uint64) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.leading.Store(true)
+	s.metrics.leaderChanges.Inc()
+	s.metrics.leader.Set(1)
+	s.log.Info("leading", zap.Uint64("lease_rev", rev))
+	defer func() {
+		s.leading.Store(false)
+		s.metrics.leader.Set(0)
+	}()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newLeader(s).run(lctx)
+	}()
+	renew := time.NewTicker(s.cfg.LeaseTTL / 3)
+	defer renew.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-done
+			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.store.ReleaseLease(rctx, rev)
+			rcancel()
+			s.log.Info("leadership released")
+			return
+		case <-renew.C:
+			nrev, err := s.store.RenewLease(ctx, s.id, rev)
+			switch {
+			case err == nil:
+				rev, lastOK = nrev, time.Now()
+				continue
+			case errors.Is(err, kvstate.ErrNotLeader):
+				s.log.Warn("lease lost")
+			case time.Since(lastOK) < s.cfg.LeaseTTL-s.cfg.LeaseTTL/3:
+				s.log.Warn("lease renewal failed, retrying", zap.Error(err))
+				continue
+			default:
+				s.log.Warn("lease renewal failed too long, stepping down", zap.Error(err))
+			}
+			cancel()
+			<-done
+			return
+		}
+	}
+}
