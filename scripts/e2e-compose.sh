@@ -9,7 +9,8 @@
 #   - cut a worker container off the network for longer than every timeout,
 #     then reconnect it.
 # Every job must end `finished` with detail.total == workers*target exactly.
-# The project is always torn down with `down -v` (E2E_KEEP=1 keeps it).
+# The project is always torn down with `down -v` (E2E_KEEP=1 keeps it;
+# E2E_SKIP_BUILD=1 reuses the images already built).
 #
 # Everything runs on this machine: the compose network and loopback.
 set -euo pipefail
@@ -150,8 +151,12 @@ show_nodes() { drover nodes 2>&1 | sed 's/^/    /' || true; }
 
 trap cleanup EXIT
 
-log "building binaries and images"
-make -s images
+if [[ ${E2E_SKIP_BUILD:-0} == 1 ]]; then
+	log "E2E_SKIP_BUILD=1: using the images and binaries already built"
+else
+	log "building binaries and images"
+	make -s images
+fi
 go build -o bin/e2echeck ./scripts/e2echeck
 
 log "compose: ${COMPOSE[*]}, project $PROJECT, NATS on $NATS_URL"
@@ -195,7 +200,7 @@ sleep 5
 jm=$(containers jobmaster1)
 [[ -n $jm ]] || die "jobmaster1 is not running"
 docker kill -s KILL "$jm" >/dev/null
-log "killed jobmaster1 ($jm) with SIGKILL"
+log "killed jobmaster1 (${jm:0:12}) with SIGKILL"
 sleep 10
 docker start "$jm" >/dev/null
 log "started jobmaster1 again"
@@ -214,14 +219,15 @@ wait_healthy 120 nats1 nats2 nats3
 log "--- phase 5: cut a worker container off the network for ${PARTITION_SECONDS}s"
 submit e2e-partition 6 400 100
 sleep 6
-wk=$(containers worker | head -1)
+mapfile -t workers < <(containers worker)
+wk=${workers[0]:-}
 net=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$wk" | awk '{print $1}')
 [[ -n $wk && -n $net ]] || die "no worker container or network found"
 docker network disconnect "$net" "$wk"
-log "disconnected worker $wk from $net"
+log "disconnected worker ${wk:0:12} from $net"
 sleep "$PARTITION_SECONDS"
 docker network connect "$net" "$wk"
-log "reconnected worker $wk"
+log "reconnected worker ${wk:0:12}"
 
 log "--- waiting for every job (deadline ${JOB_DEADLINE_SECONDS}s)"
 end=$(($(date +%s) + JOB_DEADLINE_SECONDS))
