@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -192,6 +193,12 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 		deathSig = syscall.SIGTERM
 	}
 
+	for _, ch := range children {
+		if err := portFree(ch.http); err != nil {
+			mux.alert("dev", fmt.Sprintf("%s: %v; it will run without its HTTP endpoints (choose other ports with --http-base-port)", ch.name, err))
+		}
+	}
+
 	sp := newSpawner()
 	exits := make(chan exit, len(children))
 	var started []*child
@@ -250,6 +257,19 @@ loop:
 	}
 	mux.line("dev", "stopped")
 	return nil
+}
+
+// portFree checks that a fixed listen address is free, so a clash is
+// reported once, clearly, rather than as an error line among the logs.
+func portFree(addr string) error {
+	if addr == "" || strings.HasSuffix(addr, ":0") {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is in use", addr)
+	}
+	return ln.Close()
 }
 
 // stopChildren sends SIGTERM to every running child, waits up to grace

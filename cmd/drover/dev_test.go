@@ -35,8 +35,9 @@ func TestMain(m *testing.M) {
 }
 
 // build compiles pkg (relative to the module root) once per test run into
-// a shared directory, under each of names, and returns the directory.
-func build(t *testing.T, pkg string, names ...string) string {
+// the directory sub of a shared one, under each of names, and returns that
+// directory.
+func build(t *testing.T, sub, pkg string, names ...string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
@@ -47,16 +48,20 @@ func build(t *testing.T, pkg string, names ...string) string {
 		}
 		buildDir = d
 	}
-	key := pkg + " " + strings.Join(names, ",")
+	dir := filepath.Join(buildDir, sub)
+	key := dir + " " + pkg + " " + strings.Join(names, ",")
 	err, done := buildDone[key]
 	if !done {
-		err = buildInto(buildDir, pkg, names)
+		err = os.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = buildInto(dir, pkg, names)
+		}
 		buildDone[key] = err
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buildDir
+	return dir
 }
 
 func buildInto(dir, pkg string, names []string) error {
@@ -193,8 +198,8 @@ func requireLinux(t *testing.T) {
 }
 
 func fakeBins(t *testing.T) string {
-	build(t, "./cmd/drover/testdata/fakesvc", "jobmanager", "jobmaster", "worker")
-	return build(t, "./cmd/drover", "drover")
+	build(t, "fake", "./cmd/drover/testdata/fakesvc", "jobmanager", "jobmaster", "worker")
+	return build(t, "fake", "./cmd/drover", "drover")
 }
 
 func TestDevEmbeddedStartAndStop(t *testing.T) {

@@ -79,11 +79,12 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 				return err
 			}
 		}
+		if allDone(jobs) {
+			// The results below say it all; no last progress frame.
+			break
+		}
 		if live {
 			c.showProgress(view, jobs)
-		}
-		if allDone(jobs) {
-			break
 		}
 		select {
 		case <-ctx.Done():
