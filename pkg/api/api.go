@@ -9,7 +9,9 @@ import (
 )
 
 // MaxPayload bounds every API request body; larger ones get CodeTooLarge.
-const MaxPayload = 1 << 20
+// It sits below NATS's default 1 MiB max_payload so that an oversized
+// request reaches the job manager and gets a coded answer.
+const MaxPayload = 512 << 10
 
 // State is a job's lifecycle state.
 type State string

@@ -1,0 +1,235 @@
+// Package testsys runs a whole Drover system in one test process: an
+// embedded JetStream server and job manager, job-master and worker services,
+// each on its own NATS connection as if it were its own process. Timings
+// are short so failover happens in test time.
+package testsys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/drover-run/drover/internal/config"
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/client"
+	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/topics"
+	"github.com/drover-run/drover/services/jobmanager"
+	"github.com/drover-run/drover/services/jobmaster"
+	"github.com/drover-run/drover/services/worker"
+)
+
+// FastTiming is a valid schedule short enough for tests.
+func FastTiming() config.Timing {
+	return config.Timing{
+		Heartbeat:       100 * time.Millisecond,
+		MasterTimeout:   500 * time.Millisecond,
+		WorkerSelfFence: 1500 * time.Millisecond,
+		WorkerTimeout:   2 * time.Second,
+		LeaseTTL:        time.Second,
+		CancelTimeout:   2 * time.Second,
+		AssignTimeout:   500 * time.Millisecond,
+	}
+}
+
+// System is a running in-process deployment.
+type System struct {
+	t      testing.TB
+	Server *server.Server
+	Types  *framework.Registry
+	Timing config.Timing
+	Client *client.Client
+	log    *zap.Logger
+
+	mu    sync.Mutex
+	procs map[string]*Proc
+}
+
+// Proc is one service "process": its connection and its run.
+type Proc struct {
+	ID     string
+	NC     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start runs an embedded server; add services with the Add* methods.
+func Start(t testing.TB, types *framework.Registry) *System {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	s := &System{t: t, Server: srv, Types: types, Timing: FastTiming(),
+		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), procs: map[string]*Proc{}}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s.Client = client.New(nc, topics.MustNew(topics.DefaultPrefix))
+	t.Cleanup(s.StopAll)
+	return s
+}
+
+func (s *System) common(id string) config.Common {
+	return config.Common{NATSURL: s.Server.ClientURL(), Prefix: topics.DefaultPrefix, Replicas: 1,
+		NodeID: id, LogFormat: "json", LogLevel: "warn", Timing: s.Timing}
+}
+
+func (s *System) start(id string, run func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error)) *Proc {
+	s.t.Helper()
+	nc, err := nats.Connect(s.Server.ClientURL(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	svc, err := run(nc, s.log.With(zap.String("proc", id)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Proc{ID: id, NC: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- svc.Run(ctx) }()
+	s.mu.Lock()
+	s.procs[id] = p
+	s.mu.Unlock()
+	return p
+}
+
+// AddJobManager starts a job manager replica.
+func (s *System) AddJobManager(id string) *Proc { return s.AddJobManagerHTTP(id, "") }
+
+// AddJobManagerHTTP starts a job manager replica serving HTTP on addr.
+func (s *System) AddJobManagerHTTP(id, addr string) *Proc {
+	common := s.common(id)
+	common.HTTPAddr = addr
+	cfg := jobmanager.Config{Common: common, RestartBackoff: 100 * time.Millisecond,
+		RestartMaxBackoff: time.Second, MaxRestarts: 3}
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
+		return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Types: s.Types})
+	})
+}
+
+// AddJobMaster starts a job-master node.
+func (s *System) AddJobMaster(id string) *Proc {
+	cfg := jobmaster.Config{Common: s.common(id), Capacity: 1000}
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
+		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Types: s.Types})
+	})
+}
+
+// AddWorker starts a worker node.
+func (s *System) AddWorker(id string) *Proc {
+	cfg := worker.Config{Common: s.common(id), Capacity: 10000}
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
+		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Types: s.Types})
+	})
+}
+
+// Stop ends a process gracefully (its SIGTERM path) and waits for it.
+func (s *System) Stop(id string) {
+	s.mu.Lock()
+	p := s.procs[id]
+	delete(s.procs, id)
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		s.t.Errorf("process %s did not stop", id)
+	}
+	p.NC.Close()
+}
+
+// Crash cuts a process off NATS at once, as a kill would: nothing it
+// does afterwards reaches anyone. Its goroutines are then stopped.
+func (s *System) Crash(id string) {
+	s.mu.Lock()
+	p := s.procs[id]
+	delete(s.procs, id)
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.NC.Close()
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		s.t.Errorf("process %s did not end after crash", id)
+	}
+}
+
+// StopAll stops every process.
+func (s *System) StopAll() {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.procs))
+	for id := range s.procs {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.Stop(id)
+	}
+}
+
+// WaitReady waits until the leader is elected and nodes are registered.
+func (s *System) WaitReady(jobmasters, workers int) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := s.Client.Nodes(context.Background())
+		if err == nil {
+			jm, w := 0, 0
+			for _, n := range nodes {
+				if n.Kind == "jobmaster" {
+					jm++
+				} else {
+					w++
+				}
+			}
+			if jm >= jobmasters && w >= workers {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("system not ready: %v %v", nodes, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ErrTimeout is returned by helpers that gave up.
+var ErrTimeout = errors.New("testsys: timed out")
+
+// WaitJob waits for a job to be terminal.
+func (s *System) WaitJob(id string, within time.Duration) (*api.Job, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	j, err := s.Client.Wait(ctx, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("wait %s: %w (last %+v)", id, err, j)
+	}
+	return j, nil
+}
+
+// FreeAddr returns a loopback address with a free port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
