@@ -1,0 +1,86 @@
+package framework
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+func TestRegistryRefusesBadAndDuplicateTypes(t *testing.T) {
+	r := NewRegistry()
+	ok := JobType{Name: "a", NewMaster: func(MasterHandle) (JobMaster, error) { return nil, nil },
+		Workers: map[string]func(WorkerHandle) (Worker, error){"a-w": nil}}
+	if err := r.Register(ok); err != nil {
+		t.Fatal(err)
+	}
+	for name, jt := range map[string]JobType{
+		"duplicate":     ok,
+		"bad name":      {Name: "a.b", NewMaster: ok.NewMaster},
+		"no master":     {Name: "b"},
+		"worker reused": {Name: "c", NewMaster: ok.NewMaster, Workers: map[string]func(WorkerHandle) (Worker, error){"a-w": nil}},
+	} {
+		if err := r.Register(jt); err == nil {
+			t.Errorf("%s: registered", name)
+		}
+	}
+	if _, found := r.WorkerFactory("a-w"); !found {
+		t.Error("worker type not found")
+	}
+	if got := fmt.Sprint(r.Names()); got != "[a]" {
+		t.Errorf("names %s", got)
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	base := errors.New("bad config")
+	p := Permanent(fmt.Errorf("wrap: %w", base))
+	if !IsPermanent(p) || !errors.Is(p, base) {
+		t.Fatal("Permanent lost its cause or its mark")
+	}
+	if IsPermanent(base) || Permanent(nil) != nil {
+		t.Fatal("unmarked error reported permanent")
+	}
+	if !IsPermanent(fmt.Errorf("outer: %w", p)) {
+		t.Fatal("mark lost through wrapping")
+	}
+}
+
+func TestPlacerPicksLeastLoadedMatchingLiveNode(t *testing.T) {
+	p := NewPlacer(time.Minute)
+	p.Update(api.Node{ID: "a", Capacity: 10, Load: 5, Labels: map[string]string{"zone": "x"}})
+	p.Update(api.Node{ID: "b", Capacity: 10, Load: 1})
+	p.Update(api.Node{ID: "c", Capacity: 2, Load: 2})
+	p.Update(api.Node{ID: "d", Capacity: 10, Load: 0, Types: []string{"other"}})
+	got := map[string]int{}
+	for range 8 {
+		n, err := p.Pick("t", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[n]++
+	}
+	// b starts at 1/10, a at 5/10: b takes placements until it matches a.
+	if got["c"] != 0 || got["d"] != 0 || got["b"] < 4 {
+		t.Fatalf("placements %v", got)
+	}
+	if n, err := p.Pick("t", map[string]string{"zone": "x"}); err != nil || n != "a" {
+		t.Fatalf("selector pick = %s, %v", n, err)
+	}
+	if _, err := p.Pick("t", map[string]string{"zone": "y"}); !errors.Is(err, ErrNoCapacity) {
+		t.Fatalf("unmatched selector: %v", err)
+	}
+	p.MarkLeaving("a")
+	if _, err := p.Pick("t", map[string]string{"zone": "x"}); !errors.Is(err, ErrNoCapacity) {
+		t.Fatalf("leaving node still picked: %v", err)
+	}
+	// A node silent for longer than the TTL is dead even without an event.
+	q := NewPlacer(10 * time.Millisecond)
+	q.Update(api.Node{ID: "z", Capacity: 10})
+	time.Sleep(20 * time.Millisecond)
+	if _, err := q.Pick("t", nil); !errors.Is(err, ErrNoCapacity) {
+		t.Fatalf("silent node picked: %v", err)
+	}
+}

@@ -1,0 +1,231 @@
+package framework_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/testsys"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
+)
+
+// recorder collects what the probe job's callbacks saw, per master epoch.
+type recorder struct {
+	mu            sync.Mutex
+	calls         []string
+	messages      []string
+	statuses      map[string]string
+	recovered     int
+	online        map[uint64][]string // epoch → workers announced online
+	offline       map[uint64][]string
+	ticksNotReady int
+	readyEpochs   map[uint64]bool
+}
+
+func newRecorder() *recorder {
+	return &recorder{statuses: map[string]string{}, online: map[uint64][]string{},
+		offline: map[uint64][]string{}, readyEpochs: map[uint64]bool{}}
+}
+
+func (r *recorder) add(f func(r *recorder)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+func (r *recorder) read(f func(r *recorder) bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return f(r)
+}
+
+// probeConfig tells the probe master how many workers to run.
+type probeConfig struct {
+	Workers int `json:"workers"`
+}
+
+// probeMaster exercises every SDK callback and records them.
+type probeMaster struct {
+	framework.BaseJobMaster
+	rec *recorder
+	cfg probeConfig
+}
+
+func (m *probeMaster) Init(ctx context.Context) error {
+	m.rec.add(func(r *recorder) { r.calls = append(r.calls, "init") })
+	for i := range m.cfg.Workers {
+		if _, err := m.H.CreateWorker(ctx, "probe-worker", map[string]int{"i": i}, framework.WithWorkerID(fmt.Sprintf("p%d", i))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *probeMaster) OnMasterRecovered(context.Context) error {
+	m.rec.add(func(r *recorder) { r.recovered++ })
+	return nil
+}
+
+func (m *probeMaster) Tick(context.Context) error {
+	ready := m.H.IsMasterReady()
+	e := m.H.Epoch()
+	m.rec.add(func(r *recorder) {
+		if !ready {
+			r.ticksNotReady++
+		} else {
+			r.readyEpochs[e] = true
+		}
+	})
+	return nil
+}
+
+func (m *probeMaster) OnWorkerOnline(w framework.WorkerInfo) error {
+	e := m.H.Epoch()
+	m.rec.add(func(r *recorder) { r.online[e] = append(r.online[e], fmt.Sprintf("%s@%d", w.ID, w.Epoch)) })
+	return nil
+}
+
+func (m *probeMaster) OnWorkerOffline(w framework.WorkerInfo, reason string) error {
+	e := m.H.Epoch()
+	m.rec.add(func(r *recorder) { r.offline[e] = append(r.offline[e], w.ID+":"+reason) })
+	return nil
+}
+
+func (m *probeMaster) OnWorkerMessage(w framework.WorkerInfo, topic string, payload []byte) error {
+	m.rec.add(func(r *recorder) { r.messages = append(r.messages, w.ID+":"+topic+":"+string(payload)) })
+	return m.H.SendMessage(context.Background(), w.ID, "pong", []byte("to-"+w.ID))
+}
+
+func (m *probeMaster) OnWorkerStatusUpdated(w framework.WorkerInfo, status json.RawMessage) error {
+	m.rec.add(func(r *recorder) { r.statuses[w.ID] = string(status) })
+	return nil
+}
+
+// probeWorker says hello, reports the master's answer in its status, and
+// runs until stopped.
+type probeWorker struct {
+	framework.BaseWorker
+}
+
+func (w *probeWorker) Init(ctx context.Context) error {
+	return w.H.SendMessage(ctx, "hello", []byte(w.H.WorkerID()))
+}
+
+func (w *probeWorker) OnMasterMessage(ctx context.Context, topic string, payload []byte) error {
+	return w.H.UpdateStatus(ctx, map[string]string{"topic": topic, "payload": string(payload)})
+}
+
+func probeRegistry(rec *recorder) *framework.Registry {
+	reg := framework.NewRegistry()
+	reg.MustRegister(framework.JobType{
+		Name: "probe",
+		NewMaster: func(h framework.MasterHandle) (framework.JobMaster, error) {
+			var cfg probeConfig
+			if err := json.Unmarshal(h.Config(), &cfg); err != nil {
+				return nil, framework.Permanent(err)
+			}
+			return &probeMaster{BaseJobMaster: framework.BaseJobMaster{H: h}, rec: rec, cfg: cfg}, nil
+		},
+		Workers: map[string]func(framework.WorkerHandle) (framework.Worker, error){
+			"probe-worker": func(h framework.WorkerHandle) (framework.Worker, error) {
+				return &probeWorker{BaseWorker: framework.BaseWorker{H: h}}, nil
+			},
+		},
+	})
+	return reg
+}
+
+// TestMessagesAndStatusReachTheirCallbacks checks the two-way business
+// messages and status updates: worker → OnWorkerMessage, master →
+// OnMasterMessage, worker status → OnWorkerStatusUpdated.
+func TestMessagesAndStatusReachTheirCallbacks(t *testing.T) {
+	rec := newRecorder()
+	sys := testsys.Start(t, probeRegistry(rec))
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: "probe1", Type: "probe",
+		Config: json.RawMessage(`{"workers":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "status after message round trip", func() bool {
+		return rec.read(func(r *recorder) bool {
+			return len(r.messages) == 2 && r.statuses["p0"] == `{"payload":"to-p0","topic":"pong"}` &&
+				r.statuses["p1"] == `{"payload":"to-p1","topic":"pong"}`
+		})
+	})
+	rec.read(func(r *recorder) bool {
+		if len(r.online[1]) != 2 {
+			t.Errorf("online at epoch 1: %v", r.online[1])
+		}
+		return true
+	})
+}
+
+// TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock crashes the
+// job-master node: the new master gets OnMasterRecovered, then
+// OnWorkerOnline for each surviving worker (same worker epoch: nothing was
+// restarted), keeps ticking while one worker that died with its node is
+// awaited, and becomes ready once that worker times out.
+func TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock(t *testing.T) {
+	rec := newRecorder()
+	sys := testsys.Start(t, probeRegistry(rec))
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	ctx := context.Background()
+	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "probe2", Type: "probe", Config: json.RawMessage(`{"workers":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "three workers online", func() bool {
+		return rec.read(func(r *recorder) bool { return len(r.online[1]) == 3 })
+	})
+	// Phase one: only the job-master node dies; the workers live on.
+	sys.AddJobMaster("m2")
+	sys.WaitReady(2, 1)
+	sys.Crash("m1")
+	natstest.Eventually(t, 10*time.Second, "recovered master announces all three workers", func() bool {
+		return rec.read(func(r *recorder) bool { return r.recovered == 1 && len(r.online[2]) == 3 })
+	})
+	rec.read(func(r *recorder) bool {
+		for _, w := range r.online[2] {
+			if w[len(w)-2:] != "@1" {
+				t.Errorf("worker %s was restarted during master failover", w)
+			}
+		}
+		return true
+	})
+	natstest.Eventually(t, 5*time.Second, "master ready at epoch 2", func() bool {
+		return rec.read(func(r *recorder) bool { return r.readyEpochs[2] })
+	})
+
+	// Phase two: the worker node and the master node die together. The
+	// next master must not block on the dead workers: it ticks while not
+	// ready, and reports them offline after worker_timeout.
+	sys.AddJobMaster("m3")
+	sys.WaitReady(2, 1)
+	rec.add(func(r *recorder) { r.ticksNotReady = 0 })
+	sys.Crash("w1")
+	sys.Crash("m2")
+	natstest.Eventually(t, 15*time.Second, "dead workers reported offline at epoch 3", func() bool {
+		return rec.read(func(r *recorder) bool { return len(r.offline[3]) == 3 && r.readyEpochs[3] })
+	})
+	rec.read(func(r *recorder) bool {
+		if r.ticksNotReady == 0 {
+			t.Error("the recovering master did not tick while waiting for its workers: recovery blocked the loop")
+		}
+		for _, o := range r.offline[3] {
+			if o[len(o)-len(framework.OfflineTimeout):] != framework.OfflineTimeout {
+				t.Errorf("offline %s, want reason %s", o, framework.OfflineTimeout)
+			}
+		}
+		return true
+	})
+}
