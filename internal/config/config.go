@@ -196,3 +196,23 @@ func ParseLabels(s string) (map[string]string, error) {
 
 // NodeTTL is how long a node's presence outlives its last heartbeat.
 func (t Timing) NodeTTL() time.Duration { return 3 * t.Heartbeat }
+
+// Node is the config of a node service: the common settings plus the
+// node's capacity (0: the service's default) and labels.
+type Node struct {
+	Common
+	Capacity int    `envconfig:"CAPACITY"`
+	Labels   string `envconfig:"LABELS"`
+}
+
+// Validate checks the node settings.
+func (n *Node) Validate() error {
+	errs := []error{n.Common.Validate()}
+	if n.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_CAPACITY must not be negative, got %d", ErrInvalid, n.Capacity))
+	}
+	if _, err := ParseLabels(n.Labels); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -119,7 +119,7 @@ func (s *System) AddJobManagerHTTP(id, addr string) *Proc {
 
 // AddJobMaster starts a job-master node.
 func (s *System) AddJobMaster(id string) *Proc {
-	cfg := jobmaster.Config{Common: s.common(id), Capacity: 1000}
+	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id)}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
 		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Types: s.Types})
 	})
@@ -127,7 +127,7 @@ func (s *System) AddJobMaster(id string) *Proc {
 
 // AddWorker starts a worker node.
 func (s *System) AddWorker(id string) *Proc {
-	cfg := worker.Config{Common: s.common(id), Capacity: 10000}
+	cfg := worker.Config{Node: config.Node{Common: s.common(id)}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
 		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Types: s.Types})
 	})

@@ -459,7 +459,7 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 	case wire.KindLeaving:
 		m.mu.Unlock()
 		if node := msg.Header.Get(wire.HdrNode); node != "" && m.deps.Placer != nil {
-			m.deps.Placer.MarkLeaving(node)
+			m.deps.Placer.Forget(node)
 		}
 		return m.declareLost(ctx, id, we, OfflineNodeLeaving)
 	}

@@ -122,7 +122,7 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	if m.deps.Placer == nil {
 		perr = ErrNoCapacity
 	} else {
-		node, perr = m.deps.Placer.Pick(workerType, o.selectors)
+		node, perr = m.deps.Placer.Pick(workerType, o.selectors, "")
 	}
 	w.info.Node = node
 	m.workers[id] = w

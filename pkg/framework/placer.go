@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,14 +13,16 @@ import (
 	"github.com/drover-run/drover/pkg/kvstate"
 )
 
-// Placer picks worker nodes for new workers: the least loaded live node
-// with free capacity whose labels match. One Placer serves every master of
-// a job-master node; it follows node presence through a KV watch, and
+// Placer picks nodes of one kind: the least loaded live node with free
+// capacity whose labels match and which serves the wanted type. Masters use
+// one (per job-master node) to place workers; the job manager's leader uses
+// one to place masters. It follows node presence through a KV watch, and
 // counts its own placements between two presence reports so a burst of
-// CreateWorker calls spreads instead of piling onto one node.
+// placements spreads instead of piling onto one node.
 type Placer struct {
-	mu    sync.Mutex
+	kind  string
 	ttl   time.Duration
+	mu    sync.Mutex
 	nodes map[string]*placeNode
 }
 
@@ -27,39 +30,38 @@ type placeNode struct {
 	node api.Node
 	// placed counts placements made since the node's last report.
 	placed int
-	// leaving is set when the node announced it is shutting down.
-	leaving bool
 	// seenAt is when the last report arrived. KV expiry of a crashed
 	// node's presence sends no event, so a silent node is judged here.
 	seenAt time.Time
+	// avoidUntil skips a node that just failed a placement.
+	avoidUntil time.Time
 }
 
-// NewPlacer returns a placer that forgets a node silent for ttl; call Run
-// to follow presence.
-func NewPlacer(ttl time.Duration) *Placer {
-	return &Placer{ttl: ttl, nodes: map[string]*placeNode{}}
+// NewPlacer returns a placer for nodes of kind that forgets a node silent
+// for ttl; call Run to follow presence.
+func NewPlacer(kind string, ttl time.Duration) *Placer {
+	return &Placer{kind: kind, ttl: ttl, nodes: map[string]*placeNode{}}
 }
 
-// Run follows worker node presence until ctx ends.
-func (p *Placer) Run(ctx context.Context, store *kvstate.Store, log *zap.Logger) error {
-	w, err := store.WatchNodes(ctx, api.NodeWorker)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
+// Run follows the nodes' presence until ctx ends.
+func (p *Placer) Run(ctx context.Context, store *kvstate.Store, log *zap.Logger) {
+	for ctx.Err() == nil {
+		w, err := store.WatchNodes(ctx, p.kind)
+		if err != nil {
+			log.Warn("watch nodes", zap.String("kind", p.kind), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
 			}
+			continue
+		}
+		for e := range w.Updates() {
 			if e == nil {
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				p.remove(e.Key())
+				p.Forget(strings.TrimPrefix(e.Key(), p.kind+"."))
 				continue
 			}
 			n, err := kvstate.DecodeNode(e)
@@ -69,16 +71,7 @@ func (p *Placer) Run(ctx context.Context, store *kvstate.Store, log *zap.Logger)
 			}
 			p.Update(*n)
 		}
-	}
-}
-
-func (p *Placer) remove(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id := range p.nodes {
-		if api.NodeWorker+"."+id == key {
-			delete(p.nodes, id)
-		}
+		_ = w.Stop()
 	}
 }
 
@@ -94,25 +87,47 @@ func (p *Placer) Update(n api.Node) {
 	pn.node, pn.placed, pn.seenAt = n, 0, time.Now()
 }
 
-// MarkLeaving stops placing on a node that announced its shutdown.
-func (p *Placer) MarkLeaving(id string) {
+// Forget drops a node that is gone or leaving; its next report, if it
+// comes back, adds it again.
+func (p *Placer) Forget(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pn, ok := p.nodes[id]; ok {
-		pn.leaving = true
+	delete(p.nodes, id)
+}
+
+// Avoid skips a node for d after it failed a placement.
+func (p *Placer) Avoid(id string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pn := p.nodes[id]; pn != nil {
+		pn.avoidUntil = time.Now().Add(d)
 	}
 }
 
-// Pick returns the least loaded matching node with free capacity and
-// counts one placement on it.
-func (p *Placer) Pick(workerType string, selectors map[string]string) (string, error) {
+// Serves reports whether a live node serves typ.
+func (p *Placer) Serves(typ string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	for _, pn := range p.nodes {
+		if now.Sub(pn.seenAt) <= p.ttl && supports(pn.node.Types, typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// Pick returns the least loaded matching node with free capacity, other
+// than exclude, and counts one placement on it.
+func (p *Placer) Pick(typ string, selectors map[string]string, exclude string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var best *placeNode
 	var bestScore float64
 	now := time.Now()
-	for _, pn := range p.nodes {
-		if pn.leaving || now.Sub(pn.seenAt) > p.ttl || !matches(pn.node.Labels, selectors) || !supports(pn.node.Types, workerType) {
+	for id, pn := range p.nodes {
+		if id == exclude || now.Sub(pn.seenAt) > p.ttl || now.Before(pn.avoidUntil) ||
+			!matches(pn.node.Labels, selectors) || !supports(pn.node.Types, typ) {
 			continue
 		}
 		load := pn.node.Load + pn.placed
@@ -120,7 +135,7 @@ func (p *Placer) Pick(workerType string, selectors map[string]string) (string, e
 			continue
 		}
 		score := float64(load+1) / float64(max(pn.node.Capacity, 1))
-		if best == nil || score < bestScore || (score == bestScore && pn.node.ID < best.node.ID) {
+		if best == nil || score < bestScore || (score == bestScore && id < best.node.ID) {
 			best, bestScore = pn, score
 		}
 	}
@@ -131,7 +146,7 @@ func (p *Placer) Pick(workerType string, selectors map[string]string) (string, e
 	return best.node.ID, nil
 }
 
-// Nodes returns the number of known worker nodes.
+// Nodes returns the number of known nodes.
 func (p *Placer) Nodes() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -147,10 +162,8 @@ func matches(labels, selectors map[string]string) bool {
 	return true
 }
 
+// supports reports whether a node announcing types runs t.
 func supports(types []string, t string) bool {
-	if len(types) == 0 {
-		return true
-	}
 	for _, x := range types {
 		if x == t {
 			return true

@@ -112,7 +112,7 @@ func (s *Service) validateSpec(spec *api.Spec) error {
 			}
 		}
 	} else {
-		known = s.nodes.serves(spec.Type)
+		known = s.nodes.Serves(spec.Type)
 	}
 	if !known {
 		return api.Errorf(api.CodeUnknownType, "job type %q is not registered", spec.Type)

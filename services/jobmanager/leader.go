@@ -208,7 +208,7 @@ func (l *leader) onControl(msg *nats.Msg) {
 			return
 		}
 		l.post(func() {
-			l.s.nodes.forget(h.Node)
+			l.s.nodes.Forget(h.Node)
 			for _, ref := range h.Masters {
 				if lj := l.jobs[ref.Job]; lj != nil && lj.job.Epoch == ref.Epoch {
 					lj.lastSeen, lj.leftNode = time.Time{}, h.Node
@@ -313,8 +313,8 @@ func (l *leader) assign(lj *ljob, reason string) {
 	if reason == "timeout" {
 		exclude = j.Node
 	}
-	node, ok := l.s.nodes.pick(j, exclude)
-	if !ok {
+	node, err := l.s.nodes.Pick(j.Type, j.Selectors, exclude)
+	if err != nil {
 		lj.retryAt = time.Now().Add(250 * time.Millisecond)
 		if j.State != api.StatePending {
 			l.do(lj, func(ctx context.Context) func() {
@@ -347,7 +347,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
 			l.log.Warn("assignment refused or unanswered; trying another node", zap.String("job_id", j.ID),
 				zap.String("node", node), zap.Uint64("epoch", rec.Epoch), zap.Error(err))
-			l.s.nodes.avoid(node, 2*time.Second)
+			l.s.nodes.Avoid(node, 2*time.Second)
 			return nil
 		}
 		l.s.metrics.assignments.Inc()

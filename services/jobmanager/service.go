@@ -40,7 +40,7 @@ type Service struct {
 	log     *zap.Logger
 	metrics *metrics
 	store   *kvstate.Store
-	nodes   *nodeCache
+	nodes   *framework.Placer
 	leading atomic.Bool
 	http    *obs.Server
 }
@@ -61,7 +61,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, deps: deps, id: id,
 		log:     deps.Log.With(zap.String("replica", id)),
 		metrics: newMetrics(deps.Registry),
-		nodes:   newNodeCache(cfg.NodeTTL()),
+		nodes:   framework.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
 	}, nil
 }
 
@@ -78,7 +78,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.store = st
-	go s.nodes.run(ctx, st, s.log)
+	go s.nodes.Run(ctx, st, s.log)
 
 	space := st.Space()
 	handlers := map[string]func(context.Context, []byte) api.Reply{

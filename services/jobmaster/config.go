@@ -3,29 +3,12 @@
 // heartbeat, and on SIGTERM hands them over to other nodes at once.
 package jobmaster
 
-import (
-	"errors"
-	"fmt"
+import "github.com/drover-run/drover/internal/config"
 
-	"github.com/drover-run/drover/internal/config"
-)
+// DefaultCapacity is the most masters a node runs when DROVER_CAPACITY is unset.
+const DefaultCapacity = 1000
 
 // Config of a job-master node (DROVER_ variables).
 type Config struct {
-	config.Common
-	// Capacity is the most masters this node runs at once.
-	Capacity int    `envconfig:"CAPACITY" default:"1000"`
-	Labels   string `envconfig:"LABELS"`
-}
-
-// Validate checks the config.
-func (c *Config) Validate() error {
-	errs := []error{c.Common.Validate()}
-	if c.Capacity < 1 {
-		errs = append(errs, fmt.Errorf("%w: DROVER_CAPACITY must be at least 1, got %d", config.ErrInvalid, c.Capacity))
-	}
-	if _, err := config.ParseLabels(c.Labels); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	config.Node
 }

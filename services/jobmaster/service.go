@@ -10,13 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/drover-run/drover/internal/config"
-	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
-	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
@@ -30,16 +27,11 @@ type Deps struct {
 
 // Service is one job-master node.
 type Service struct {
-	cfg     Config
+	*svc.Node
 	deps    Deps
-	id      string
-	labels  map[string]string
-	log     *zap.Logger
 	metrics *framework.Metrics
 	placer  *framework.Placer
-	started time.Time
 
-	store   *kvstate.Store
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	running map[string]*framework.MasterRuntime
@@ -48,73 +40,35 @@ type Service struct {
 
 // New builds a job-master node; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {
-	labels, err := config.ParseLabels(cfg.Labels)
+	n, err := svc.NewNode(topics.KindJobMaster, cfg.Node, DefaultCapacity, deps.NC, deps.Log, deps.Registry)
 	if err != nil {
 		return nil, err
 	}
-	if deps.Registry == nil {
-		deps.Registry = obs.NewRegistry()
-	}
-	id := cfg.NodeIDOr(topics.KindJobMaster)
-	return &Service{
-		cfg: cfg, deps: deps, id: id, labels: labels,
-		log:     deps.Log.With(zap.String("node", id)),
-		metrics: framework.NewMetrics(deps.Registry),
-		placer:  framework.NewPlacer(cfg.NodeTTL()),
-		running: map[string]*framework.MasterRuntime{},
-		started: time.Now().UTC(),
-	}, nil
+	return &Service{Node: n, deps: deps, metrics: framework.NewMetrics(n.Registry),
+		placer:  framework.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
+		running: map[string]*framework.MasterRuntime{}}, nil
 }
-
-// ID returns the node id.
-func (s *Service) ID() string { return s.id }
 
 // Run serves until ctx ends, then hands its masters over and returns.
 func (s *Service) Run(ctx context.Context) error {
-	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log)
+	unsubscribe, err := s.Open(ctx, s.onControl)
 	if err != nil {
 		return err
 	}
-	s.store = st
-	go func() {
-		if err := s.placer.Run(ctx, st, s.log); err != nil {
-			s.log.Error("placer stopped", zap.Error(err))
-		}
-	}()
-	subj, err := st.Space().NodeControl(topics.KindJobMaster, s.id)
-	if err != nil {
-		return err
-	}
-	sub, err := s.deps.NC.Subscribe(subj, s.onControl)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-
-	srv := obs.NewServer(s.deps.Registry, map[string]obs.Check{
-		"nats":  func(context.Context) error { return natsUp(s.deps.NC) },
-		"state": st.Ping,
-	}, nil)
-	srvCtx, stopSrv := context.WithCancel(context.Background())
-	defer stopSrv()
-	go func() {
-		if err := srv.Serve(srvCtx, s.cfg.HTTPAddr, s.log); err != nil {
-			s.log.Error("http server", zap.Error(err))
-		}
-	}()
+	defer unsubscribe()
+	go s.placer.Run(ctx, s.Store, s.Log)
+	defer s.ServeHTTP()()
 	go s.heartbeat(ctx)
-
-	s.log.Info("job-master node started", zap.Int("capacity", s.cfg.Capacity), zap.Any("labels", s.labels))
-	svc.KeepPresence(ctx, st, s.cfg.Heartbeat, s.log, s.presence)
+	s.Log.Info("job-master node started", zap.Int("capacity", s.Capacity), zap.Any("labels", s.Labels))
+	s.KeepPresence(ctx, s.deps.Types.Names(), s.load)
 	s.handover()
 	return nil
 }
 
-func natsUp(nc *nats.Conn) error {
-	if !nc.IsConnected() {
-		return errors.New("not connected to NATS")
-	}
-	return nil
+func (s *Service) load() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.running)
 }
 
 func (s *Service) masters() []wire.MasterRef {
@@ -129,11 +83,11 @@ func (s *Service) masters() []wire.MasterRef {
 
 // heartbeat tells the job manager, every heartbeat, which masters run here.
 func (s *Service) heartbeat(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Heartbeat)
+	t := time.NewTicker(s.Cfg.Heartbeat)
 	defer t.Stop()
-	subj := s.store.Space().ManagerHeartbeat()
+	subj := s.Store.Space().ManagerHeartbeat()
 	for {
-		hb := wire.NodeHeartbeat{Node: s.id, Masters: s.masters()}
+		hb := wire.NodeHeartbeat{Node: s.ID, Masters: s.masters()}
 		_ = s.deps.NC.PublishMsg(wire.NewMsg(subj, wire.KindNodeHeartbeat, 0, wire.Marshal(hb)))
 		select {
 		case <-ctx.Done():
@@ -141,14 +95,6 @@ func (s *Service) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-func (s *Service) presence() api.Node {
-	s.mu.Lock()
-	load := len(s.running)
-	s.mu.Unlock()
-	return api.Node{ID: s.id, Kind: api.NodeJobMaster, Labels: s.labels, Capacity: s.cfg.Capacity, Load: load,
-		Types: s.deps.Types.Names(), HTTPAddr: s.cfg.HTTPAddr, StartedAt: s.started}
 }
 
 // handover stops every master without a write and asks the leader to move
@@ -165,17 +111,17 @@ func (s *Service) handover() {
 	s.mu.Unlock()
 	s.wg.Wait()
 	if len(refs) > 0 {
-		msg := wire.NewMsg(s.store.Space().ManagerControl(), wire.KindHandover, 0,
-			wire.Marshal(wire.Handover{Node: s.id, Masters: refs}))
+		msg := wire.NewMsg(s.Store.Space().ManagerControl(), wire.KindHandover, 0,
+			wire.Marshal(wire.Handover{Node: s.ID, Masters: refs}))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := s.deps.NC.RequestMsgWithContext(ctx, msg)
 		cancel()
 		if err != nil {
-			s.log.Warn("hand-over not acknowledged; masters move after the master timeout", zap.Error(err))
+			s.Log.Warn("hand-over not acknowledged; masters move after the master timeout", zap.Error(err))
 		}
 	}
 	_ = s.deps.NC.Flush()
-	s.log.Info("job-master node left", zap.Int("masters_handed_over", len(refs)))
+	s.Log.Info("job-master node left", zap.Int("masters_handed_over", len(refs)))
 }
 
 func (s *Service) onControl(msg *nats.Msg) {
@@ -206,12 +152,12 @@ func (s *Service) assign(a wire.Assign) error {
 	}
 	jt, ok := s.deps.Types.Type(a.Job.Type)
 	if !ok {
-		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", a.Job.Type, s.id)
+		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", a.Job.Type, s.ID)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return api.Errorf(api.CodeUnavailable, "node %s is shutting down", s.id)
+		return api.Errorf(api.CodeUnavailable, "node %s is shutting down", s.ID)
 	}
 	if old := s.running[a.Job.ID]; old != nil {
 		switch {
@@ -221,12 +167,12 @@ func (s *Service) assign(a wire.Assign) error {
 			return api.Errorf(api.CodeFailedPrecondition, "job %s already runs a newer epoch here", a.Job.ID)
 		}
 		old.Stop()
-	} else if len(s.running) >= s.cfg.Capacity {
-		return api.Errorf(api.CodeUnavailable, "node %s is full (%d masters)", s.id, s.cfg.Capacity)
+	} else if len(s.running) >= s.Capacity {
+		return api.Errorf(api.CodeUnavailable, "node %s is full (%d masters)", s.ID, s.Capacity)
 	}
 	m, err := framework.NewMasterRuntime(framework.MasterDeps{
-		NC: s.deps.NC, Store: s.store, Placer: s.placer, Log: s.log, Registerer: s.deps.Registry,
-		Metrics: s.metrics, Node: s.id, WorkerTimeout: s.cfg.WorkerTimeout, DispatchTimeout: s.cfg.AssignTimeout,
+		NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
+		Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
 	}, jt, framework.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
 	if err != nil {
 		return err
@@ -237,7 +183,7 @@ func (s *Service) assign(a wire.Assign) error {
 		defer s.wg.Done()
 		err := m.Run(context.Background())
 		if err != nil && !errors.Is(err, framework.ErrStopped) {
-			s.log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
+			s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
 		}
 		s.mu.Lock()
 		if s.running[a.Job.ID] == m {
