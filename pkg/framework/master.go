@@ -253,8 +253,8 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		}
 		m.rec.Initialized = true
 	}
-	if m.exitReq != nil {
-		return m.exit(m.exitReq.reason, m.exitReq.err, m.exitReq.detail)
+	if req := m.takeExit(); req != nil {
+		return m.exit(req.reason, req.err, req.detail)
 	}
 	m.rec.State = kvstate.MasterRunning
 	if err := m.deps.Store.PutMaster(ctx, m.fence, m.rec); err != nil {
@@ -275,8 +275,8 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 	scan := time.NewTicker(scanInterval)
 	defer scan.Stop()
 	for {
-		if m.exitReq != nil {
-			return m.exit(m.exitReq.reason, m.exitReq.err, m.exitReq.detail)
+		if req := m.takeExit(); req != nil {
+			return m.exit(req.reason, req.err, req.detail)
 		}
 		select {
 		case <-ctx.Done():
@@ -406,7 +406,7 @@ func (m *MasterRuntime) drain(ctx context.Context) error {
 		if err := m.handle(ctx, msg); err != nil {
 			return err
 		}
-		if m.exitReq != nil {
+		if m.exiting() {
 			return nil
 		}
 	}
@@ -556,10 +556,21 @@ func (m *MasterRuntime) writeFailed(err error) error {
 	return err
 }
 
+// takeExit returns the pending exit request, if any.
+func (m *MasterRuntime) takeExit() *exitRequest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exitReq
+}
+
+func (m *MasterRuntime) exiting() bool { return m.takeExit() != nil }
+
 func (m *MasterRuntime) fenced(err error) error {
 	m.deps.Metrics.FencedWrites.WithLabelValues("master").Inc()
 	m.log.Warn("master fenced by a newer epoch, stopping", zap.Error(err))
-	m.impl.Stop(context.Background())
+	if m.impl != nil {
+		m.impl.Stop(context.Background())
+	}
 	return fmt.Errorf("%w: %v", ErrFenced, err)
 }
 
