@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+// e2e measures counter jobs (one worker, target one) submitted to finished
+// per second, with a bounded number in flight, on one job-master node and
+// one worker node in this process. Every job must finish with total 1.
+func (b *bench) e2e() error {
+	d, err := b.deploy("be2e", 1, 1)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	tr, err := newTracker(d.client.Conn(), d.space)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
+	if _, err := b.runJobs(d, tr, "warm", 20, 20); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	jobs, err := b.runJobs(d, tr, "e", b.o.e2eJobs, b.o.e2eWindow)
+	if err != nil {
+		return err
+	}
+	first, last := jobs[0].submit, jobs[0].end
+	lat := make([]time.Duration, 0, len(jobs))
+	for _, jt := range jobs {
+		if jt.submit.Before(first) {
+			first = jt.submit
+		}
+		if jt.end.After(last) {
+			last = jt.end
+		}
+		lat = append(lat, jt.end.Sub(jt.submit))
+	}
+	rate := float64(len(jobs)) / last.Sub(first).Seconds()
+	b.r.E2EJobsPerS = &rate
+	b.r.E2ELatencyP50Ms, b.r.E2ELatencyP99Ms = ms(pct(lat, 0.50)), ms(pct(lat, 0.99))
+	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms)",
+		rate, len(jobs), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms)
+	return nil
+}
+
+// runJobs submits n counter jobs keeping at most window unfinished, waits
+// for all to end, and checks each finished with its exact total.
+func (b *bench) runJobs(d *deployment, tr *tracker, tag string, n, window int) ([]*jobTimes, error) {
+	tokens := make(chan struct{}, window)
+	var remaining sync.WaitGroup
+	remaining.Add(n)
+	var mu sync.Mutex
+	ended := map[string]bool{}
+	end := func(id string) {
+		mu.Lock()
+		dup := ended[id]
+		ended[id] = true
+		mu.Unlock()
+		if !dup {
+			<-tokens
+			remaining.Done()
+		}
+	}
+	tr.setDone(func(id string, _ *jobTimes) { end(id) })
+	defer tr.setDone(nil)
+
+	ids := make(chan string, n)
+	for i := range n {
+		ids <- fmt.Sprintf("%s%d", tag, i)
+	}
+	close(ids)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	all := make([]*jobTimes, n)
+	var idx atomic.Int64
+	var wg sync.WaitGroup
+	for range min(32, window) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				tokens <- struct{}{}
+				jt := tr.expect(id)
+				all[idx.Add(1)-1] = jt
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := d.client.Submit(ctx, counterSpec(id))
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					end(id)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := waitGroup(&remaining, 5*time.Minute); err != nil {
+		mu.Lock()
+		left := n - len(ended)
+		mu.Unlock()
+		return nil, fmt.Errorf("%d of %d jobs did not end: %w", left, n, err)
+	}
+	if f := failed.Load(); f > 0 {
+		return nil, fmt.Errorf("%d submissions failed, first: %v", f, firstErr.Load())
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, jt := range all {
+		if jt.state != api.StateFinished {
+			return nil, fmt.Errorf("a job ended %s: %s", jt.state, jt.errMsg)
+		}
+		var det struct {
+			Total int `json:"total"`
+		}
+		if err := json.Unmarshal(jt.detail, &det); err != nil || det.Total != 1 {
+			return nil, fmt.Errorf("a job finished with detail %s, want total 1", jt.detail)
+		}
+	}
+	return all, nil
+}
+
+// schedule measures submit → master running → first worker online at a
+// steady, unsaturated submission rate (open loop: the pace does not wait
+// for answers).
+func (b *bench) schedule() error {
+	d, err := b.deploy("bsched", 1, 1)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	tr, err := newTracker(d.client.Conn(), d.space)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
+	if _, err := b.runJobs(d, tr, "warm", 20, 20); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	n := b.o.schedJobs
+	var remaining sync.WaitGroup
+	remaining.Add(n)
+	var mu sync.Mutex
+	ended := map[string]bool{}
+	end := func(id string) {
+		mu.Lock()
+		dup := ended[id]
+		ended[id] = true
+		mu.Unlock()
+		if !dup {
+			remaining.Done()
+		}
+	}
+	tr.setDone(func(id string, _ *jobTimes) { end(id) })
+	defer tr.setDone(nil)
+	all := make([]*jobTimes, n)
+	var failed atomic.Int64
+	interval := time.Duration(float64(time.Second) / b.o.schedRate)
+	start := time.Now()
+	for i := range n {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		id := fmt.Sprintf("s%d", i)
+		all[i] = tr.expect(id)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := d.client.Submit(ctx, counterSpec(id)); err != nil {
+				failed.Add(1)
+				end(id)
+			}
+		}()
+	}
+	if err := waitGroup(&remaining, 2*time.Minute); err != nil {
+		return err
+	}
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d submissions failed", f)
+	}
+	tr.mu.Lock()
+	var toRunning, toOnline []time.Duration
+	for _, jt := range all {
+		if jt.running.IsZero() || jt.online.IsZero() {
+			tr.mu.Unlock()
+			return fmt.Errorf("a job ended %s without a running or worker_online event", jt.state)
+		}
+		toRunning = append(toRunning, jt.running.Sub(jt.submit))
+		toOnline = append(toOnline, jt.online.Sub(jt.submit))
+	}
+	tr.mu.Unlock()
+	r := b.r
+	r.ScheduleP50Ms, r.ScheduleP99Ms, r.ScheduleMaxMs = ms(pct(toOnline, 0.5)), ms(pct(toOnline, 0.99)), ms(pct(toOnline, 1))
+	r.ScheduleRunningP50Ms, r.ScheduleRunningP99Ms, r.ScheduleRunningMaxMs = ms(pct(toRunning, 0.5)), ms(pct(toRunning, 0.99)), ms(pct(toRunning, 1))
+	r.ScheduleRatePerS = &b.o.schedRate
+	logf("scheduling at %.0f jobs/s: submit→running p50 %.1f p99 %.1f max %.1f ms; submit→first worker online p50 %.1f p99 %.1f max %.1f ms",
+		b.o.schedRate, *r.ScheduleRunningP50Ms, *r.ScheduleRunningP99Ms, *r.ScheduleRunningMaxMs,
+		*r.ScheduleP50Ms, *r.ScheduleP99Ms, *r.ScheduleMaxMs)
+	return nil
+}
+
+func waitGroup(wg *sync.WaitGroup, within time.Duration) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(within):
+		return fmt.Errorf("%w after %s", errTimeout, within)
+	}
+}
+
+// pct returns the q-quantile (nearest rank) of ds.
+func pct(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) *float64 {
+	v := math.Round(float64(d.Microseconds())/10) / 100
+	return &v
+}

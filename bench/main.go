@@ -1,0 +1,114 @@
+// Command bench measures Drover against raw NATS on the same machine, in
+// one run, on an embedded nats-server (JetStream, file store) on loopback:
+// request/reply and KV baselines, submit throughput, end-to-end job rate,
+// scheduling latency, worker placement and heartbeat capacity (job-master
+// and worker nodes as separate processes), and quotes the failover figures
+// of bench/results/failover.json. It writes bench/results/latest.json and
+// the table in BENCHMARKS.md. `make bench` runs it; `make bench-quick` is
+// the short CI smoke form, whose figures are not for the docs.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+type options struct {
+	quick       bool
+	out         string
+	md          string
+	only        map[string]bool
+	profile     bool
+	conc        int
+	dur         time.Duration
+	e2eJobs     int
+	e2eWindow   int
+	schedJobs   int
+	schedRate   float64
+	workers     int
+	workerNodes int
+	hbWindow    time.Duration
+	root        string
+}
+
+func (o *options) runs(phase string) bool { return len(o.only) == 0 || o.only[phase] }
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if err := runChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	var only string
+	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
+	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
+	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick: none; \"-\" for none)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale (default all)")
+	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
+	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
+	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")
+	flag.IntVar(&o.e2eJobs, "e2e-jobs", 0, "counter jobs in the end-to-end phase (default 3000, quick 300)")
+	flag.IntVar(&o.e2eWindow, "e2e-window", 256, "end-to-end jobs in flight at once")
+	flag.IntVar(&o.schedJobs, "sched-jobs", 0, "jobs in the scheduling latency phase (default 1000, quick 150)")
+	flag.Float64Var(&o.schedRate, "sched-rate", 100, "submissions per second in the scheduling latency phase")
+	flag.IntVar(&o.workers, "workers", 0, "workers of the placement and heartbeat phase (default 10000, quick 2000)")
+	flag.IntVar(&o.workerNodes, "worker-nodes", 4, "worker node processes in the placement and heartbeat phase")
+	flag.DurationVar(&o.hbWindow, "hb-window", 0, "heartbeat measurement window (default 10s, quick 4s)")
+	flag.Parse()
+
+	def := func(full, quick int) int {
+		if o.quick {
+			return quick
+		}
+		return full
+	}
+	if o.dur == 0 {
+		o.dur = time.Duration(def(5, 1)) * time.Second
+	}
+	if o.e2eJobs == 0 {
+		o.e2eJobs = def(3000, 300)
+	}
+	if o.schedJobs == 0 {
+		o.schedJobs = def(1000, 150)
+	}
+	if o.workers == 0 {
+		o.workers = def(10000, 2000)
+	}
+	if o.hbWindow == 0 {
+		o.hbWindow = time.Duration(def(10, 4)) * time.Second
+	}
+	if only != "" {
+		o.only = map[string]bool{}
+		for _, p := range strings.Split(only, ",") {
+			o.only[strings.TrimSpace(p)] = true
+		}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	o.root = root
+	if o.out == "" {
+		o.out = "bench/results/latest.json"
+		if o.quick {
+			o.out = "bench/results/quick.json"
+		}
+	}
+	if o.md == "" && !o.quick {
+		o.md = "BENCHMARKS.md"
+	}
+	if o.md == "-" {
+		o.md = ""
+	}
+	if err := run(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// results is latest.json: the keys the benchmark issue lists first, then
+// the extras that explain them. A figure not measured in a run is null.
+type results struct {
+	RawReqPerS             *float64 `json:"raw_req_per_s"`
+	RawKVCreatePerS        *float64 `json:"raw_kv_create_per_s"`
+	RawKVUpdatePerS        *float64 `json:"raw_kv_update_per_s"`
+	SubmitJobsPerS         *float64 `json:"submit_jobs_per_s"`
+	E2EJobsPerS            *float64 `json:"e2e_jobs_per_s"`
+	ScheduleP50Ms          *float64 `json:"schedule_p50_ms"`
+	ScheduleP99Ms          *float64 `json:"schedule_p99_ms"`
+	PlacementsPerS         *float64 `json:"placements_per_s"`
+	HBMasterCores          *float64 `json:"hb10k_master_cores"`
+	HBWorkerCores          *float64 `json:"hb10k_worker_cores"`
+	HBMemBytesPerWorker    *float64 `json:"hb10k_mem_bytes_per_worker"`
+	FailoverP50Ms          *float64 `json:"failover_p50_ms"`
+	FailoverP99Ms          *float64 `json:"failover_p99_ms"`
+	SubmitToRawCreateRatio *float64 `json:"submit_to_raw_kv_create_ratio"`
+	E2ELatencyP50Ms        *float64 `json:"e2e_latency_p50_ms,omitempty"`
+	E2ELatencyP99Ms        *float64 `json:"e2e_latency_p99_ms,omitempty"`
+	ScheduleMaxMs          *float64 `json:"schedule_max_ms,omitempty"`
+	ScheduleRunningP50Ms   *float64 `json:"schedule_running_p50_ms,omitempty"`
+	ScheduleRunningP99Ms   *float64 `json:"schedule_running_p99_ms,omitempty"`
+	ScheduleRunningMaxMs   *float64 `json:"schedule_running_max_ms,omitempty"`
+	ScheduleRatePerS       *float64 `json:"schedule_rate_per_s,omitempty"`
+	PlacementWorkers       int      `json:"placement_workers,omitempty"`
+	PlacementWorkerNodes   int      `json:"placement_worker_nodes,omitempty"`
+	PlacementSeconds       *float64 `json:"placement_seconds,omitempty"`
+	HBWorkers              int      `json:"hb_workers,omitempty"`
+	HBWindowSeconds        *float64 `json:"hb_window_seconds,omitempty"`
+	HBServerCores          *float64 `json:"hb10k_server_cores,omitempty"`
+	HBNatsMsgsPerS         *float64 `json:"hb10k_nats_msgs_per_s,omitempty"`
+	// HBMasterMemBytesPerWorker is the job-master node's growth per worker.
+	HBMasterMemBytesPerWorker *float64        `json:"hb10k_master_mem_bytes_per_worker,omitempty"`
+	Failover                  json.RawMessage `json:"failover,omitempty"`
+	Env                       *env            `json:"env,omitempty"`
+}
+
+// readFailover quotes the failover benchmark's figures (issue 3), which
+// has its own program; a missing file leaves them null.
+func (r *results) readFailover(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		logf("no %s: failover figures left null", filepath.Base(path))
+		return
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		logf("%s unreadable: %v", path, err)
+		return
+	}
+	r.Failover = b
+	pick := func(keys ...string) *float64 {
+		for _, k := range keys {
+			if v, ok := m[k].(float64); ok {
+				return &v
+			}
+		}
+		return nil
+	}
+	r.FailoverP50Ms = pick("failover_p50_ms", "p50_ms", "p50")
+	r.FailoverP99Ms = pick("failover_p99_ms", "p99_ms", "p99")
+}
+
+func (r *results) derive() {
+	if r.SubmitJobsPerS != nil && r.RawKVCreatePerS != nil && *r.RawKVCreatePerS > 0 {
+		r.SubmitToRawCreateRatio = round3(*r.SubmitJobsPerS / *r.RawKVCreatePerS)
+	}
+	for _, p := range []**float64{&r.RawReqPerS, &r.RawKVCreatePerS, &r.RawKVUpdatePerS, &r.SubmitJobsPerS,
+		&r.E2EJobsPerS, &r.PlacementsPerS} {
+		if *p != nil {
+			*p = round0(**p)
+		}
+	}
+}
+
+func (r *results) write(path string, e *env) error {
+	r.Env = e
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func (r *results) print(w io.Writer) {
+	for _, row := range r.rows() {
+		fmt.Fprintf(w, "%-48s %12s   %s\n", row.what, row.value, row.target)
+	}
+}
+
+type row struct{ what, value, target string }
+
+func (r *results) rows() []row {
+	f := func(v *float64, format string) string {
+		if v == nil {
+			return "—"
+		}
+		return fmt.Sprintf(format, *v)
+	}
+	target := func(ok bool, text string) string {
+		if ok {
+			return "✅ " + text
+		}
+		return "❌ " + text
+	}
+	ge := func(v *float64, t float64) bool { return v != nil && *v >= t }
+	lt := func(v *float64, t float64) bool { return v != nil && *v < t }
+	ratio := "—"
+	if r.SubmitToRawCreateRatio != nil {
+		ratio = fmt.Sprintf("%.0f %%", 100**r.SubmitToRawCreateRatio)
+	}
+	nodes := fmt.Sprintf("%d workers on %d worker nodes", r.PlacementWorkers, r.PlacementWorkerNodes)
+	hb := fmt.Sprintf("%d workers, 1 s heartbeat", r.HBWorkers)
+	rows := []row{
+		{"raw NATS request/reply (round trips/s)", f(r.RawReqPerS, "%.0f"), "baseline"},
+		{"raw JetStream KV Create (/s)", f(r.RawKVCreatePerS, "%.0f"), "baseline"},
+		{"raw JetStream KV CAS Update (/s)", f(r.RawKVUpdatePerS, "%.0f"), "baseline"},
+		{"submit through the v1 API (jobs/s)", f(r.SubmitJobsPerS, "%.0f"), target(ge(r.SubmitJobsPerS, 2000), "≥ 2,000")},
+		{"submit / raw KV Create", ratio, target(ge(r.SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
+		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},
+		{"scheduling p50, submit → first worker online (ms)", f(r.ScheduleP50Ms, "%.1f"), ""},
+		{"scheduling p99 (ms)", f(r.ScheduleP99Ms, "%.1f"), target(lt(r.ScheduleP99Ms, 50), "< 50")},
+		{"scheduling max (ms)", f(r.ScheduleMaxMs, "%.1f"), ""},
+		{"placements/s (" + nodes + ")", f(r.PlacementsPerS, "%.0f"), target(ge(r.PlacementsPerS, 5000), "≥ 5,000")},
+		{"job-master node CPU (" + hb + ", cores)", f(r.HBMasterCores, "%.3f"), target(lt(r.HBMasterCores, 0.5), "< 0.5")},
+		{"worker nodes CPU (cores, all nodes)", f(r.HBWorkerCores, "%.3f"), ""},
+		{"nats-server + job manager CPU (cores)", f(r.HBServerCores, "%.3f"), ""},
+		{"NATS messages/s (in + out)", f(r.HBNatsMsgsPerS, "%.0f"), ""},
+		{"worker node RSS per worker (bytes)", f(r.HBMemBytesPerWorker, "%.0f"), ""},
+		{"failover p50 (ms)", f(r.FailoverP50Ms, "%.0f"), "from bench/results/failover.json"},
+		{"failover p99 (ms)", f(r.FailoverP99Ms, "%.0f"), target(lt(r.FailoverP99Ms, 3200), "< master timeout + 200 ms = 3,200")},
+	}
+	return rows
+}
+
+// env is the machine and software a run measured.
+type env struct {
+	Date        string  `json:"date"`
+	Command     string  `json:"command"`
+	Quick       bool    `json:"quick"`
+	CPU         string  `json:"cpu"`
+	Cores       int     `json:"cores"`
+	MemTotal    string  `json:"mem_total"`
+	Kernel      string  `json:"kernel"`
+	Go          string  `json:"go"`
+	NATSServer  string  `json:"nats_server"`
+	NATSClient  string  `json:"nats_go"`
+	LoadStart   string  `json:"loadavg_start"`
+	LoadEnd     string  `json:"loadavg_end"`
+	DurationSec float64 `json:"duration_s"`
+	start       time.Time
+}
+
+func collectEnv(o *options) *env {
+	e := &env{
+		Date:       time.Now().UTC().Format(time.RFC3339),
+		Command:    command(),
+		Quick:      o.quick,
+		Cores:      runtime.NumCPU(),
+		Go:         runtime.Version(),
+		NATSServer: server.VERSION,
+		NATSClient: nats.Version,
+		start:      time.Now(),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				e.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				e.MemTotal = strings.TrimSpace(v)
+			}
+		}
+	}
+	e.Kernel = readTrim("/proc/sys/kernel/osrelease")
+	e.LoadStart = loadavg()
+	return e
+}
+
+func (e *env) finish() {
+	e.LoadEnd = loadavg()
+	e.DurationSec = math.Round(time.Since(e.start).Seconds())
+}
+
+func loadavg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func readTrim(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+// command is how the run was started, as a reader would type it.
+func command() string {
+	args := append([]string{"go run ./bench"}, os.Args[1:]...)
+	return strings.Join(args, " ")
+}
+
+const (
+	mdBegin = "<!-- bench:begin (generated by go run ./bench; edit outside these markers) -->"
+	mdEnd   = "<!-- bench:end -->"
+)
+
+// writeMarkdown regenerates the table between the markers of path and
+// keeps everything else, so the analysis written around it survives.
+func writeMarkdown(path string, r *results, e *env) error {
+	var t bytes.Buffer
+	fmt.Fprintln(&t, mdBegin)
+	fmt.Fprintf(&t, "Run of %s, `%s` (%.0f s).\n\n", e.Date, e.Command, e.DurationSec)
+	fmt.Fprintf(&t, "Machine: %s, %d cores, %s RAM, Linux %s; %s; nats-server %s (embedded, JetStream file store, loopback), nats.go %s. ",
+		e.CPU, e.Cores, e.MemTotal, e.Kernel, e.Go, e.NATSServer, e.NATSClient)
+	fmt.Fprintf(&t, "Load average %s at the start, %s at the end: the machine is shared with other engineers' test runs, so every figure is a lower bound.\n\n",
+		e.LoadStart, e.LoadEnd)
+	fmt.Fprintln(&t, "| measure | value | target |")
+	fmt.Fprintln(&t, "|---|---:|---|")
+	for _, row := range r.rows() {
+		fmt.Fprintf(&t, "| %s | %s | %s |\n", row.what, row.value, row.target)
+	}
+	fmt.Fprintln(&t, mdEnd)
+
+	old, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		old = []byte("# Benchmarks\n\n" + mdBegin + "\n" + mdEnd + "\n")
+	} else if err != nil {
+		return err
+	}
+	s := string(old)
+	i, j := strings.Index(s, mdBegin), strings.Index(s, mdEnd)
+	if i < 0 || j < i {
+		s = strings.TrimRight(s, "\n") + "\n\n" + t.String()
+	} else {
+		s = s[:i] + t.String() + strings.TrimPrefix(s[j+len(mdEnd):], "\n")
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+func round0(v float64) *float64 { v = math.Round(v); return &v }
+func round2(v float64) *float64 { v = math.Round(v*100) / 100; return &v }
+func round3(v float64) *float64 { v = math.Round(v*1000) / 1000; return &v }

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// run executes every selected phase on one embedded server, each phase in
+// its own namespace so that none sees another's jobs, and writes results.
+func run(o *options) error {
+	if err := os.MkdirAll(filepath.Join(o.root, "bench", "results"), 0o755); err != nil {
+		return err
+	}
+	env := collectEnv(o)
+	dir, err := os.MkdirTemp("", "drover-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := startServer(dir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	logf("nats-server %s on %s, store %s", server.VERSION, srv.ClientURL(), dir)
+
+	r := &results{}
+	b := &bench{o: o, srv: srv, url: srv.ClientURL(), r: r}
+	phases := []struct {
+		name string
+		f    func() error
+	}{
+		{"raw", b.raw},
+		{"submit", b.submit},
+		{"e2e", b.e2e},
+		{"schedule", b.schedule},
+		{"scale", b.scale},
+	}
+	for _, p := range phases {
+		if !o.runs(p.name) {
+			continue
+		}
+		logf("phase %s", p.name)
+		t0 := time.Now()
+		stop := b.profile(p.name)
+		err := p.f()
+		stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
+	}
+	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
+	r.derive()
+	env.finish()
+	if err := r.write(filepath.Join(o.root, o.out), env); err != nil {
+		return err
+	}
+	logf("wrote %s", o.out)
+	if o.md != "" {
+		if err := writeMarkdown(filepath.Join(o.root, o.md), r, env); err != nil {
+			return err
+		}
+		logf("wrote %s", o.md)
+	}
+	r.print(os.Stdout)
+	return nil
+}
+
+// bench carries what every phase shares.
+type bench struct {
+	o   *options
+	srv *server.Server
+	url string
+	r   *results
+}
+
+// profile starts a CPU profile of this process (the server, the job
+// manager and, except in the scale phase, the nodes) for one phase.
+func (b *bench) profile(phase string) func() {
+	if !b.o.profile {
+		return func() {}
+	}
+	path := b.profPath(phase)
+	f, err := os.Create(path)
+	if err != nil {
+		logf("profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		logf("profile: %v", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+		logf("profile saved: %s", path)
+	}
+}
+
+func (b *bench) profPath(name string) string {
+	return filepath.Join(b.o.root, "bench", "results", name+".prof")
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// repoRoot finds the module root from the working directory, so the
+// results land in the repository wherever bench is started from inside it.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run bench from inside the drover repository")
+		}
+		dir = parent
+	}
+}
+
+func startServer(dir string) (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{
+		ServerName: "bench",
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		return nil, errors.New("nats-server not ready")
+	}
+	return s, nil
+}

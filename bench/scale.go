@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+// scale places one fanout job's workers (10,000 by default) across the
+// worker nodes and measures placements per second until all are online;
+// then, with every worker live at the default 1 s heartbeat, the CPU used
+// by the job-master node and the worker nodes (separate processes, read
+// from /proc), the NATS messages per second and the memory per worker.
+func (b *bench) scale() error {
+	const prefix = "bscale"
+	n, nodes := b.o.workers, b.o.workerNodes
+	d, err := b.deploy(prefix, 0, 0)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	var profs func(name string) []string
+	if b.o.profile {
+		profs = func(name string) []string {
+			return []string{b.profPath("placement_" + name), b.profPath("hb_" + name)}
+		}
+	} else {
+		profs = func(string) []string { return nil }
+	}
+	master, err := startChild("jobmaster", b.url, prefix, prefix+"-jobmaster-0", profs("jobmaster"))
+	if err != nil {
+		return err
+	}
+	defer master.stop()
+	var workers []*child
+	defer func() {
+		for _, w := range workers {
+			w.stop()
+		}
+	}()
+	for i := range nodes {
+		var p []string
+		if i == 0 {
+			p = profs("worker")
+		}
+		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), p)
+		if err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
+	profiled := []*child{master, workers[0]}
+	toggleProfiles := func() {
+		if b.o.profile {
+			for _, c := range profiled {
+				c.signal(syscall.SIGUSR1)
+			}
+		}
+	}
+	if err := d.waitReady(1 + nodes); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	rssBefore, err := rssOf(workers)
+	if err != nil {
+		return err
+	}
+	masterBefore, err := readProc(master.pid())
+	if err != nil {
+		return err
+	}
+
+	tr, err := newTracker(d.client.Conn(), d.space)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
+	allOnline := make(chan struct{})
+	tr.setOnline(func(_ string, jt *jobTimes) {
+		if jt.onlines == n {
+			close(allOnline)
+		}
+	})
+	const id = "fanout"
+	jt := tr.expect(id)
+	toggleProfiles()
+	cfg, _ := json.Marshal(map[string]int{"workers": n})
+	if _, err := d.client.Submit(context.Background(), api.Spec{ID: id, Type: "bench-fanout", Config: cfg}); err != nil {
+		return err
+	}
+	select {
+	case <-allOnline:
+	case <-time.After(5 * time.Minute):
+		tr.mu.Lock()
+		got := jt.onlines
+		tr.mu.Unlock()
+		return fmt.Errorf("only %d of %d workers online after 5 minutes", got, n)
+	}
+	toggleProfiles()
+	tr.mu.Lock()
+	placeSecs := jt.lastOnline.Sub(jt.running).Seconds()
+	fromSubmit := jt.lastOnline.Sub(jt.submit).Seconds()
+	firstOnline := jt.online.Sub(jt.running)
+	tr.mu.Unlock()
+	placements := float64(n) / placeSecs
+	b.r.PlacementsPerS = &placements
+	b.r.PlacementWorkers, b.r.PlacementWorkerNodes = n, nodes
+	b.r.PlacementSeconds = round2(placeSecs)
+	logf("placement: %d workers on %d nodes in %.2f s after master assignment (%.2f s after submit; first online after %s): %.0f placements/s",
+		n, nodes, placeSecs, fromSubmit, firstOnline.Round(time.Millisecond), placements)
+
+	// Let the burst's garbage and first status writes settle, then watch
+	// the steady state of heartbeats only.
+	time.Sleep(3 * time.Second)
+	offBefore := tr.offlineCount()
+	snap0, err := b.snapshot(master, workers)
+	if err != nil {
+		return err
+	}
+	toggleProfiles()
+	time.Sleep(b.o.hbWindow)
+	toggleProfiles()
+	snap1, err := b.snapshot(master, workers)
+	if err != nil {
+		return err
+	}
+	if lost := tr.offlineCount() - offBefore; lost > 0 {
+		return fmt.Errorf("%d workers went offline during the heartbeat window", lost)
+	}
+	secs := snap1.at.Sub(snap0.at).Seconds()
+	cores := func(t0, t1 uint64) *float64 { return round3(float64(t1-t0) / clockTicks / secs) }
+	r := b.r
+	r.HBWorkers = n
+	r.HBWindowSeconds = round2(secs)
+	r.HBMasterCores = cores(snap0.master.ticks, snap1.master.ticks)
+	r.HBWorkerCores = cores(snap0.workers, snap1.workers)
+	r.HBServerCores = cores(snap0.self, snap1.self)
+	r.HBNatsMsgsPerS = round0(float64(snap1.msgs-snap0.msgs) / secs)
+	rssAfter, err := rssOf(workers)
+	if err != nil {
+		return err
+	}
+	perWorker := float64(int64(rssAfter)-int64(rssBefore)) / float64(n)
+	r.HBMemBytesPerWorker = round0(perWorker)
+	r.HBMasterMemBytesPerWorker = round0(float64(int64(snap1.master.rss)-int64(masterBefore.rss)) / float64(n))
+	logf("heartbeats of %d workers over %.1f s: job-master node %.3f cores, worker nodes %.3f cores, server+job manager %.3f cores, %.0f NATS msgs/s, %.0f B RSS per worker (workers), %.0f B (master)",
+		n, secs, *r.HBMasterCores, *r.HBWorkerCores, *r.HBServerCores, *r.HBNatsMsgsPerS, perWorker, *r.HBMasterMemBytesPerWorker)
+
+	// Tear down: cancel the job so its workers stop before the nodes do.
+	ended := make(chan struct{}, 1)
+	tr.setDone(func(string, *jobTimes) { ended <- struct{}{} })
+	if _, err := d.client.Cancel(context.Background(), id); err != nil {
+		logf("cancel fanout: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		logf("fanout job did not end within 30 s of its cancel")
+	}
+	return nil
+}
+
+type snapshot struct {
+	at      time.Time
+	master  procStat
+	workers uint64 // ticks of every worker node
+	self    uint64 // ticks of this process: nats-server and the job manager
+	msgs    int64  // messages in and out of the server
+}
+
+func (b *bench) snapshot(master *child, workers []*child) (snapshot, error) {
+	s := snapshot{at: time.Now()}
+	var err error
+	if s.master, err = readProc(master.pid()); err != nil {
+		return s, err
+	}
+	for _, w := range workers {
+		p, err := readProc(w.pid())
+		if err != nil {
+			return s, err
+		}
+		s.workers += p.ticks
+	}
+	self, err := readProc(os.Getpid())
+	if err != nil {
+		return s, err
+	}
+	s.self = self.ticks
+	v, err := b.srv.Varz(nil)
+	if err != nil {
+		return s, err
+	}
+	s.msgs = v.InMsgs + v.OutMsgs
+	return s, nil
+}
+
+func rssOf(cs []*child) (uint64, error) {
+	var sum uint64
+	for _, c := range cs {
+		p, err := readProc(c.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += p.rss
+	}
+	return sum, nil
+}
