@@ -4,6 +4,7 @@ package builtin
 
 import (
 	"github.com/drover-run/drover/jobs/counter"
+	"github.com/drover-run/drover/jobs/testjobs"
 	"github.com/drover-run/drover/pkg/framework"
 )
 
@@ -11,5 +12,8 @@ import (
 func Registry() *framework.Registry {
 	r := framework.NewRegistry()
 	r.MustRegister(counter.Type())
+	// Test job types (flaky, stubborn) drive the failure tests in e2e/.
+	r.MustRegister(testjobs.FlakyType())
+	r.MustRegister(testjobs.StubbornType())
 	return r
 }
