@@ -62,18 +62,26 @@ func run(o *options) error {
 	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
 	r.derive()
 	env.finish()
-	if err := r.write(filepath.Join(o.root, o.out), env); err != nil {
+	if err := r.write(o.path(o.out), env); err != nil {
 		return err
 	}
 	logf("wrote %s", o.out)
 	if o.md != "" {
-		if err := writeMarkdown(filepath.Join(o.root, o.md), r, env); err != nil {
+		if err := writeMarkdown(o.path(o.md), r, env); err != nil {
 			return err
 		}
 		logf("wrote %s", o.md)
 	}
 	r.print(os.Stdout)
 	return nil
+}
+
+// path resolves a path given on the command line against the repository.
+func (o *options) path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(o.root, p)
 }
 
 // bench carries what every phase shares.

@@ -247,6 +247,10 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 			return m.exit(ExitFailed, err, nil)
 		}
 	} else {
+		// A first start has no worker to wait for: it is ready before Init,
+		// so a job that gates CreateWorker on readiness places its workers
+		// in Init instead of one tick later.
+		m.checkReady()
 		m.log.Info("master initializing")
 		if err := m.call(func() error { return m.impl.Init(ctx) }); err != nil {
 			return m.exit(ExitFailed, err, nil)
