@@ -160,13 +160,17 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	lj := l.jobs[id]
 	if lj == nil {
-		l.jobs[id] = &ljob{job: j, lastSeen: time.Now()}
-		return
+		lj = &ljob{job: j, lastSeen: time.Now()}
+		l.jobs[id] = lj
+	} else {
+		if lj.job.Epoch != j.Epoch {
+			lj.lastSeen = time.Now()
+		}
+		lj.job = j
 	}
-	if lj.job.Epoch != j.Epoch {
-		lj.lastSeen = time.Now()
-	}
-	lj.job = j
+	// Act on the change now rather than at the next tick: a new job is
+	// assigned within a KV round trip of its submission.
+	l.reconcileJob(lj, time.Now())
 }
 
 func (l *leader) onMaster(e jetstream.KeyValueEntry) {
@@ -178,6 +182,10 @@ func (l *leader) onMaster(e jetstream.KeyValueEntry) {
 		return
 	}
 	l.masters[m.Job] = m
+	if lj := l.jobs[m.Job]; lj != nil {
+		// A master's exit is finalized as soon as it is written.
+		l.reconcileJob(lj, time.Now())
+	}
 }
 
 func (l *leader) onNodeHeartbeat(h *wire.NodeHeartbeat) {
@@ -228,49 +236,56 @@ func (l *leader) reconcile(now time.Time) {
 	if !l.synced {
 		return
 	}
-	timeout := l.s.cfg.MasterTimeout
 	for _, lj := range l.jobs {
-		if lj.busy || now.Before(lj.retryAt) {
-			continue
+		l.reconcileJob(lj, now)
+	}
+}
+
+// reconcileJob moves one live job one step towards where it should be. The
+// tick runs it for every job (timeouts, retries); changes to a job's
+// records run it for that job at once.
+func (l *leader) reconcileJob(lj *ljob, now time.Time) {
+	if !l.synced || lj.busy || now.Before(lj.retryAt) {
+		return
+	}
+	timeout := l.s.cfg.MasterTimeout
+	j := lj.job
+	m := l.masters[j.ID]
+	current := m != nil && m.Epoch == j.Epoch && j.Epoch > 0
+	switch j.State {
+	case api.StateCreated:
+		l.assign(lj, "first")
+	case api.StatePending:
+		if j.NextAttemptAt == nil || !now.Before(*j.NextAttemptAt) {
+			l.assign(lj, "restart")
 		}
-		j := lj.job
-		m := l.masters[j.ID]
-		current := m != nil && m.Epoch == j.Epoch && j.Epoch > 0
-		switch j.State {
-		case api.StateCreated:
-			l.assign(lj, "first")
-		case api.StatePending:
-			if j.NextAttemptAt == nil || !now.Before(*j.NextAttemptAt) {
-				l.assign(lj, "restart")
+	case api.StateRunning:
+		switch {
+		case current && m.State.Exited():
+			l.finalize(lj, m)
+		case now.Sub(lj.lastSeen) > timeout:
+			reason := "timeout"
+			if lj.lastSeen.IsZero() {
+				reason = "handover"
+			} else {
+				l.s.metrics.failovers.WithLabelValues("timeout").Inc()
 			}
-		case api.StateRunning:
-			switch {
-			case current && m.State.Exited():
-				l.finalize(lj, m)
-			case now.Sub(lj.lastSeen) > timeout:
-				reason := "timeout"
-				if lj.lastSeen.IsZero() {
-					reason = "handover"
-				} else {
-					l.s.metrics.failovers.WithLabelValues("timeout").Inc()
-				}
-				l.log.Info("master lost, failing over", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch),
-					zap.String("node", j.Node), zap.String("reason", reason))
-				l.assign(lj, reason)
-			case current && m.State == kvstate.MasterRunning && (!bytes.Equal(m.Detail, j.Detail) || j.Error != nil):
-				l.mirror(lj, m)
-			}
-		case api.StateCanceling:
-			switch {
-			case current && m.State.Exited():
-				l.finalize(lj, m)
-			case now.Sub(lj.lastSeen) > timeout ||
-				(j.CancelRequestedAt != nil && now.Sub(*j.CancelRequestedAt) > l.s.cfg.CancelTimeout):
-				l.forceCancel(lj)
-			case now.Sub(lj.cancelSent) > l.s.cfg.Heartbeat:
-				lj.cancelSent = now
-				l.s.sendCancel(j)
-			}
+			l.log.Info("master lost, failing over", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch),
+				zap.String("node", j.Node), zap.String("reason", reason))
+			l.assign(lj, reason)
+		case current && m.State == kvstate.MasterRunning && (!bytes.Equal(m.Detail, j.Detail) || j.Error != nil):
+			l.mirror(lj, m)
+		}
+	case api.StateCanceling:
+		switch {
+		case current && m.State.Exited():
+			l.finalize(lj, m)
+		case now.Sub(lj.lastSeen) > timeout ||
+			(j.CancelRequestedAt != nil && now.Sub(*j.CancelRequestedAt) > l.s.cfg.CancelTimeout):
+			l.forceCancel(lj)
+		case now.Sub(lj.cancelSent) > l.s.cfg.Heartbeat:
+			lj.cancelSent = now
+			l.s.sendCancel(j)
 		}
 	}
 }
@@ -292,6 +307,11 @@ func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
 			lj.busy = false
 			if after != nil {
 				after()
+				// A change that arrived while the job was busy was not
+				// acted on (e.g. its master exited during the assignment).
+				if l.jobs[lj.job.ID] == lj {
+					l.reconcileJob(lj, time.Now())
+				}
 			}
 		})
 	}()
