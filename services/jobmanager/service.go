@@ -48,6 +48,9 @@ type Service struct {
 // queueGroup makes every replica answer API requests, each request once.
 const queueGroup = "drover-jobmanager"
 
+// maxInflight bounds the API requests a replica handles at once.
+const maxInflight = 256
+
 // New builds a replica; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Registry == nil {
@@ -89,13 +92,38 @@ func (s *Service) Run(ctx context.Context) error {
 		space.APINodes():   s.replyNodes,
 		space.APIWorkers(): s.replyWorkers,
 	}
+	// Requests are handled concurrently, up to maxInflight: each waits on
+	// a KV round trip, and one at a time would cap the API at one round
+	// trip per request whatever the store allows.
+	inflight := make(chan struct{}, maxInflight)
+	var handling sync.WaitGroup
+	var closeMu sync.Mutex
+	closed := false
+	defer func() {
+		closeMu.Lock()
+		closed = true
+		closeMu.Unlock()
+		handling.Wait()
+	}()
 	for subj, h := range handlers {
 		sub, err := s.deps.NC.QueueSubscribe(subj, queueGroup, func(msg *nats.Msg) {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			rep := h(rctx, msg.Data)
-			s.countReply(subj, rep.Error)
-			_ = msg.Respond(wire.Marshal(rep))
+			inflight <- struct{}{}
+			closeMu.Lock()
+			if closed {
+				closeMu.Unlock()
+				<-inflight
+				return
+			}
+			handling.Add(1)
+			closeMu.Unlock()
+			go func() {
+				defer func() { <-inflight; handling.Done() }()
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				rep := h(rctx, msg.Data)
+				s.countReply(subj, rep.Error)
+				_ = msg.Respond(wire.Marshal(rep))
+			}()
 		})
 		if err != nil {
 			return err
