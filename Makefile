@@ -77,8 +77,9 @@ images: build
 			nats) cp $(BIN)/nats-server deploy/docker/nats-server.conf $$dir/ && mkdir $$dir/data ;; \
 			*) cp $(BIN)/$$img $$dir/ ;; \
 		esac; \
-		echo "docker build -t $(IMAGE_REPO)/$$img:$(IMAGE_TAG)"; \
-		docker build -q -t $(IMAGE_REPO)/$$img:$(IMAGE_TAG) $$dir || exit 1; \
+		echo "docker build -t $(IMAGE_REPO)/$$img:$(IMAGE_TAG) $$dir"; \
+		docker build -q -t $(IMAGE_REPO)/$$img:$(IMAGE_TAG) $$dir >$$dir.log 2>&1 \
+			|| { cat $$dir.log; exit 1; }; \
 	done
 
 e2e-compose:

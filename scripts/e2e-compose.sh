@@ -17,10 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROJECT=${E2E_PROJECT:-drover-e2e}
-# Host ports published by docker-compose.yml; the job manager's HTTP API
-# and the NATS monitoring port move off their usual ports so a `make run`
-# on the same machine does not have to be stopped for them.
-export NATS_HOST_PORT=${NATS_HOST_PORT:-4222}
+# Host ports published by docker-compose.yml, moved off the usual 4222,
+# 8222 and 8080 so that a `make run` or a test on the same machine does not
+# collide with the test.
+export NATS_HOST_PORT=${NATS_HOST_PORT:-14222}
 export NATS_MONITOR_HOST_PORT=${NATS_MONITOR_HOST_PORT:-18222}
 export HTTP_HOST_PORT=${HTTP_HOST_PORT:-18080}
 NATS_URL="nats://127.0.0.1:${NATS_HOST_PORT}"
