@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -42,7 +43,8 @@ func validateKey(key string) error {
 }
 
 // Get returns the value of key and its revision; ErrNotFound if absent.
-func (b *Business) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+func (b *Business) Get(ctx context.Context, key string) (_ []byte, _ uint64, err error) {
+	defer b.s.observe("business_get", time.Now(), &err)
 	if err := validateKey(key); err != nil {
 		return nil, 0, err
 	}
@@ -54,7 +56,8 @@ func (b *Business) Get(ctx context.Context, key string) ([]byte, uint64, error) 
 }
 
 // Put writes key under the writer's fence.
-func (b *Business) Put(ctx context.Context, key string, val []byte) (uint64, error) {
+func (b *Business) Put(ctx context.Context, key string, val []byte) (_ uint64, err error) {
+	defer b.s.observe("business_put", time.Now(), &err)
 	if err := validateKey(key); err != nil {
 		return 0, err
 	}
@@ -64,17 +67,19 @@ func (b *Business) Put(ctx context.Context, key string, val []byte) (uint64, err
 }
 
 // Delete removes key under the writer's fence.
-func (b *Business) Delete(ctx context.Context, key string) error {
+func (b *Business) Delete(ctx context.Context, key string) (err error) {
+	defer b.s.observe("business_delete", time.Now(), &err)
 	if err := validateKey(key); err != nil {
 		return err
 	}
-	_, err := b.s.fencedPublish(ctx, b.fence, businessKey(b.job, key), nil, true)
+	_, err = b.s.fencedPublish(ctx, b.fence, businessKey(b.job, key), nil, true)
 	b.checkStale(err)
 	return err
 }
 
 // Keys lists the job's keys under prefix ("" for all).
-func (b *Business) Keys(ctx context.Context, prefix string) ([]string, error) {
+func (b *Business) Keys(ctx context.Context, prefix string) (_ []string, err error) {
+	defer b.s.observe("business_keys", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	lister, err := b.s.state.ListKeysFiltered(ctx, businessPattern(b.job))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,7 +17,8 @@ import (
 const maxCASRetries = 32
 
 // CreateJob stores a new job record; a job with the same id yields ErrExists.
-func (s *Store) CreateJob(ctx context.Context, job *api.Job) (uint64, error) {
+func (s *Store) CreateJob(ctx context.Context, job *api.Job) (_ uint64, err error) {
+	defer s.observe("create_job", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	b, err := json.Marshal(job)
@@ -34,7 +36,8 @@ func (s *Store) CreateJob(ctx context.Context, job *api.Job) (uint64, error) {
 }
 
 // GetJob reads one job record and its revision.
-func (s *Store) GetJob(ctx context.Context, id string) (*api.Job, uint64, error) {
+func (s *Store) GetJob(ctx context.Context, id string) (_ *api.Job, _ uint64, err error) {
+	defer s.observe("get_job", time.Now(), &err)
 	e, err := getEntry(ctx, s.jobs, id)
 	if err != nil {
 		return nil, 0, err
@@ -52,7 +55,16 @@ var ErrNoChange = errors.New("kvstate: no change")
 // UpdateJob applies fn to the latest job record and writes it with CAS,
 // retrying on conflict. If fn returns ErrNoChange the record is returned
 // unchanged; any other error aborts.
-func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, uint64, error) {
+func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) error) (_ *api.Job, _ uint64, err error) {
+	// An error of fn's own is the caller's decision, not a store outcome.
+	start, fnErr := time.Now(), false
+	defer func() {
+		storeErr := err
+		if fnErr {
+			storeErr = nil
+		}
+		s.observe("update_job", start, &storeErr)
+	}()
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	for range maxCASRetries {
@@ -63,6 +75,7 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) erro
 		if err := fn(j); errors.Is(err, ErrNoChange) {
 			return j, rev, nil
 		} else if err != nil {
+			fnErr = true
 			return j, rev, err
 		}
 		b, err := json.Marshal(j)
@@ -82,7 +95,8 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) erro
 }
 
 // ListJobs returns every job record, sorted by id.
-func (s *Store) ListJobs(ctx context.Context) ([]api.Job, error) {
+func (s *Store) ListJobs(ctx context.Context) (_ []api.Job, err error) {
+	defer s.observe("list_jobs", time.Now(), &err)
 	entries, err := readAll(ctx, s.jobs, ">")
 	if err != nil {
 		return nil, err

@@ -17,7 +17,8 @@ import (
 func nodeKey(kind, id string) string { return kind + "." + id }
 
 // PutNode refreshes a node's presence; it expires after NodeTTL without refresh.
-func (s *Store) PutNode(ctx context.Context, n *api.Node) error {
+func (s *Store) PutNode(ctx context.Context, n *api.Node) (err error) {
+	defer s.observe("put_node", time.Now(), &err)
 	if err := topics.ValidateID("node", n.ID); err != nil {
 		return err
 	}
@@ -35,14 +36,16 @@ func (s *Store) PutNode(ctx context.Context, n *api.Node) error {
 }
 
 // DeleteNode removes a node's presence at once (graceful shutdown).
-func (s *Store) DeleteNode(ctx context.Context, kind, id string) error {
+func (s *Store) DeleteNode(ctx context.Context, kind, id string) (err error) {
+	defer s.observe("delete_node", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	return s.nodes.Delete(ctx, nodeKey(kind, id))
 }
 
 // ListNodes returns the live nodes of kind ("" for all), sorted by id.
-func (s *Store) ListNodes(ctx context.Context, kind string) ([]api.Node, error) {
+func (s *Store) ListNodes(ctx context.Context, kind string) (_ []api.Node, err error) {
+	defer s.observe("list_nodes", time.Now(), &err)
 	filter := ">"
 	if kind != "" {
 		filter = kind + ".*"
@@ -84,7 +87,8 @@ type Lease struct {
 
 // AcquireLease takes the lease if nobody holds it; its revision is the
 // leader's fencing token. ErrExists if another replica holds it.
-func (s *Store) AcquireLease(ctx context.Context, holder string) (uint64, error) {
+func (s *Store) AcquireLease(ctx context.Context, holder string) (_ uint64, err error) {
+	defer s.observe("acquire_lease", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
@@ -99,7 +103,8 @@ func (s *Store) AcquireLease(ctx context.Context, holder string) (uint64, error)
 }
 
 // RenewLease extends the lease held at rev; ErrNotLeader once someone else holds it.
-func (s *Store) RenewLease(ctx context.Context, holder string, rev uint64) (uint64, error) {
+func (s *Store) RenewLease(ctx context.Context, holder string, rev uint64) (_ uint64, err error) {
+	defer s.observe("renew_lease", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
@@ -114,7 +119,8 @@ func (s *Store) RenewLease(ctx context.Context, holder string, rev uint64) (uint
 }
 
 // ReleaseLease gives up the lease held at rev so another replica takes over at once.
-func (s *Store) ReleaseLease(ctx context.Context, rev uint64) error {
+func (s *Store) ReleaseLease(ctx context.Context, rev uint64) (err error) {
+	defer s.observe("release_lease", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	return s.leader.Delete(ctx, leaseKey, jetstream.LastRevision(rev))

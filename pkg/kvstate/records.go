@@ -91,7 +91,8 @@ func businessPattern(job string) string      { return "b." + job + ".>" }
 func workerIDFromKey(job, key string) string { return strings.TrimPrefix(key, "w."+job+".") }
 
 // GetMaster reads a job's master record and its revision.
-func (s *Store) GetMaster(ctx context.Context, job string) (*MasterRecord, uint64, error) {
+func (s *Store) GetMaster(ctx context.Context, job string) (_ *MasterRecord, _ uint64, err error) {
+	defer s.observe("get_master", time.Now(), &err)
 	if err := topics.ValidateID("job", job); err != nil {
 		return nil, 0, err
 	}
@@ -107,7 +108,8 @@ func (s *Store) GetMaster(ctx context.Context, job string) (*MasterRecord, uint6
 // lets fn set the rest (node, state). It returns the new record and a fence
 // holding its revision: the token the new incarnation writes with. Every
 // holder of an older fence is stale from this write on.
-func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (*MasterRecord, *Fence, error) {
+func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (_ *MasterRecord, _ *Fence, err error) {
+	defer s.observe("advance_epoch", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	key := masterKey(job)
@@ -147,7 +149,8 @@ func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRec
 func (s *Store) MasterFence(job string, rev uint64) *Fence { return s.newFence(masterKey(job), rev) }
 
 // PutMaster writes the master's own record under its fence.
-func (s *Store) PutMaster(ctx context.Context, f *Fence, rec *MasterRecord) error {
+func (s *Store) PutMaster(ctx context.Context, f *Fence, rec *MasterRecord) (err error) {
+	defer s.observe("put_master", time.Now(), &err)
 	rec.UpdatedAt = time.Now().UTC()
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -171,7 +174,8 @@ func DecodeMaster(e jetstream.KeyValueEntry) (*MasterRecord, error) {
 // PutWorkerAsMaster writes a worker record on behalf of the master (create,
 // re-create with a new epoch, declare lost), fenced by the master's epoch.
 // It returns the record's revision: the fence of that worker incarnation.
-func (s *Store) PutWorkerAsMaster(ctx context.Context, master *Fence, rec *WorkerRecord) (uint64, error) {
+func (s *Store) PutWorkerAsMaster(ctx context.Context, master *Fence, rec *WorkerRecord) (_ uint64, err error) {
+	defer s.observe("put_worker_as_master", time.Now(), &err)
 	if err := topics.ValidateID("worker", rec.ID); err != nil {
 		return 0, err
 	}
@@ -190,7 +194,8 @@ func (s *Store) WorkerFence(job, worker string, rev uint64) *Fence {
 
 // PutWorkerAsWorker writes the worker's own record (status, exit) with CAS;
 // it fails with ErrStaleEpoch once the master re-created or declared it lost.
-func (s *Store) PutWorkerAsWorker(ctx context.Context, f *Fence, rec *WorkerRecord) error {
+func (s *Store) PutWorkerAsWorker(ctx context.Context, f *Fence, rec *WorkerRecord) (err error) {
+	defer s.observe("put_worker", time.Now(), &err)
 	rec.UpdatedAt = time.Now().UTC()
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -207,7 +212,8 @@ type WorkerEntry struct {
 }
 
 // ListWorkers returns every worker record of a job.
-func (s *Store) ListWorkers(ctx context.Context, job string) ([]WorkerEntry, error) {
+func (s *Store) ListWorkers(ctx context.Context, job string) (_ []WorkerEntry, err error) {
+	defer s.observe("list_workers", time.Now(), &err)
 	if err := topics.ValidateID("job", job); err != nil {
 		return nil, err
 	}
@@ -230,7 +236,8 @@ func (s *Store) ListWorkers(ctx context.Context, job string) ([]WorkerEntry, err
 }
 
 // GetWorker reads one worker record and its revision.
-func (s *Store) GetWorker(ctx context.Context, job, worker string) (*WorkerRecord, uint64, error) {
+func (s *Store) GetWorker(ctx context.Context, job, worker string) (_ *WorkerRecord, _ uint64, err error) {
+	defer s.observe("get_worker", time.Now(), &err)
 	e, err := getEntry(ctx, s.state, workerKey(job, worker))
 	if err != nil {
 		return nil, 0, err
@@ -240,7 +247,8 @@ func (s *Store) GetWorker(ctx context.Context, job, worker string) (*WorkerRecor
 }
 
 // PurgeJobState removes a finished job's master, worker and business records.
-func (s *Store) PurgeJobState(ctx context.Context, job string) error {
+func (s *Store) PurgeJobState(ctx context.Context, job string) (err error) {
+	defer s.observe("purge_job_state", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	for _, pattern := range []string{workersPattern(job), businessPattern(job)} {

@@ -39,6 +39,23 @@ type Options struct {
 	LeaseTTL time.Duration
 	// EventsMaxAge bounds how long job events are kept.
 	EventsMaxAge time.Duration
+	// Observer, if set, is told the latency and outcome of every store
+	// operation (the services turn it into metrics).
+	Observer Observer
+}
+
+// Observer is told how long a store operation took and how it ended. op is
+// one of a fixed set of names (get_job, put_master, business_put, ...).
+// err is nil on success; ErrNotFound, ErrExists, ErrStaleEpoch and
+// ErrNotLeader are outcomes, not failures: see IsFailure.
+type Observer func(op string, took time.Duration, err error)
+
+// IsFailure reports whether err is a store failure (timeout, lost
+// connection, server error) rather than an expected outcome such as a
+// missing key or a fenced write.
+func IsFailure(err error) bool {
+	return err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) &&
+		!errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrNotLeader)
 }
 
 func (o *Options) defaults() {
@@ -66,6 +83,7 @@ type Store struct {
 	leader jetstream.KeyValue
 	// statePrefix is the subject prefix of state bucket keys ($KV.<bucket>.).
 	statePrefix string
+	observer    Observer
 }
 
 // Open creates (idempotently) and opens every bucket and stream.
@@ -73,7 +91,7 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	opts.defaults()
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + "."}
+	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer}
 	var err error
 	if s.jobs, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.JobsBucket(), Description: "Drover job records", History: 1,
@@ -137,6 +155,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	defer cancel()
 	_, err := s.state.Status(ctx)
 	return err
+}
+
+// observe reports an operation that started at start and ended with *errp;
+// use it as defer s.observe("op", time.Now(), &err).
+func (s *Store) observe(op string, start time.Time, errp *error) {
+	if s.observer != nil {
+		s.observer(op, time.Since(start), *errp)
+	}
 }
 
 func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
