@@ -21,12 +21,13 @@ import (
 
 // OpenStore creates or opens every bucket and stream, retrying while NATS
 // or JetStream is not up yet (e.g. a compose cluster still forming).
-func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.Logger) (*kvstate.Store, error) {
+// observe, if not nil, is told of every store operation (see KVObserver).
+func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.Logger, observe kvstate.Observer) (*kvstate.Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	opts := kvstate.Options{Replicas: cfg.Replicas, NodeTTL: cfg.NodeTTL(), LeaseTTL: cfg.LeaseTTL}
+	opts := kvstate.Options{Replicas: cfg.Replicas, NodeTTL: cfg.NodeTTL(), LeaseTTL: cfg.LeaseTTL, Observer: observe}
 	delay := 250 * time.Millisecond
 	for {
 		st, err := kvstate.Open(ctx, js, cfg.Space(), opts)

@@ -94,6 +94,44 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) erro
 	return nil, 0, fmt.Errorf("%w: job %s", ErrConflict, id)
 }
 
+// UpdateJobFrom is UpdateJob starting from a record the caller already holds
+// at rev (from a watch): when nobody wrote it since, the update costs one
+// CAS write and no read. fn gets a copy of cur and must only assign its
+// fields. On a conflict it falls back to UpdateJob, so fn then sees the
+// latest record; a decision fn takes from a stale cur without writing
+// (ErrNoChange, or an error) is the caller's to revisit when its watch
+// delivers the newer record.
+func (s *Store) UpdateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn func(*api.Job) error) (*api.Job, uint64, error) {
+	if rev == 0 {
+		return s.UpdateJob(ctx, cur.ID, fn)
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	j := *cur
+	if err := fn(&j); errors.Is(err, ErrNoChange) {
+		return cur, rev, nil
+	} else if err != nil {
+		return &j, rev, err
+	}
+	b, err := json.Marshal(&j)
+	if err != nil {
+		return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", j.ID, err)
+	}
+	start := time.Now()
+	nrev, err := s.jobs.Update(ctx, j.ID, b, rev)
+	if isWrongLastSeq(err) {
+		return s.UpdateJob(ctx, cur.ID, fn)
+	}
+	if err != nil {
+		err = fmt.Errorf("kvstate: update job %s: %w", j.ID, err)
+	}
+	s.observe("update_job", start, &err)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &j, nrev, nil
+}
+
 // ListJobs returns every job record, sorted by id.
 func (s *Store) ListJobs(ctx context.Context) (_ []api.Job, err error) {
 	defer s.observe("list_jobs", time.Now(), &err)

@@ -44,6 +44,9 @@ type leader struct {
 
 type ljob struct {
 	job *api.Job
+	// rev is the revision of job: the leader's updates CAS on it without
+	// reading the record first.
+	rev uint64
 	// lastSeen is the last heartbeat of the job's current master.
 	lastSeen time.Time
 	// busy is set while an operation on the job is in flight.
@@ -53,6 +56,14 @@ type ljob struct {
 	cancelSent time.Time
 	// leftNode is a node that handed this job over: never reuse it.
 	leftNode string
+}
+
+// set records a newer revision of the job; an older one (an op's result
+// that the watch already overtook) is ignored.
+func (lj *ljob) set(j *api.Job, rev uint64) {
+	if rev >= lj.rev {
+		lj.job, lj.rev = j, rev
+	}
 }
 
 func newLeader(s *Service) *leader {
@@ -160,13 +171,13 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	lj := l.jobs[id]
 	if lj == nil {
-		lj = &ljob{job: j, lastSeen: time.Now()}
+		lj = &ljob{job: j, rev: e.Revision(), lastSeen: time.Now()}
 		l.jobs[id] = lj
 	} else {
 		if lj.job.Epoch != j.Epoch {
 			lj.lastSeen = time.Now()
 		}
-		lj.job = j
+		lj.set(j, e.Revision())
 	}
 	// Act on the change now rather than at the next tick: a new job is
 	// assigned within a KV round trip of its submission.
@@ -328,7 +339,7 @@ var errAbort = errors.New("jobmanager: job moved on")
 // node to run it. A node that does not answer is avoided for a while and
 // the next reconcile tries another node, with another epoch.
 func (l *leader) assign(lj *ljob, reason string) {
-	j := lj.job
+	j, rev := lj.job, lj.rev
 	exclude := lj.leftNode
 	if reason == "timeout" {
 		exclude = j.Node
@@ -338,7 +349,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		lj.retryAt = time.Now().Add(250 * time.Millisecond)
 		if j.State != api.StatePending {
 			l.do(lj, func(ctx context.Context) func() {
-				_, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+				_, _, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
 					if j.State.Terminal() || j.State == api.StateCanceling {
 						return kvstate.ErrNoChange
 					}
@@ -372,7 +383,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		}
 		l.s.metrics.assignments.Inc()
 		t1 := time.Now()
-		updated, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+		updated, nrev, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
 			if j.State.Terminal() {
 				return errAbort
 			}
@@ -401,7 +412,8 @@ func (l *leader) assign(lj *ljob, reason string) {
 		l.log.Info("master assigned", zap.String("job_id", j.ID), zap.Uint64("epoch", rec.Epoch),
 			zap.String("node", node), zap.String("reason", reason))
 		return func() {
-			lj.job, lj.lastSeen, lj.leftNode = updated, time.Now(), ""
+			lj.set(updated, nrev)
+			lj.lastSeen, lj.leftNode = time.Now(), ""
 		}
 	})
 }
@@ -440,8 +452,9 @@ func (l *leader) stopMaster(node, job string, epoch uint64) {
 
 // finalize turns a master's exit into the job's next state.
 func (l *leader) finalize(lj *ljob, m *kvstate.MasterRecord) {
+	cur, rev := lj.job, lj.rev
 	l.do(lj, func(ctx context.Context) func() {
-		updated, err := l.s.updateJob(ctx, m.Job, func(j *api.Job) error {
+		updated, nrev, err := l.s.updateJobFrom(ctx, cur, rev, func(j *api.Job) error {
 			if j.State.Terminal() || j.Epoch != m.Epoch {
 				return kvstate.ErrNoChange
 			}
@@ -480,7 +493,7 @@ func (l *leader) finalize(lj *ljob, m *kvstate.MasterRecord) {
 				l.log.Warn("purge job state", zap.String("job_id", m.Job), zap.Error(err))
 			}
 		}
-		return func() { lj.job = updated }
+		return func() { lj.set(updated, nrev) }
 	})
 }
 
@@ -508,8 +521,9 @@ func (l *leader) policy(j *api.Job) (int, time.Duration) {
 // mirror copies the running master's detail into the job record and
 // clears the error of an earlier failed attempt once this one runs.
 func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
+	cur, rev := lj.job, lj.rev
 	l.do(lj, func(ctx context.Context) func() {
-		updated, err := l.s.updateJob(ctx, m.Job, func(j *api.Job) error {
+		updated, nrev, err := l.s.updateJobFrom(ctx, cur, rev, func(j *api.Job) error {
 			if j.State.Terminal() || j.Epoch != m.Epoch {
 				return kvstate.ErrNoChange
 			}
@@ -519,7 +533,7 @@ func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
 		if err != nil {
 			return nil
 		}
-		return func() { lj.job = updated }
+		return func() { lj.set(updated, nrev) }
 	})
 }
 
@@ -527,7 +541,7 @@ func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
 // that no live master can finish): a new epoch fences the master, its node
 // is told to stop it, its workers are told the job ended.
 func (l *leader) forceCancel(lj *ljob) {
-	j := lj.job
+	j, rev := lj.job, lj.rev
 	l.s.metrics.forcedCancels.Inc()
 	l.log.Warn("forcing cancel", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch), zap.String("node", j.Node))
 	l.do(lj, func(ctx context.Context) func() {
@@ -544,7 +558,7 @@ func (l *leader) forceCancel(lj *ljob) {
 		if b, err := l.s.store.Space().WorkersBroadcast(j.ID); err == nil {
 			_ = l.s.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, rec.Epoch, nil))
 		}
-		updated, err := l.s.updateJob(ctx, j.ID, func(j *api.Job) error {
+		updated, nrev, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
 			if j.State.Terminal() {
 				return kvstate.ErrNoChange
 			}
@@ -555,7 +569,7 @@ func (l *leader) forceCancel(lj *ljob) {
 			l.log.Warn("record forced cancel", zap.String("job_id", j.ID), zap.Error(err))
 			return nil
 		}
-		return func() { lj.job = updated }
+		return func() { lj.set(updated, nrev) }
 	})
 }
 

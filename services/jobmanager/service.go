@@ -76,7 +76,7 @@ func (s *Service) Leading() bool { return s.leading.Load() }
 
 // Run serves until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log)
+	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log, svc.KVObserver(s.deps.Registry))
 	if err != nil {
 		return err
 	}
@@ -264,8 +264,15 @@ func (s *Service) publishRejected(err error) {
 // updateJob applies fn with CAS and publishes an event when the job's
 // state, epoch or node changed.
 func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, error) {
+	j, _, err := s.updateJobFrom(ctx, &api.Job{ID: id}, 0, fn)
+	return j, err
+}
+
+// updateJobFrom is updateJob from a record held at rev (0: read it first);
+// it returns the record and its new revision.
+func (s *Service) updateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn func(*api.Job) error) (*api.Job, uint64, error) {
 	var before api.Job
-	j, _, err := s.store.UpdateJob(ctx, id, func(j *api.Job) error {
+	j, nrev, err := s.store.UpdateJobFrom(ctx, cur, rev, func(j *api.Job) error {
 		before = *j
 		if err := fn(j); err != nil {
 			return err
@@ -274,7 +281,7 @@ func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) er
 		return nil
 	})
 	if err != nil {
-		return j, err
+		return j, nrev, err
 	}
 	switch {
 	case before.State != j.State:
@@ -282,7 +289,7 @@ func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) er
 	case before.Epoch != j.Epoch && j.Epoch > 0:
 		s.publishEvent(j, api.EventMasterMoved, "")
 	}
-	return j, nil
+	return j, nrev, nil
 }
 
 func (s *Service) publishEvent(j *api.Job, kind, reason string) {
