@@ -1,0 +1,691 @@
+// Package objstore owns Drover's bucket storage: JetStream Object Store
+// buckets named by pkg/topics (<prefix>_obj_<name>), with named objects that
+// can be written, read from any byte offset, listed by prefix and deleted.
+// The SDK hands it to jobs (framework.Storage) and the CLI uses it for
+// `drover put` and `drover get-object`.
+//
+// Reading from an offset is what lets a job split one large object into
+// many tasks without each task reading from the start: objects written here
+// are cut into chunks of one fixed size (marked in the object's metadata),
+// so the chunk holding an offset is found by arithmetic and read directly.
+// Objects written by other tools are still read correctly from an offset,
+// by reading and discarding what comes before it.
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// Sentinel errors, tested with errors.Is.
+var (
+	ErrNotFound       = errors.New("objstore: object not found")
+	ErrBucketNotFound = errors.New("objstore: bucket not found")
+	ErrInvalidName    = errors.New("objstore: invalid object name")
+	// ErrChanged is returned when an object is no longer the version asked
+	// for: it was replaced or deleted after the reader chose it.
+	ErrChanged = errors.New("objstore: object changed")
+	// ErrCorrupt is returned when an object's data does not match its size
+	// or digest.
+	ErrCorrupt = errors.New("objstore: object data does not match its metadata")
+)
+
+// ChunkSize is the size of every chunk but the last of an object written
+// here (the Object Store default).
+const ChunkSize = 128 * 1024
+
+// MaxNameLen bounds object names.
+const MaxNameLen = 1024
+
+// DefaultTimeout bounds a metadata call whose context has no deadline.
+// Reads and writes of data are bounded by their context only.
+const DefaultTimeout = 10 * time.Second
+
+// uniformKey marks, in an object's metadata, that every chunk but the last
+// is exactly the value's size in bytes.
+const uniformKey = "drover-chunk-size"
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	// Name is the object's name in the bucket (without a view's prefix).
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Version changes every time the object is written (the Object Store NUID).
+	Version string    `json:"version"`
+	Digest  string    `json:"digest,omitempty"`
+	ModTime time.Time `json:"mtime"`
+}
+
+// Options configure a Client.
+type Options struct {
+	// Replicas of buckets the client creates (1 on one server, 3 in a cluster).
+	Replicas int
+	// Storage of buckets the client creates; file storage by default.
+	Storage jetstream.StorageType
+}
+
+// Client opens the object buckets of one deployment.
+type Client struct {
+	js    jetstream.JetStream
+	space topics.Space
+	opts  Options
+
+	mu      sync.Mutex
+	buckets map[string]*Bucket
+}
+
+// New returns a client for the deployment whose namespace is space.
+func New(js jetstream.JetStream, space topics.Space, opts Options) *Client {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	return &Client{js: js, space: space, opts: opts, buckets: map[string]*Bucket{}}
+}
+
+// BucketName returns the JetStream name of bucket name.
+func (c *Client) BucketName(name string) (string, error) { return c.space.ObjectBucket(name) }
+
+// Bucket opens bucket name, creating it if it does not exist.
+func (c *Client) Bucket(ctx context.Context, name string) (*Bucket, error) {
+	return c.open(ctx, name, true)
+}
+
+// OpenBucket opens bucket name; ErrBucketNotFound if it does not exist.
+func (c *Client) OpenBucket(ctx context.Context, name string) (*Bucket, error) {
+	return c.open(ctx, name, false)
+}
+
+func (c *Client) open(ctx context.Context, name string, create bool) (*Bucket, error) {
+	full, err := c.space.ObjectBucket(name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	b := c.buckets[name]
+	c.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	os, err := c.js.ObjectStore(ctx, full)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if !create {
+			return nil, fmt.Errorf("%w: %s", ErrBucketNotFound, name)
+		}
+		os, err = c.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: full, Description: "Drover bucket " + name,
+			Replicas: c.opts.Replicas, Storage: c.opts.Storage,
+		})
+		if err != nil {
+			// Someone else may have created it in between.
+			os, err = c.js.ObjectStore(ctx, full)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: open bucket %s: %w", name, err)
+	}
+	stream, err := c.js.Stream(ctx, "OBJ_"+full)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: open bucket %s: %w", name, err)
+	}
+	b = &Bucket{c: c, name: name, full: full, os: os, stream: stream}
+	c.mu.Lock()
+	if prev := c.buckets[name]; prev != nil {
+		b = prev
+	} else {
+		c.buckets[name] = b
+	}
+	c.mu.Unlock()
+	return b, nil
+}
+
+// DeleteBucket removes bucket name and every object in it.
+func (c *Client) DeleteBucket(ctx context.Context, name string) error {
+	full, err := c.space.ObjectBucket(name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	c.mu.Lock()
+	delete(c.buckets, name)
+	c.mu.Unlock()
+	err = c.js.DeleteObjectStore(ctx, full)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: %s", ErrBucketNotFound, name)
+	}
+	return err
+}
+
+// Bucket is one object bucket, or a view of the objects under a prefix of
+// one (see Sub). Its methods are safe for concurrent use.
+type Bucket struct {
+	c      *Client
+	name   string
+	full   string
+	prefix string
+	os     jetstream.ObjectStore
+	stream jetstream.Stream
+}
+
+// Name returns the bucket's name (as given to Client.Bucket).
+func (b *Bucket) Name() string { return b.name }
+
+// Prefix returns the view's prefix ("" for the whole bucket).
+func (b *Bucket) Prefix() string { return b.prefix }
+
+// Sub returns a view of the objects whose names start with prefix: names
+// given to and returned by the view are relative to it.
+func (b *Bucket) Sub(prefix string) *Bucket {
+	v := *b
+	v.prefix = b.prefix + prefix
+	return &v
+}
+
+// ValidateName checks an object name: non-empty UTF-8 of at most
+// MaxNameLen bytes, without control characters.
+func ValidateName(name string) error {
+	if name == "" || len(name) > MaxNameLen || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: %q has a control character", ErrInvalidName, name)
+		}
+	}
+	return nil
+}
+
+func (b *Bucket) key(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	k := b.prefix + name
+	if len(k) > MaxNameLen {
+		return "", fmt.Errorf("%w: %q is too long", ErrInvalidName, k)
+	}
+	return k, nil
+}
+
+func (b *Bucket) info(oi *jetstream.ObjectInfo) ObjectInfo {
+	return ObjectInfo{Name: strings.TrimPrefix(oi.Name, b.prefix), Size: int64(oi.Size), Version: oi.NUID,
+		Digest: oi.Digest, ModTime: oi.ModTime}
+}
+
+// Put writes the object name from r, replacing any previous version; readers
+// of the previous version get ErrChanged or ErrNotFound. ctx bounds the
+// whole upload.
+func (b *Bucket) Put(ctx context.Context, name string, r io.Reader) (ObjectInfo, error) {
+	k, err := b.key(name)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	meta := jetstream.ObjectMeta{Name: k, Metadata: map[string]string{uniformKey: strconv.Itoa(ChunkSize)},
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: ChunkSize}}
+	oi, err := b.os.Put(ctx, meta, fullChunks{r})
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("objstore: put %s/%s: %w", b.name, k, err)
+	}
+	return b.info(oi), nil
+}
+
+// PutBytes writes the object name with data.
+func (b *Bucket) PutBytes(ctx context.Context, name string, data []byte) (ObjectInfo, error) {
+	return b.Put(ctx, name, bytes.NewReader(data))
+}
+
+// Info returns an object's description; ErrNotFound if it does not exist.
+func (b *Bucket) Info(ctx context.Context, name string) (ObjectInfo, error) {
+	oi, err := b.rawInfo(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	return b.info(oi), nil
+}
+
+func (b *Bucket) rawInfo(ctx context.Context, name string) (*jetstream.ObjectInfo, error) {
+	k, err := b.key(name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	oi, err := b.os.GetInfo(ctx, k)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, b.name, k)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: info %s/%s: %w", b.name, k, err)
+	}
+	return oi, nil
+}
+
+// List returns the objects whose names start with prefix, sorted by name
+// as the store keeps them (by encoded name), not deleted ones.
+func (b *Bucket) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	all, err := b.os.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: list %s: %w", b.name, err)
+	}
+	want := b.prefix + prefix
+	var out []ObjectInfo
+	for _, oi := range all {
+		if strings.HasPrefix(oi.Name, want) {
+			out = append(out, b.info(oi))
+		}
+	}
+	return out, nil
+}
+
+// Delete removes an object and its data entirely (no tombstone stays).
+// Deleting an object that does not exist is not an error.
+func (b *Bucket) Delete(ctx context.Context, name string) error {
+	k, err := b.key(name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	err = b.os.Delete(ctx, k)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("objstore: delete %s/%s: %w", b.name, k, err)
+	}
+	// Delete leaves a tombstone meta message; scratch objects come and go
+	// with every job, so drop it as well.
+	meta := fmt.Sprintf("$O.%s.M.%s", b.full, encodeName(k))
+	if err := b.stream.Purge(ctx, jetstream.WithPurgeSubject(meta)); err != nil {
+		return fmt.Errorf("objstore: delete %s/%s: %w", b.name, k, err)
+	}
+	return nil
+}
+
+// DeletePrefix deletes every object whose name starts with prefix and
+// returns how many it deleted.
+func (b *Bucket) DeletePrefix(ctx context.Context, prefix string) (int, error) {
+	objs, err := b.List(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range objs {
+		if err := b.Delete(ctx, o.Name); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// GetBytes reads a whole object into memory.
+func (b *Bucket) GetBytes(ctx context.Context, name string) ([]byte, error) {
+	r, info, err := b.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(info.Size))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ReadOption tunes Open.
+type ReadOption func(*readOptions) error
+
+type readOptions struct {
+	offset  int64
+	version string
+}
+
+// At starts reading at byte offset off (0 ≤ off ≤ size).
+func At(off int64) ReadOption {
+	return func(o *readOptions) error {
+		if off < 0 {
+			return fmt.Errorf("objstore: negative offset %d", off)
+		}
+		o.offset = off
+		return nil
+	}
+}
+
+// Version reads the object only if it is still at version v (from
+// ObjectInfo.Version); otherwise Open, or a later Read, fails with ErrChanged.
+func Version(v string) ReadOption {
+	return func(o *readOptions) error { o.version = v; return nil }
+}
+
+// Open returns a reader of the object name and its description. Reading
+// from the start verifies the object's digest at the end; any read fails
+// with ErrChanged if the object is replaced or deleted meanwhile. ctx
+// bounds the whole read; Close the reader when done.
+func (b *Bucket) Open(ctx context.Context, name string, opts ...ReadOption) (io.ReadCloser, ObjectInfo, error) {
+	var o readOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, ObjectInfo{}, err
+		}
+	}
+	oi, err := b.rawInfo(ctx, name)
+	if err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	info := b.info(oi)
+	if o.version != "" && oi.NUID != o.version {
+		return nil, info, fmt.Errorf("%w: %s/%s is at version %s, not %s", ErrChanged, b.name, oi.Name, oi.NUID, o.version)
+	}
+	if o.offset > info.Size {
+		return nil, info, fmt.Errorf("objstore: offset %d beyond the end of %s/%s (%d bytes)", o.offset, b.name, oi.Name, info.Size)
+	}
+	if info.Size == 0 || o.offset == info.Size {
+		return io.NopCloser(strings.NewReader("")), info, nil
+	}
+	r, err := b.newReader(ctx, oi, o.offset)
+	if err != nil {
+		return nil, info, err
+	}
+	return r, info, nil
+}
+
+// newReader reads the chunks of one object version from offset.
+func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset int64) (*reader, error) {
+	subj := fmt.Sprintf("$O.%s.C.%s", b.full, oi.NUID)
+	ctx, cancel := context.WithCancel(ctx)
+	r := &reader{b: b, oi: oi, cancel: cancel, chunks: int64(oi.Chunks), size: int64(oi.Size),
+		skip: offset, ch: make(chan chunk, 16)}
+	if offset == 0 {
+		r.digest = sha256.New()
+	}
+	// The first chunk's stream sequence; with uniform chunks, chunk k is at
+	// least k messages after it, which is where delivery starts.
+	start := uint64(0)
+	if cs := uniformChunk(oi); offset > 0 && cs > 0 {
+		mctx, mcancel := withDefault(ctx)
+		first, err := b.stream.GetMsg(mctx, 1, jetstream.WithGetMsgSubject(subj))
+		mcancel()
+		if err != nil {
+			cancel()
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil, fmt.Errorf("%w: %s/%s has no data any more", ErrChanged, b.name, oi.Name)
+			}
+			return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
+		}
+		k := offset / cs
+		start = first.Sequence + uint64(k)
+		r.chunkSize = cs
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, InactiveThreshold: time.Minute}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	cons, err := b.c.js.OrderedConsumer(ctx, "OBJ_"+b.full, cfg)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxBytes(4 * ChunkSize * 4))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
+	}
+	r.it = it
+	go r.pump(ctx)
+	return r, nil
+}
+
+func uniformChunk(oi *jetstream.ObjectInfo) int64 {
+	v, ok := oi.Metadata[uniformKey]
+	if !ok || oi.Opts == nil || strconv.Itoa(int(oi.Opts.ChunkSize)) != v {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+type chunk struct {
+	data []byte
+	idx  int64 // chunk index in the object
+	err  error
+}
+
+// reader turns an ordered consumer on one object's chunk subject into an
+// io.Reader. The chunk index of a message is known from its pending count
+// (chunks - 1 - pending), so a reader started past the first chunk knows
+// where it is and skips what precedes its offset.
+type reader struct {
+	b         *Bucket
+	oi        *jetstream.ObjectInfo
+	it        jetstream.MessagesContext
+	cancel    context.CancelFunc
+	ch        chan chunk
+	chunks    int64
+	size      int64
+	chunkSize int64 // 0: chunk sizes unknown, offsets found by reading from the start
+
+	// Read state (one reader goroutine).
+	started bool
+	skip    int64 // bytes still to skip before the offset
+	pos     int64 // object bytes seen so far (from the start of the first chunk read)
+	next    int64 // the chunk index expected next
+	cur     []byte
+	digest  hash.Hash
+	err     error
+	once    sync.Once
+}
+
+// pump fetches chunks; the consumer's idle heartbeat ends it if the data
+// disappears (a purge after the object was replaced).
+func (r *reader) pump(ctx context.Context) {
+	defer close(r.ch)
+	for {
+		m, err := r.it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			select {
+			case r.ch <- chunk{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			select {
+			case r.ch <- chunk{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		idx := r.chunks - 1 - int64(md.NumPending)
+		select {
+		case r.ch <- chunk{data: m.Data(), idx: idx}:
+		case <-ctx.Done():
+			return
+		}
+		if md.NumPending == 0 {
+			return
+		}
+	}
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.started && r.next >= r.chunks {
+			r.err = r.finish()
+			return 0, r.err
+		}
+		if err := r.fill(); err != nil {
+			r.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// fill takes the next chunk, skipping what lies before the offset.
+func (r *reader) fill() error {
+	var c chunk
+	var ok bool
+	// A replaced or deleted object's chunks are purged and delivery just
+	// stops: while nothing comes, check every second that it is still there.
+	for waiting := true; waiting; {
+		select {
+		case c, ok = <-r.ch:
+			waiting = false
+		case <-time.After(stallCheck):
+			if err := r.stillThere(); err != nil {
+				return err
+			}
+		}
+	}
+	if !ok || c.err != nil {
+		if c.err != nil && !errors.Is(c.err, context.Canceled) && !errors.Is(c.err, context.DeadlineExceeded) {
+			return r.changed(c.err.Error())
+		}
+		if c.err != nil {
+			return c.err
+		}
+		return r.changed("data ended early")
+	}
+	if c.idx < 0 || c.idx >= r.chunks {
+		return r.changed("chunk out of range")
+	}
+	if !r.started {
+		r.started = true
+		r.next = c.idx
+		if r.chunkSize > 0 {
+			r.pos = c.idx * r.chunkSize
+			r.skip -= r.pos
+		} else if c.idx != 0 {
+			return r.changed("first chunk missing")
+		}
+	}
+	if c.idx != r.next {
+		return r.changed(fmt.Sprintf("chunk %d after %d", c.idx, r.next-1))
+	}
+	r.next++
+	data := c.data
+	if r.chunkSize > 0 && c.idx < r.chunks-1 && int64(len(data)) != r.chunkSize {
+		return fmt.Errorf("%w: %s/%s chunk %d has %d bytes, not %d", ErrCorrupt, r.b.name, r.oi.Name, c.idx, len(data), r.chunkSize)
+	}
+	r.pos += int64(len(data))
+	if r.digest != nil {
+		r.digest.Write(data)
+	}
+	if r.skip > 0 {
+		s := min(r.skip, int64(len(data)))
+		data = data[s:]
+		r.skip -= s
+	}
+	r.cur = data
+	return nil
+}
+
+// finish checks the end of the object: its size and, from the start, its digest.
+func (r *reader) finish() error {
+	if r.pos != r.size {
+		return fmt.Errorf("%w: %s/%s read %d bytes of %d", ErrCorrupt, r.b.name, r.oi.Name, r.pos, r.size)
+	}
+	if r.digest != nil && r.oi.Digest != "" {
+		if got := jetstream.GetObjectDigestValue(r.digest); got != r.oi.Digest {
+			return fmt.Errorf("%w: %s/%s digest %s, want %s", ErrCorrupt, r.b.name, r.oi.Name, got, r.oi.Digest)
+		}
+	}
+	return io.EOF
+}
+
+// stallCheck is how long a read waits for data before it checks that the
+// object still exists at its version.
+const stallCheck = time.Second
+
+func (r *reader) stillThere() error {
+	ctx, cancel := withDefault(context.Background())
+	defer cancel()
+	oi, err := r.b.os.GetInfo(ctx, r.oi.Name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) || (err == nil && oi.NUID != r.oi.NUID) {
+		return fmt.Errorf("%w: %s/%s was replaced or deleted while read", ErrChanged, r.b.name, r.oi.Name)
+	}
+	return nil
+}
+
+// changed explains a read that cannot go on: the object was replaced or
+// deleted (its chunks purged) while it was read.
+func (r *reader) changed(why string) error {
+	ctx, cancel := withDefault(context.Background())
+	defer cancel()
+	oi, err := r.b.os.GetInfo(ctx, r.oi.Name)
+	if err != nil || oi.NUID != r.oi.NUID {
+		return fmt.Errorf("%w: %s/%s was replaced or deleted while read", ErrChanged, r.b.name, r.oi.Name)
+	}
+	return fmt.Errorf("objstore: read %s/%s: %s", r.b.name, r.oi.Name, why)
+}
+
+// Close stops the read.
+func (r *reader) Close() error {
+	r.once.Do(func() {
+		r.cancel()
+		if r.it != nil {
+			r.it.Stop()
+		}
+		// Let pump see the cancellation and exit.
+		for range r.ch {
+		}
+	})
+	return nil
+}
+
+// fullChunks makes every Read of the Object Store's upload loop return a
+// whole chunk (all but the last), so chunk k always starts at k*ChunkSize.
+type fullChunks struct{ r io.Reader }
+
+func (f fullChunks) Read(p []byte) (int, error) {
+	if f.r == nil {
+		return 0, io.EOF
+	}
+	n, err := io.ReadFull(f.r, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// encodeName is how the Object Store names an object's meta subject.
+func encodeName(name string) string { return base64.URLEncoding.EncodeToString([]byte(name)) }
+
+func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
