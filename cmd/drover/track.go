@@ -51,6 +51,7 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 		ctx, cancel = context.WithTimeout(ctx, o.within)
 		defer cancel()
 	}
+	ids = unique(ids)
 	evc := make(chan *nats.Msg, 256)
 	for _, id := range ids {
 		subj, err := cl.Space().JobEvents(id)
@@ -140,6 +141,19 @@ func (c *cli) refresh(ctx context.Context, cl *client.Client, t *tracked, allowM
 		}
 	}
 	return nil
+}
+
+// unique drops repeated ids, keeping the first occurrence's order.
+func unique(ids []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func allDone(jobs []*tracked) bool {
