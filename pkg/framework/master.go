@@ -213,9 +213,14 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	workers, err := m.deps.Store.ListWorkers(ctx, m.job.ID)
-	if err != nil {
-		return fmt.Errorf("load worker records: %w", err)
+	// The first incarnation has no worker records to load: they are only
+	// written under a master's fence, and there was none before it. Not
+	// reading saves a consumer create and delete per job on the server.
+	var workers []kvstate.WorkerEntry
+	if m.epoch > 1 {
+		if workers, err = m.deps.Store.ListWorkers(ctx, m.job.ID); err != nil {
+			return fmt.Errorf("load worker records: %w", err)
+		}
 	}
 	recovering := m.rec.Initialized
 	var ended []WorkerInfo
