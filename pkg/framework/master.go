@@ -249,7 +249,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 			_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindNewMaster, m.epoch, nil))
 		}
 		if err := m.call(func() error { return m.impl.OnMasterRecovered(ctx) }); err != nil {
-			return m.exit(ExitFailed, err, nil)
+			return m.fail(err)
 		}
 	} else {
 		// A first start has no worker to wait for: it is ready before Init,
@@ -258,7 +258,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		m.checkReady()
 		m.log.Info("master initializing")
 		if err := m.call(func() error { return m.impl.Init(ctx) }); err != nil {
-			return m.exit(ExitFailed, err, nil)
+			return m.fail(err)
 		}
 		m.rec.Initialized = true
 	}
@@ -271,7 +271,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	}
 	for _, info := range ended {
 		if err := m.call(func() error { return m.impl.OnWorkerOffline(info, offlineReason(info)) }); err != nil {
-			return m.exit(ExitFailed, err, nil)
+			return m.fail(err)
 		}
 	}
 	m.checkReady()
@@ -301,18 +301,15 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 			f()
 		case <-m.signal:
 			if err := m.drain(ctx); err != nil {
-				return m.exit(ExitFailed, err, nil)
+				return m.fail(err)
 			}
 		case <-scan.C:
 			if err := m.scan(ctx); err != nil {
-				if errors.Is(err, kvstate.ErrStaleEpoch) {
-					return m.fenced(err)
-				}
-				return m.exit(ExitFailed, err, nil)
+				return m.fail(err)
 			}
 		case <-tick.C:
 			if err := m.call(func() error { return m.impl.Tick(ctx) }); err != nil {
-				return m.exit(ExitFailed, err, nil)
+				return m.fail(err)
 			}
 		}
 	}
@@ -557,6 +554,20 @@ func (m *MasterRuntime) checkReady() {
 	m.event(api.EventMasterReady, "", "")
 }
 
+// fail ends the incarnation after a step returned err: a fenced master
+// (a write of its was refused) stops without writing its exit, which
+// would be refused too and would tell the workers, now led by a newer
+// epoch, that the job ended; any other error fails the master.
+func (m *MasterRuntime) fail(err error) error {
+	switch {
+	case errors.Is(err, ErrFenced):
+		return err
+	case errors.Is(err, kvstate.ErrStaleEpoch):
+		return m.fenced(err)
+	}
+	return m.exit(ExitFailed, err, nil)
+}
+
 // writeFailed turns a failed write into the right end: fenced if stale.
 func (m *MasterRuntime) writeFailed(err error) error {
 	if errors.Is(err, kvstate.ErrStaleEpoch) {
@@ -587,20 +598,6 @@ func (m *MasterRuntime) fenced(err error) error {
 func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m.mu.Lock()
-	var live []*mworker
-	for _, w := range m.workers {
-		if w.info.Live() {
-			live = append(live, w)
-		}
-	}
-	m.mu.Unlock()
-	for _, w := range live {
-		m.stopWorker(w.info.ID, w.info.Epoch)
-	}
-	if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
-		_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, m.epoch, nil))
-	}
 	m.rec.State = kvstate.MasterState(reason)
 	m.rec.Error, m.rec.Retryable = nil, false
 	if cause != nil {
@@ -624,6 +621,23 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 		}
 		m.log.Error("persist master exit", zap.Error(err))
 		return err
+	}
+	// Only once the exit is durable under this epoch's fence are the
+	// workers stopped: a stale master must not stop the workers its
+	// successor leads.
+	m.mu.Lock()
+	var live []*mworker
+	for _, w := range m.workers {
+		if w.info.Live() {
+			live = append(live, w)
+		}
+	}
+	m.mu.Unlock()
+	for _, w := range live {
+		m.stopWorker(w.info.ID, w.info.Epoch)
+	}
+	if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
+		_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, m.epoch, nil))
 	}
 	m.log.Info("master exited", zap.String("reason", string(reason)), zap.Error(cause))
 	_ = m.deps.NC.PublishMsg(wire.NewMsg(m.space.ManagerControl(), wire.KindMasterExit, m.epoch,
