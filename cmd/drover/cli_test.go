@@ -138,6 +138,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", []string{"list", "--timeout", "0s"}, "--timeout must be positive"},
 		{"completion zsh", []string{"completion", "zsh"}, "only bash"},
 		{"dev negative workers", []string{"dev", "--workers", "-1"}, "must not be negative"},
+		{"dev negative http port", []string{"dev", "--http-base-port", "-1"}, "--http-base-port -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,7 +42,7 @@ func devCommand() *command {
 			fs.StringVar(&f.data, "data", filepath.Join(".drover", "nats"), "JetStream store `dir` of the embedded NATS server")
 			fs.IntVar(&f.jobmasters, "jobmasters", 1, "job-master nodes to run")
 			fs.IntVar(&f.workers, "workers", 2, "worker nodes to run")
-			fs.IntVar(&f.httpBase, "http-base-port", 8080, "HTTP `port` of the job manager; job-master then worker nodes take the next ones (0: any free ports, -1: no HTTP)")
+			fs.IntVar(&f.httpBase, "http-base-port", 8080, "HTTP `port` of the job manager; job-master then worker nodes take the next ones (0: each picks a free port)")
 			fs.StringVar(&f.binDir, "bin-dir", "", "`dir` holding jobmanager, jobmaster and worker (default: next to this executable)")
 			fs.DurationVar(&f.grace, "stop-timeout", 10*time.Second, "how long children get to stop after SIGTERM before SIGKILL")
 			fs.DurationVar(&f.startup, "start-timeout", 60*time.Second, "how long to wait for the job manager to answer")
@@ -66,7 +66,7 @@ func (f *devFlags) validate() error {
 		return usagef("--port %d is not a port", f.port)
 	case f.jobmasters < 0 || f.workers < 0:
 		return usagef("--jobmasters and --workers must not be negative")
-	case f.httpBase < -1 || f.httpBase+f.jobmasters+f.workers > 65535:
+	case f.httpBase < 0 || f.httpBase+f.jobmasters+f.workers > 65535:
 		return usagef("--http-base-port %d leaves no room for %d services", f.httpBase, 1+f.jobmasters+f.workers)
 	case f.grace <= 0 || f.startup <= 0:
 		return usagef("--stop-timeout and --start-timeout must be positive")
@@ -74,12 +74,10 @@ func (f *devFlags) validate() error {
 	return nil
 }
 
-// httpAddr is the listener of the i-th child (0 = the job manager).
+// httpAddr is the listener of the i-th child (0 = the job manager). There
+// is no "off": a service given no address listens on its default port.
 func (f *devFlags) httpAddr(i int) string {
-	switch {
-	case f.httpBase < 0:
-		return ""
-	case f.httpBase == 0:
+	if f.httpBase == 0 {
 		return "127.0.0.1:0"
 	}
 	return "127.0.0.1:" + strconv.Itoa(f.httpBase+i)

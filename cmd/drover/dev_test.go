@@ -214,7 +214,7 @@ func TestDevEmbeddedStartAndStop(t *testing.T) {
 	requireLinux(t)
 	bin := fakeBins(t)
 	port := freePort(t)
-	d := startDev(t, bin, nil, "--port", strconv.Itoa(port), "--data", "nats-data", "--http-base-port", "-1", "--workers", "3", "--jobmasters", "2")
+	d := startDev(t, bin, nil, "--port", strconv.Itoa(port), "--data", "nats-data", "--http-base-port", "0", "--workers", "3", "--jobmasters", "2")
 	d.waitFor("Drover is up", 30*time.Second)
 	out := squeeze(d.out.String())
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -318,7 +318,7 @@ func TestDevKillsStubbornChildren(t *testing.T) {
 	bin := fakeBins(t)
 	s := natstest.RunServer(t)
 	d := startDev(t, bin, []string{"DROVER_NATS_URL=" + s.ClientURL(), "FAKE_IGNORE_TERM=1"},
-		"--http-base-port", "-1", "--workers", "1", "--stop-timeout", "500ms")
+		"--http-base-port", "0", "--workers", "1", "--stop-timeout", "500ms")
 	d.waitFor("Drover is up", 30*time.Second)
 	pids := d.pids()
 	start := time.Now()
@@ -343,7 +343,7 @@ func TestDevJobManagerDiesAtStart(t *testing.T) {
 	requireLinux(t)
 	bin := fakeBins(t)
 	d := startDev(t, bin, []string{"FAKE_EXIT_jobmanager-1=1"},
-		"--port", strconv.Itoa(freePort(t)), "--data", "d", "--http-base-port", "-1")
+		"--port", strconv.Itoa(freePort(t)), "--data", "d", "--http-base-port", "0")
 	if code := d.exitWithin(30 * time.Second); code != exitError {
 		t.Fatalf("exit %d, want %d", code, exitError)
 	}
@@ -391,9 +391,9 @@ func TestDevChildren(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("children:\n%s", strings.Join(got, "\n"))
 	}
-	f.httpBase = -1
-	if a := f.httpAddr(3); a != "" {
-		t.Fatalf("http disabled: %q", a)
+	f.httpBase = 0
+	if a := f.httpAddr(3); a != "127.0.0.1:0" {
+		t.Fatalf("any free port: %q", a)
 	}
 }
 

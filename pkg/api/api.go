@@ -134,18 +134,21 @@ const (
 	NodeWorker    = "worker"
 )
 
-// Event is one message on drover.events.jobs.<id>.
+// Event is one message on drover.events.jobs.<id>. Epoch is always the
+// master epoch; Node is the job-master node, or the worker's node on worker
+// events. Reason says why (see docs/operations.md for the values).
 type Event struct {
-	Job    string          `json:"job"`
-	Kind   string          `json:"kind"` // state, master_moved, worker_online, worker_offline
-	State  State           `json:"state,omitempty"`
-	Epoch  uint64          `json:"epoch"`
-	Node   string          `json:"node,omitempty"`
-	Worker string          `json:"worker,omitempty"`
-	Reason string          `json:"reason,omitempty"`
-	Error  *Error          `json:"error,omitempty"`
-	Detail json.RawMessage `json:"detail,omitempty"`
-	Time   time.Time       `json:"time"`
+	Job         string          `json:"job"`
+	Kind        string          `json:"kind"` // state, master_moved, master_ready, worker_online, worker_offline
+	State       State           `json:"state,omitempty"`
+	Epoch       uint64          `json:"epoch"`
+	Node        string          `json:"node,omitempty"`
+	Worker      string          `json:"worker,omitempty"`
+	WorkerEpoch uint64          `json:"worker_epoch,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Error       *Error          `json:"error,omitempty"`
+	Detail      json.RawMessage `json:"detail,omitempty"`
+	Time        time.Time       `json:"time"`
 }
 
 // Event kinds.

@@ -84,7 +84,9 @@ type MasterRuntime struct {
 	ready    atomic.Bool
 	canceled bool
 	started  time.Time
-	ctx      context.Context
+	// firstOnline: a first start waiting for its first worker online.
+	firstOnline bool
+	ctx         context.Context
 }
 
 type mworker struct {
@@ -256,6 +258,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		// so a job that gates CreateWorker on readiness places its workers
 		// in Init instead of one tick later.
 		m.checkReady()
+		m.firstOnline = true
 		m.log.Info("master initializing")
 		if err := m.call(func() error { return m.impl.Init(ctx) }); err != nil {
 			return m.fail(err)
@@ -270,7 +273,9 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		return m.writeFailed(err)
 	}
 	for _, info := range ended {
-		if err := m.call(func() error { return m.impl.OnWorkerOffline(info, offlineReason(info)) }); err != nil {
+		// Reported like a live loss (event, metric), at this epoch: the
+		// previous master may have died before it could.
+		if err := m.offline(info, offlineReason(info)); err != nil {
 			return m.fail(err)
 		}
 	}
@@ -403,7 +408,11 @@ func (m *MasterRuntime) drain(ctx context.Context) error {
 		info := w.info
 		m.mu.Unlock()
 		m.deps.Metrics.WorkerOnlines.Inc()
-		m.event(api.EventWorkerOnline, info.ID, "")
+		if m.firstOnline {
+			m.firstOnline = false
+			m.deps.Metrics.FirstWorkerOnlineSeconds.Observe(time.Since(m.started).Seconds())
+		}
+		m.event(api.EventWorkerOnline, &info, "")
 		if err := m.call(func() error { return m.impl.OnWorkerOnline(info) }); err != nil {
 			return err
 		}
@@ -475,9 +484,10 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 
 // offline reports an ended worker to the job.
 func (m *MasterRuntime) offline(info WorkerInfo, reason string) error {
-	m.deps.Metrics.WorkerOfflines.WithLabelValues(reason).Inc()
-	m.event(api.EventWorkerOffline, info.ID, reason)
-	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch), zap.String("reason", reason))
+	m.deps.Metrics.WorkerOfflines.WithLabelValues(offlineLabel(reason)).Inc()
+	m.event(api.EventWorkerOffline, &info, reason)
+	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
+		zap.String("worker_node", info.Node), zap.String("reason", reason))
 	return m.call(func() error { return m.impl.OnWorkerOffline(info, reason) })
 }
 
@@ -551,7 +561,7 @@ func (m *MasterRuntime) checkReady() {
 	took := time.Since(m.started)
 	m.deps.Metrics.MasterReadySeconds.Observe(took.Seconds())
 	m.log.Info("master ready", zap.Duration("took", took))
-	m.event(api.EventMasterReady, "", "")
+	m.event(api.EventMasterReady, nil, "")
 }
 
 // fail ends the incarnation after a step returned err: a fenced master
@@ -650,12 +660,18 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 	return nil
 }
 
-func (m *MasterRuntime) event(kind, worker, reason string) {
+// event publishes a master or worker event on the job's event subject. Its
+// epoch is the master's; a worker event names the worker, its incarnation
+// and its node.
+func (m *MasterRuntime) event(kind string, w *WorkerInfo, reason string) {
 	subj, err := m.space.JobEvents(m.job.ID)
 	if err != nil {
 		return
 	}
-	ev := api.Event{Job: m.job.ID, Kind: kind, Epoch: m.epoch, Node: m.deps.Node, Worker: worker, Reason: reason, Time: time.Now().UTC()}
+	ev := api.Event{Job: m.job.ID, Kind: kind, Epoch: m.epoch, Node: m.deps.Node, Reason: reason, Time: time.Now().UTC()}
+	if w != nil {
+		ev.Worker, ev.WorkerEpoch, ev.Node = w.ID, w.Epoch, w.Node
+	}
 	_ = m.deps.NC.Publish(subj, wire.Marshal(ev))
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -209,7 +210,12 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 	info := w.info
 	m.mu.Unlock()
 	if err != nil {
-		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Error(err))
+		// The job hears of it through OnWorkerDispatched; operators through
+		// the same offline event and metric as any worker that ended.
+		m.deps.Metrics.WorkerOfflines.WithLabelValues(OfflineDispatchFailed).Inc()
+		m.event(api.EventWorkerOffline, &info, OfflineDispatchFailed)
+		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Uint64("worker_epoch", epoch),
+			zap.String("worker_node", info.Node), zap.Error(err))
 	}
 	if cerr := m.call(func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
 		m.Exit(ExitFailed, cerr)

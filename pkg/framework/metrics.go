@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,12 @@ type Metrics struct {
 	FencedWrites       *prometheus.CounterVec
 	MasterRecoveries   prometheus.Counter
 	MasterReadySeconds prometheus.Histogram
-	SelfFenced         prometheus.Counter
+	// FirstWorkerOnlineSeconds is the master's half of the scheduling
+	// latency: the leader measures submit → master running
+	// (drover_jobmanager_schedule_seconds), the master its start → first
+	// worker online, on first starts only.
+	FirstWorkerOnlineSeconds prometheus.Histogram
+	SelfFenced               prometheus.Counter
 }
 
 // NewMetrics builds the runtime metrics and registers them on reg (nil: unregistered).
@@ -43,14 +49,57 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		MasterReadySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "master_ready_seconds", Help: "Master start to ready (every live worker re-attached).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		FirstWorkerOnlineSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "first_worker_online_seconds", Help: "Master start (assignment accepted) to its first worker online, on a job's first start.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		SelfFenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "workers_self_fenced_total", Help: "Workers that stopped themselves after worker_self_fence without an ack."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.WorkerCreations, m.WorkerOnlines, m.WorkerOfflines, m.HeartbeatsReceived,
-			m.HeartbeatsSent, m.HeartbeatsMissed, m.FencedWrites, m.MasterRecoveries, m.MasterReadySeconds, m.SelfFenced)
+		// A job-master and a worker node in one process may share reg:
+		// the second one counts into the first one's series.
+		register(reg, &m.WorkerCreations)
+		register(reg, &m.WorkerOnlines)
+		register(reg, &m.WorkerOfflines)
+		register(reg, &m.HeartbeatsReceived)
+		register(reg, &m.HeartbeatsSent)
+		register(reg, &m.HeartbeatsMissed)
+		register(reg, &m.FencedWrites)
+		register(reg, &m.MasterRecoveries)
+		register(reg, &m.MasterReadySeconds)
+		register(reg, &m.FirstWorkerOnlineSeconds)
+		register(reg, &m.SelfFenced)
 	}
 	return m
+}
+
+// register registers *c on reg, or points *c at the collector already
+// registered with the same description.
+func register[C prometheus.Collector](reg prometheus.Registerer, c *C) {
+	if err := reg.Register(*c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				*c = existing
+				return
+			}
+		}
+		panic(err)
+	}
+}
+
+// offlineReasons bounds the reason label of worker_offlines_total: a
+// reason comes from a worker's message, so an unknown one is "other".
+var offlineReasons = map[string]bool{
+	OfflineTimeout: true, OfflineNodeLeaving: true, OfflineDispatchFailed: true, OfflineLost: true,
+	string(ExitFinished): true, string(ExitFailed): true, string(ExitCanceled): true,
+}
+
+func offlineLabel(reason string) string {
+	if offlineReasons[reason] {
+		return reason
+	}
+	return "other"
 }
 
 // trackingRegisterer remembers what a job registered so the runtime can

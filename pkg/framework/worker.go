@@ -36,9 +36,13 @@ type WorkerSpec = wire.CreateWorker
 
 // WorkerRuntime drives one worker incarnation.
 type WorkerRuntime struct {
-	deps   WorkerDeps
-	spec   WorkerSpec
-	log    *zap.Logger
+	deps WorkerDeps
+	spec WorkerSpec
+	// base carries the worker's own fields; logp adds the epoch of the
+	// master it follows, swapped when it adopts a new master, so every
+	// line names the master incarnation it happened under.
+	base   *zap.Logger
+	logp   atomic.Pointer[epochLogger]
 	fence  *kvstate.Fence
 	rec    *kvstate.WorkerRecord
 	kv     *kvstate.Business
@@ -72,7 +76,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		deps:   deps,
 		spec:   spec,
 		master: master,
-		log: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
+		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
 		fence:    deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
 		msgs:     make(chan *nats.Msg, 256),
@@ -81,11 +85,32 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		fencedCh: make(chan error, 1),
 	}
 	w.masterEpoch.Store(spec.MasterEpoch)
+	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
 	w.kv = deps.Store.Business(spec.Job, w.fence, w.onStale)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
 	return w, nil
+}
+
+// logger returns the worker's logger: job_id, worker_id, worker_epoch and
+// the epoch of the master it follows (the node adds node).
+func (w *WorkerRuntime) logger() *zap.Logger { return w.logp.Load().log }
+
+type epochLogger struct {
+	epoch uint64
+	log   *zap.Logger
+}
+
+// setLogEpoch moves the logger to a newer master epoch, never back.
+func (w *WorkerRuntime) setLogEpoch(epoch uint64) {
+	next := &epochLogger{epoch: epoch, log: w.base.With(zap.Uint64("epoch", epoch))}
+	for {
+		cur := w.logp.Load()
+		if (cur != nil && cur.epoch >= epoch) || w.logp.CompareAndSwap(cur, next) {
+			return
+		}
+	}
 }
 
 // Spec returns the incarnation being run.
@@ -177,7 +202,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Wor
 			return w.stopped()
 		case <-selfFenced:
 			w.deps.Metrics.SelfFenced.Inc()
-			w.log.Warn("worker fenced itself: no acknowledged heartbeat", zap.Duration("self_fence", w.deps.SelfFence))
+			w.logger().Warn("worker fenced itself: no acknowledged heartbeat", zap.Duration("self_fence", w.deps.SelfFence))
 			w.closeImpl()
 			return ErrSelfFenced
 		case err := <-w.fencedCh:
@@ -261,7 +286,7 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 		}
 	case wire.KindStop:
 		if wire.Uint(msg, wire.HdrWorkerEpoch) >= w.spec.Epoch {
-			w.log.Info("worker stopped by its master")
+			w.logger().Info("worker stopped by its master")
 			w.Stop()
 		}
 	case wire.KindJobEnded:
@@ -285,7 +310,8 @@ func (w *WorkerRuntime) adopt(epoch uint64) bool {
 			return false
 		}
 		if w.masterEpoch.CompareAndSwap(cur, epoch) {
-			w.log.Info("worker follows new master", zap.Uint64("master_epoch", epoch))
+			w.setLogEpoch(epoch)
+			w.logger().Info("worker follows new master", zap.Uint64("previous_epoch", cur))
 			return true
 		}
 	}
@@ -298,7 +324,7 @@ func (w *WorkerRuntime) closeImpl() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := w.impl.Close(ctx); err != nil {
-		w.log.Warn("worker close", zap.Error(err))
+		w.logger().Warn("worker close", zap.Error(err))
 	}
 }
 
@@ -313,7 +339,7 @@ func (w *WorkerRuntime) stopped() error {
 
 func (w *WorkerRuntime) fenced(err error) error {
 	w.deps.Metrics.FencedWrites.WithLabelValues("worker").Inc()
-	w.log.Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
+	w.logger().Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
 	w.closeImpl()
 	return fmt.Errorf("%w: %v", ErrFenced, err)
 }
@@ -334,10 +360,10 @@ func (w *WorkerRuntime) exit(reason ExitReason, cause error, detail any) error {
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
 			return w.fenced(err)
 		}
-		w.log.Error("persist worker exit", zap.Error(err))
+		w.logger().Error("persist worker exit", zap.Error(err))
 	}
 	_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindExit, wire.Marshal(ex)))
-	w.log.Info("worker exited", zap.String("reason", string(reason)), zap.Error(cause))
+	w.logger().Info("worker exited", zap.String("reason", string(reason)), zap.Error(cause))
 	w.closeImpl()
 	return nil
 }
@@ -350,7 +376,7 @@ func (h *workerHandle) WorkerID() string        { return h.w.spec.Worker }
 func (h *workerHandle) Epoch() uint64           { return h.w.spec.Epoch }
 func (h *workerHandle) Config() json.RawMessage { return h.w.spec.Config }
 func (h *workerHandle) KV() KV                  { return h.w.kv }
-func (h *workerHandle) Logger() *zap.Logger     { return h.w.log }
+func (h *workerHandle) Logger() *zap.Logger     { return h.w.logger() }
 
 func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	b, err := marshalAny(status)
