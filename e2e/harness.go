@@ -228,6 +228,10 @@ system_account: SYS
 		opts.NoLog, opts.NoSigs = true, true
 		opts.Port = -1
 	}
+	// A frozen or cut-off client is dropped after about a second of
+	// unanswered pings, as a partition would: what was sent to it meanwhile
+	// is lost, and on its return it reconnects and finds itself fenced.
+	opts.PingInterval, opts.MaxPingsOut = 500*time.Millisecond, 2
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
@@ -247,6 +251,16 @@ func (c *Cluster) cleanup() {
 		_ = p.cmd.Process.Signal(syscall.SIGCONT)
 		_ = p.cmd.Process.Kill()
 		<-p.done
+	}
+	if keep := os.Getenv("DROVER_E2E_LOGS"); keep != "" {
+		// Keep every log for a post-mortem: DROVER_E2E_LOGS=<dir>.
+		dst := filepath.Join(keep, strings.ReplaceAll(c.t.Name(), "/", "_"))
+		_ = os.MkdirAll(dst, 0o755)
+		for _, p := range procs {
+			if b, err := os.ReadFile(p.LogPath); err == nil {
+				_ = os.WriteFile(filepath.Join(dst, filepath.Base(p.LogPath)), b, 0o644)
+			}
+		}
 	}
 	if c.t.Failed() {
 		for _, p := range procs {
@@ -729,6 +743,24 @@ func (c *Cluster) WaitWorkersOnline(job string, n int, within time.Duration) []k
 		return online == n
 	})
 	return ws
+}
+
+// WaitProgress waits until every worker of the job reported at least done
+// steps (counter status).
+func (c *Cluster) WaitProgress(job string, done int, within time.Duration) {
+	c.t.Helper()
+	c.Eventually(within, fmt.Sprintf("workers of %s past step %d", job, done), func() bool {
+		ws := c.Workers(job)
+		for _, w := range ws {
+			var st struct {
+				Done int `json:"done"`
+			}
+			if json.Unmarshal(w.Status, &st) != nil || st.Done < done {
+				return false
+			}
+		}
+		return len(ws) > 0
+	})
 }
 
 // Master reads a job's master record.

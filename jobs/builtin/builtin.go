@@ -12,8 +12,9 @@ import (
 func Registry() *framework.Registry {
 	r := framework.NewRegistry()
 	r.MustRegister(counter.Type())
-	// Test job types (flaky, stubborn) drive the failure tests in e2e/.
+	// Test job types (flaky, beat, stubborn) drive the failure tests in e2e/.
 	r.MustRegister(testjobs.FlakyType())
+	r.MustRegister(testjobs.BeatType())
 	r.MustRegister(testjobs.StubbornType())
 	return r
 }

@@ -5,8 +5,13 @@
 //   - flaky: its master fails (retryable, or permanently) a given number of
 //     attempts, counted in business KV, then runs for a while and finishes.
 //     It drives the restart policy tests.
-//   - stubborn: its master starts workers that beat forever and ignores
-//     OnCancel, so only the job manager's forced cancel can end it.
+//   - beat: its master and its workers each write a beat counter to
+//     business KV every tick, burst writes at a time, resuming from the last
+//     beat after a restart; the master finishes after a number of beats or
+//     runs until canceled. A frozen beat process is almost always in the
+//     middle of a write, which makes it the fencing tests' zombie.
+//   - stubborn: a beat job whose master ignores OnCancel, so only the job
+//     manager's forced cancel can end it.
 //
 // They are harmless in a deployment but of no use there.
 package testjobs
@@ -29,9 +34,10 @@ import (
 // Job type names.
 const (
 	Flaky    = "flaky"
+	Beat     = "beat"
 	Stubborn = "stubborn"
-	// StubbornWorker is the worker type of stubborn jobs.
-	StubbornWorker = "stubborn-beat"
+	// BeatWorker is the worker type of beat and stubborn jobs.
+	BeatWorker = "beat"
 )
 
 // FlakyConfig configures a flaky job.
@@ -44,9 +50,14 @@ type FlakyConfig struct {
 	RunMS int `json:"run_ms,omitempty"`
 }
 
-// StubbornConfig configures a stubborn job.
-type StubbornConfig struct {
-	Workers int `json:"workers"`
+// BeatConfig configures a beat or stubborn job.
+type BeatConfig struct {
+	Workers    int `json:"workers"`
+	IntervalMS int `json:"interval_ms,omitempty"`
+	// Burst is how many beats each tick writes, one after the other.
+	Burst int `json:"burst,omitempty"`
+	// Beats ends the job once the master wrote that many (0: never).
+	Beats int `json:"beats,omitempty"`
 }
 
 func decodeStrict(raw json.RawMessage, v any) error {
@@ -70,14 +81,15 @@ func ParseFlaky(raw json.RawMessage) (FlakyConfig, error) {
 	return c, nil
 }
 
-// ParseStubborn decodes and checks a stubborn config.
-func ParseStubborn(raw json.RawMessage) (StubbornConfig, error) {
-	c := StubbornConfig{Workers: 1}
+// ParseBeat decodes and checks a beat or stubborn config.
+func ParseBeat(raw json.RawMessage) (BeatConfig, error) {
+	c := BeatConfig{Workers: 1, IntervalMS: 50, Burst: 1}
 	if err := decodeStrict(raw, &c); err != nil {
-		return c, fmt.Errorf("stubborn config: %w", err)
+		return c, fmt.Errorf("beat config: %w", err)
 	}
-	if c.Workers < 0 || c.Workers > 100 {
-		return c, fmt.Errorf("stubborn config: workers must be 0..100")
+	if c.Workers < 0 || c.Workers > 100 || c.IntervalMS < 1 || c.IntervalMS > 60_000 ||
+		c.Burst < 1 || c.Burst > 1000 || c.Beats < 0 {
+		return c, fmt.Errorf("beat config: workers must be 0..100, interval_ms 1..60000, burst 1..1000, beats ≥ 0")
 	}
 	return c, nil
 }
@@ -97,24 +109,37 @@ func FlakyType() framework.JobType {
 	}
 }
 
-// StubbornType returns the stubborn job type.
-func StubbornType() framework.JobType {
-	return framework.JobType{
-		Name:     Stubborn,
-		Validate: func(raw json.RawMessage) error { _, err := ParseStubborn(raw); return err },
+// BeatType returns the beat job type.
+func BeatType() framework.JobType { return beatType(Beat, false) }
+
+// StubbornType returns the stubborn job type: a beat job that ignores cancel.
+func StubbornType() framework.JobType { return beatType(Stubborn, true) }
+
+func beatType(name string, stubborn bool) framework.JobType {
+	jt := framework.JobType{
+		Name:     name,
+		Validate: func(raw json.RawMessage) error { _, err := ParseBeat(raw); return err },
 		NewMaster: func(h framework.MasterHandle) (framework.JobMaster, error) {
-			cfg, err := ParseStubborn(h.Config())
+			cfg, err := ParseBeat(h.Config())
 			if err != nil {
 				return nil, framework.Permanent(err)
 			}
-			return &stubborn{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg}, nil
-		},
-		Workers: map[string]func(framework.WorkerHandle) (framework.Worker, error){
-			StubbornWorker: func(h framework.WorkerHandle) (framework.Worker, error) {
-				return &beat{BaseWorker: framework.BaseWorker{H: h}}, nil
-			},
+			return &beatMaster{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg, stubborn: stubborn}, nil
 		},
 	}
+	if !stubborn {
+		// One registration of the worker type serves both job types.
+		jt.Workers = map[string]func(framework.WorkerHandle) (framework.Worker, error){
+			BeatWorker: func(h framework.WorkerHandle) (framework.Worker, error) {
+				var cfg BeatConfig
+				if err := json.Unmarshal(h.Config(), &cfg); err != nil {
+					return nil, err
+				}
+				return &beatWorker{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg}, nil
+			},
+		}
+	}
+	return jt
 }
 
 // AttemptsKey is the business key where a flaky job counts its attempts;
@@ -175,40 +200,98 @@ func (f *flaky) Tick(context.Context) error {
 
 func (f *flaky) TickInterval() time.Duration { return 20 * time.Millisecond }
 
-type stubborn struct {
-	framework.BaseJobMaster
-	cfg StubbornConfig
+// BeatKey is the business key where a beat master ("master") or worker
+// counts its beats.
+func BeatKey(who string) string { return "beat." + who }
+
+// BeatDetail is a finished beat job's detail.
+type BeatDetail struct {
+	Beats int `json:"beats"`
 }
 
-func (s *stubborn) Init(ctx context.Context) error {
-	for i := range s.cfg.Workers {
-		if _, err := s.H.CreateWorker(ctx, StubbornWorker, nil, framework.WithWorkerID("beat"+strconv.Itoa(i))); err != nil {
+type beatMaster struct {
+	framework.BaseJobMaster
+	cfg      BeatConfig
+	stubborn bool
+	n        int
+}
+
+func (b *beatMaster) TickInterval() time.Duration {
+	return time.Duration(b.cfg.IntervalMS) * time.Millisecond
+}
+
+func (b *beatMaster) Init(ctx context.Context) error {
+	for i := range b.cfg.Workers {
+		if _, err := b.H.CreateWorker(ctx, BeatWorker, b.cfg, framework.WithWorkerID("beat"+strconv.Itoa(i))); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// OnCancel does nothing: the job manager has to stop this master by force.
-func (s *stubborn) OnCancel(context.Context) error {
-	s.H.Logger().Info("stubborn master ignores cancel")
+// OnMasterRecovered resumes from the last beat; the workers re-attach.
+func (b *beatMaster) OnMasterRecovered(ctx context.Context) error {
+	n, err := readInt(ctx, b.H.KV(), BeatKey("master"))
+	b.n = n
+	return err
+}
+
+func (b *beatMaster) Tick(ctx context.Context) error {
+	if b.n == 0 {
+		n, err := readInt(ctx, b.H.KV(), BeatKey("master"))
+		if err != nil {
+			return err
+		}
+		b.n = n
+	}
+	for range b.cfg.Burst {
+		if b.cfg.Beats > 0 && b.n >= b.cfg.Beats {
+			b.H.Exit(framework.ExitFinished, nil, BeatDetail{Beats: b.n})
+			return nil
+		}
+		if _, err := b.H.KV().Put(ctx, BeatKey("master"), []byte(strconv.Itoa(b.n+1))); err != nil {
+			return err
+		}
+		b.n++
+	}
 	return nil
 }
 
-// BeatKey is the business key a stubborn worker increments every tick.
-func BeatKey(worker string) string { return "beat." + worker }
-
-type beat struct {
-	framework.BaseWorker
-	n int
+// OnCancel exits canceled, unless the job is stubborn: then it does
+// nothing and the job manager has to stop this master by force.
+func (b *beatMaster) OnCancel(ctx context.Context) error {
+	if b.stubborn {
+		b.H.Logger().Info("stubborn master ignores cancel")
+		return nil
+	}
+	return b.BaseJobMaster.OnCancel(ctx)
 }
 
-func (b *beat) TickInterval() time.Duration { return 50 * time.Millisecond }
+type beatWorker struct {
+	framework.BaseWorker
+	cfg BeatConfig
+	n   int
+}
 
-func (b *beat) Tick(ctx context.Context) error {
-	b.n++
-	_, err := b.H.KV().Put(ctx, BeatKey(b.H.WorkerID()), []byte(strconv.Itoa(b.n)))
+func (b *beatWorker) TickInterval() time.Duration {
+	return time.Duration(max(b.cfg.IntervalMS, 1)) * time.Millisecond
+}
+
+// Init resumes from the last beat a previous incarnation wrote.
+func (b *beatWorker) Init(ctx context.Context) error {
+	n, err := readInt(ctx, b.H.KV(), BeatKey(b.H.WorkerID()))
+	b.n = n
 	return err
+}
+
+func (b *beatWorker) Tick(ctx context.Context) error {
+	for range max(b.cfg.Burst, 1) {
+		if _, err := b.H.KV().Put(ctx, BeatKey(b.H.WorkerID()), []byte(strconv.Itoa(b.n+1))); err != nil {
+			return err
+		}
+		b.n++
+	}
+	return nil
 }
 
 func readInt(ctx context.Context, kv framework.KV, key string) (int, error) {
