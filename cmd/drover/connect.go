@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/drover-run/drover/internal/config"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
 	"github.com/drover-run/drover/pkg/topics"
@@ -26,37 +27,24 @@ func (c *cli) connect() (*client.Client, error) {
 		nats.MaxReconnects(60),
 		nats.ReconnectWait(500 * time.Millisecond),
 	}
-	opts = append(opts, c.natsAuth()...)
-	nc, err := nats.Connect(c.g.natsURL, opts...)
+	auth, err := c.natsAuth()
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
+	}
+	nc, err := nats.Connect(c.g.natsURL, append(opts, auth...)...)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("connect to NATS at %s: %v", c.g.natsURL, err)}
 	}
 	return client.New(nc, topics.MustNew(c.g.prefix)), nil
 }
 
-func (c *cli) natsAuth() []nats.Option {
-	var opts []nats.Option
-	if c.g.creds != "" {
-		opts = append(opts, nats.UserCredentials(c.g.creds))
+func (c *cli) natsAuth() ([]nats.Option, error) {
+	common := config.Common{
+		NATSCreds: c.g.creds, NATSUser: c.getenv("DROVER_NATS_USER"), NATSPassword: c.getenv("DROVER_NATS_PASSWORD"),
+		NATSToken: c.getenv("DROVER_NATS_TOKEN"), NATSNKeySeed: c.getenv("DROVER_NATS_NKEY_SEED_FILE"),
+		TLSCA: c.getenv("DROVER_NATS_TLS_CA"), TLSCert: c.getenv("DROVER_NATS_TLS_CERT"), TLSKey: c.getenv("DROVER_NATS_TLS_KEY"),
 	}
-	if u := c.getenv("DROVER_NATS_USER"); u != "" {
-		opts = append(opts, nats.UserInfo(u, c.getenv("DROVER_NATS_PASSWORD")))
-	}
-	if t := c.getenv("DROVER_NATS_TOKEN"); t != "" {
-		opts = append(opts, nats.Token(t))
-	}
-	if f := c.getenv("DROVER_NATS_NKEY_SEED_FILE"); f != "" {
-		if o, err := nats.NkeyOptionFromSeed(f); err == nil {
-			opts = append(opts, o)
-		}
-	}
-	if ca := c.getenv("DROVER_NATS_TLS_CA"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
-	}
-	if cert, key := c.getenv("DROVER_NATS_TLS_CERT"), c.getenv("DROVER_NATS_TLS_KEY"); cert != "" && key != "" {
-		opts = append(opts, nats.ClientCert(cert, key))
-	}
-	return opts
+	return common.NATSOptions()
 }
 
 // withClient connects, runs f and closes the connection.

@@ -24,15 +24,20 @@ func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 			log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}
-	opts = append(opts, c.authOptions()...)
-	nc, err := nats.Connect(c.NATSURL, opts...)
+	auth, err := c.NATSOptions()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(c.NATSURL, append(opts, auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", c.NATSURL, err)
 	}
 	return nc, nil
 }
 
-func (c *Common) authOptions() []nats.Option {
+// NATSOptions returns the credential and TLS options of the settings; the
+// CLI uses them too, so one environment serves services and CLI alike.
+func (c *Common) NATSOptions() ([]nats.Option, error) {
 	var opts []nats.Option
 	if c.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(c.NATSCreds))
@@ -44,9 +49,11 @@ func (c *Common) authOptions() []nats.Option {
 		opts = append(opts, nats.Token(c.NATSToken))
 	}
 	if c.NATSNKeySeed != "" {
-		if o, err := nats.NkeyOptionFromSeed(c.NATSNKeySeed); err == nil {
-			opts = append(opts, o)
+		o, err := nats.NkeyOptionFromSeed(c.NATSNKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("DROVER_NATS_NKEY_SEED_FILE: %w", err)
 		}
+		opts = append(opts, o)
 	}
 	if c.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(c.TLSCA))
@@ -54,5 +61,5 @@ func (c *Common) authOptions() []nats.Option {
 	if c.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
 	}
-	return opts
+	return opts, nil
 }
