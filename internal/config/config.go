@@ -203,11 +203,12 @@ type Node struct {
 	Common
 	Capacity int    `envconfig:"CAPACITY"`
 	Labels   string `envconfig:"LABELS"`
+	Storage
 }
 
 // Validate checks the node settings.
 func (n *Node) Validate() error {
-	errs := []error{n.Common.Validate()}
+	errs := []error{n.Common.Validate(), n.Storage.Validate()}
 	if n.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_CAPACITY must not be negative, got %d", ErrInvalid, n.Capacity))
 	}

@@ -156,6 +156,9 @@ type MasterHandle interface {
 	// IsMasterReady is false after a recovery until every live worker has
 	// re-attached to this epoch or timed out.
 	IsMasterReady() bool
+	// Storage is the job's bucket storage; false when the deployment
+	// disabled it (DROVER_STORAGE=off).
+	Storage() (Storage, bool)
 }
 
 // JobMaster is implemented by a job type's master. Embed BaseJobMaster for
@@ -213,6 +216,9 @@ type WorkerHandle interface {
 	SendMessage(ctx context.Context, topic string, payload []byte) error
 	// Exit ends the worker and reports it to the master (OnWorkerOffline).
 	Exit(reason ExitReason, err error, detail any)
+	// Storage is the job's bucket storage; false when the deployment
+	// disabled it (DROVER_STORAGE=off).
+	Storage() (Storage, bool)
 }
 
 // BaseJobMaster gives no-op defaults; embed it and keep the handle in H.

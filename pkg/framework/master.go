@@ -34,6 +34,8 @@ type MasterDeps struct {
 	WorkerTimeout time.Duration
 	// DispatchTimeout bounds the create request to a worker node.
 	DispatchTimeout time.Duration
+	// Storage is the job's bucket storage (MasterHandle.Storage).
+	Storage StorageConfig
 }
 
 // Assignment is one master incarnation to run: the job, its epoch, and the
@@ -63,6 +65,7 @@ type MasterRuntime struct {
 	space topics.Space
 	inbox string
 	kv    *kvstate.Business
+	stor  *storage
 	reg   *trackingRegisterer
 	impl  JobMaster
 
@@ -142,6 +145,7 @@ func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime
 	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
 		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
 	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onStale)
+	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID)
 	return m, nil
 }
 
@@ -657,6 +661,7 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 			m.log.Warn("master close", zap.Error(err))
 		}
 	}
+	m.cleanScratch(reason, m.rec.Retryable)
 	return nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
 )
 
 // router is the Router a master registers its routes on.
@@ -64,12 +66,36 @@ func (m *MasterRuntime) serveHTTP(rt *router, msg *nats.Msg) {
 	done := make(chan struct{})
 	m.post(func() {
 		defer close(done)
+		defer func() {
+			// A job's handler must not take its node down with it.
+			if p := recover(); p != nil {
+				m.log.Error("job route panicked", zap.String("method", req.Method), zap.String("path", req.Path), zap.Any("panic", p))
+				*rec = recorder{header: http.Header{}}
+				writeError(rec, http.StatusInternalServerError, api.CodeInternal, "the job's handler for %s %s failed", req.Method, req.Path)
+			}
+		}()
+		_, pattern := rt.mux.Handler(hr)
 		rt.mux.ServeHTTP(rec, hr)
+		if pattern != "" {
+			return
+		}
+		// No route: answer in the API's error shape, not ServeMux's text.
+		switch rec.status {
+		case http.StatusNotFound:
+			*rec = recorder{header: http.Header{}}
+			writeError(rec, http.StatusNotFound, api.CodeNotFound, "job %s has no route %s %s", m.job.ID, req.Method, req.Path)
+		case http.StatusMethodNotAllowed:
+			allow := rec.header.Values("Allow")
+			*rec = recorder{header: http.Header{"Allow": allow}}
+			writeError(rec, http.StatusMethodNotAllowed, api.CodeInvalidArgument,
+				"job %s does not serve %s %s", m.job.ID, req.Method, req.Path)
+		}
 	})
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		reply(wire.HTTPResponse{Status: http.StatusGatewayTimeout})
+		reply(wire.HTTPResponse{Status: http.StatusGatewayTimeout, Header: jsonHeader(),
+			Body: wire.Marshal(api.Reply{Error: api.Errorf(api.CodeUnavailable, "master of job %s did not answer within 5s", m.job.ID)})})
 		return
 	case <-m.stopCh:
 		return
@@ -78,4 +104,13 @@ func (m *MasterRuntime) serveHTTP(rt *router, msg *nats.Msg) {
 		rec.status = http.StatusOK
 	}
 	reply(wire.HTTPResponse{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()})
+}
+
+func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }
+
+// writeError answers with the API's error envelope.
+func writeError(w http.ResponseWriter, status int, code api.Code, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(wire.Marshal(api.Reply{Error: api.Errorf(code, format, args...)}))
 }

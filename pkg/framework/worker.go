@@ -29,6 +29,8 @@ type WorkerDeps struct {
 	// SelfFence stops a worker that had no acknowledged heartbeat for this
 	// long, strictly before its master declares it lost (DESIGN §4).
 	SelfFence time.Duration
+	// Storage is the job's bucket storage (WorkerHandle.Storage).
+	Storage StorageConfig
 }
 
 // WorkerSpec is one worker incarnation to run.
@@ -46,6 +48,7 @@ type WorkerRuntime struct {
 	fence  *kvstate.Fence
 	rec    *kvstate.WorkerRecord
 	kv     *kvstate.Business
+	stor   *storage
 	impl   Worker
 	master string // master inbox subject
 
@@ -88,6 +91,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
 	w.kv = deps.Store.Business(spec.Job, w.fence, w.onStale)
+	w.stor = newStorage(deps.Storage, deps.Store, spec.Job)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
 	return w, nil

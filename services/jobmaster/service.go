@@ -173,6 +173,7 @@ func (s *Service) assign(a wire.Assign) error {
 	m, err := framework.NewMasterRuntime(framework.MasterDeps{
 		NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 		Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
+		Storage: s.StorageConfig(),
 	}, jt, framework.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func (s *Service) create(spec framework.WorkerSpec) error {
 	}
 	rt, err := framework.NewWorkerRuntime(framework.WorkerDeps{
 		NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
-		Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence,
+		Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
 	}, spec)
 	if err != nil {
 		return err

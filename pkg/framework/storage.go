@@ -1,0 +1,180 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/objstore"
+)
+
+// Bucket storage: a job's masters and workers read inputs from, and write
+// intermediate data and outputs to, JetStream Object Store buckets.
+//
+// Named buckets (Storage.Bucket) belong to the deployment: a user loads
+// inputs with `drover put` and reads outputs with `drover get-object`.
+// The job's scratch space (Storage.Scratch) is a view of the deployment's
+// work bucket under jobs/<job>/; the master's runtime deletes it when the
+// job ends for good (finished, canceled, or failed with a permanent error)
+// unless the master called KeepScratch(true). A master that fails with a
+// retryable error keeps it, so the next attempt finds what the last one
+// committed.
+
+// DefaultWorkBucket is the bucket that holds every job's scratch space.
+const DefaultWorkBucket = "work"
+
+// StorageConfig is what a node gives its masters and workers. The zero
+// value disables bucket storage.
+type StorageConfig struct {
+	Enabled bool
+	// WorkBucket holds the jobs' scratch spaces; "" means DefaultWorkBucket.
+	WorkBucket string
+	// Replicas of the buckets created on demand (1, or 3 in a cluster).
+	Replicas int
+}
+
+// ObjectInfo describes a stored object.
+type ObjectInfo = objstore.ObjectInfo
+
+// ReadOption tunes Bucket.Open: objstore.At(offset), objstore.Version(v).
+type ReadOption = objstore.ReadOption
+
+// Storage errors, tested with errors.Is.
+var (
+	ErrObjectNotFound = objstore.ErrNotFound
+	ErrBucketNotFound = objstore.ErrBucketNotFound
+	// ErrObjectChanged: the object was replaced or deleted after it was chosen.
+	ErrObjectChanged = objstore.ErrChanged
+)
+
+// Bucket is one object bucket, or a job's scratch space. Object names are
+// any UTF-8 without control characters; "/" makes good prefixes.
+type Bucket interface {
+	// Name is the bucket's name (its JetStream name is <prefix>_obj_<name>).
+	Name() string
+	// Put writes name from r, replacing any previous version.
+	Put(ctx context.Context, name string, r io.Reader) (ObjectInfo, error)
+	PutBytes(ctx context.Context, name string, data []byte) (ObjectInfo, error)
+	// Open reads name, from objstore.At(offset) if given; Close the reader.
+	Open(ctx context.Context, name string, opts ...ReadOption) (io.ReadCloser, ObjectInfo, error)
+	GetBytes(ctx context.Context, name string) ([]byte, error)
+	// Info describes name; ErrObjectNotFound if it does not exist.
+	Info(ctx context.Context, name string) (ObjectInfo, error)
+	// List returns the objects whose names start with prefix.
+	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+	// Delete removes name; removing a missing object is not an error.
+	Delete(ctx context.Context, name string) error
+}
+
+// Storage is a job's bucket storage, from MasterHandle.Storage or
+// WorkerHandle.Storage.
+type Storage interface {
+	// Bucket opens an existing bucket; ErrBucketNotFound if there is none.
+	Bucket(ctx context.Context, name string) (Bucket, error)
+	// CreateBucket opens a bucket, creating it if it does not exist.
+	CreateBucket(ctx context.Context, name string) (Bucket, error)
+	// Scratch is the job's own space for intermediate data, shared by its
+	// master and all its workers, deleted when the job ends.
+	Scratch(ctx context.Context) (Bucket, error)
+	// KeepScratch, called by a master, keeps the scratch space when the job
+	// ends (e.g. to inspect intermediate data). A worker's call does nothing.
+	KeepScratch(keep bool)
+}
+
+// ScratchPrefix is where a job's scratch objects live in the work bucket.
+func ScratchPrefix(job string) string { return "jobs/" + job + "/" }
+
+// storage is the Storage of one master or worker incarnation.
+type storage struct {
+	cfg  StorageConfig
+	job  string
+	c    *objstore.Client
+	keep atomic.Bool
+	once sync.Once
+}
+
+// newStorage returns nil when bucket storage is disabled.
+func newStorage(cfg StorageConfig, st *kvstate.Store, job string) *storage {
+	if !cfg.Enabled || st == nil {
+		return nil
+	}
+	if cfg.WorkBucket == "" {
+		cfg.WorkBucket = DefaultWorkBucket
+	}
+	return &storage{cfg: cfg, job: job,
+		c: objstore.New(st.JetStream(), st.Space(), objstore.Options{Replicas: cfg.Replicas})}
+}
+
+// handle returns what a handle's Storage() reports.
+func (s *storage) handle() (Storage, bool) {
+	if s == nil {
+		return nil, false
+	}
+	return s, true
+}
+
+func (s *storage) Bucket(ctx context.Context, name string) (Bucket, error) {
+	b, err := s.c.OpenBucket(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (s *storage) CreateBucket(ctx context.Context, name string) (Bucket, error) {
+	b, err := s.c.Bucket(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (s *storage) Scratch(ctx context.Context) (Bucket, error) {
+	b, err := s.c.Bucket(ctx, s.cfg.WorkBucket)
+	if err != nil {
+		return nil, err
+	}
+	return b.Sub(ScratchPrefix(s.job)), nil
+}
+
+func (s *storage) KeepScratch(keep bool) { s.keep.Store(keep) }
+
+// cleanScratch deletes the job's scratch space once the job has ended for
+// good. It runs after the master's final record was written, so a fenced
+// (stale) master never gets here, and a terminal job is never restarted:
+// nobody can need the data any more. A crash before it is done leaves the
+// objects behind (see docs/writing-jobs.md).
+func (m *MasterRuntime) cleanScratch(reason ExitReason, retryable bool) {
+	s := m.stor
+	if s == nil || s.keep.Load() || (reason == ExitFailed && retryable) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := s.c.OpenBucket(ctx, s.cfg.WorkBucket)
+	if errors.Is(err, objstore.ErrBucketNotFound) {
+		return
+	}
+	if err != nil {
+		m.log.Warn("scratch cleanup", zap.Error(err))
+		return
+	}
+	n, err := b.Sub(ScratchPrefix(m.job.ID)).DeletePrefix(ctx, "")
+	if err != nil {
+		m.log.Warn("scratch cleanup", zap.Int("deleted", n), zap.Error(err))
+		return
+	}
+	if n > 0 {
+		m.log.Info("scratch deleted", zap.Int("objects", n))
+	}
+}
+
+func (h *masterHandle) Storage() (Storage, bool) { return h.m.stor.handle() }
+
+func (h *workerHandle) Storage() (Storage, bool) { return h.w.stor.handle() }
