@@ -6,11 +6,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // newHTTP builds the operator listener with the HTTP mirror of the v1 API.
@@ -31,46 +33,98 @@ func (s *Service) newHTTP() *obs.Server {
 		},
 	}, func() map[string]any { return map[string]any{"leader": s.Leading(), "replica": s.id} })
 	mux := srv.Mux
-	mux.HandleFunc("POST /api/v1/jobs", s.httpBody(func(ctx context.Context, b []byte) api.Reply {
-		return s.replyJob(s.submit)(ctx, b)
-	}))
-	mux.HandleFunc("GET /api/v1/jobs", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		req := api.ListRequest{State: api.State(q.Get("state")), Type: q.Get("type"), After: q.Get("after")}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil {
-				writeReply(w, api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", l)})
-				return
-			}
-			req.Limit = n
-		}
-		writeReply(w, s.replyList(r.Context(), wire.Marshal(req)))
-	})
-	mux.HandleFunc("GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, s.replyJob(s.get)(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
-	})
-	mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, s.replyJob(s.cancel)(r.Context(), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")})))
-	})
-	mux.HandleFunc("GET /api/v1/jobs/{id}/workers", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, s.replyWorkers(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
-	})
-	mux.HandleFunc("GET /api/v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, s.replyNodes(r.Context(), nil))
-	})
-	mux.HandleFunc("/api/v1/jobs/{id}/{rest...}", s.forward)
+	for _, rt := range s.apiRoutes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
+	mux.HandleFunc(apiRoot, noRoute(mux))
 	return srv
 }
 
-func (s *Service) httpBody(h func(context.Context, []byte) api.Reply) http.HandlerFunc {
+// apiRoot catches every /api/ request no route matched.
+const apiRoot = "/api/"
+
+// route is one HTTP API route; docs/openapi.yaml describes each of them
+// (a test keeps the two the same).
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// apiRoutes are the HTTP mirror of the v1 API. Replies and codes are the
+// NATS API's; each is counted as the NATS request it mirrors.
+func (s *Service) apiRoutes() []route {
+	// The store opens in Run; routes read its namespace when they answer.
+	space := func() topics.Space { return s.store.Space() }
+	reply := func(w http.ResponseWriter, subject string, rep api.Reply) {
+		s.countReply(subject, rep.Error)
+		writeReply(w, rep)
+	}
+	return []route{
+		{"POST /api/v1/jobs", s.httpBody(func(w http.ResponseWriter, r *http.Request, b []byte) {
+			reply(w, space().APISubmit(), s.replyJob(s.submit)(r.Context(), b))
+		})},
+		{"GET /api/v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			req := api.ListRequest{State: api.State(q.Get("state")), Type: q.Get("type"), After: q.Get("after")}
+			if l := q.Get("limit"); l != "" {
+				n, err := strconv.Atoi(l)
+				if err != nil {
+					reply(w, space().APIList(), api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", l)})
+					return
+				}
+				req.Limit = n
+			}
+			reply(w, space().APIList(), s.replyList(r.Context(), wire.Marshal(req)))
+		}},
+		{"GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+			reply(w, space().APIGet(), s.replyJob(s.get)(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
+		}},
+		{"POST /api/v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+			reply(w, space().APICancel(), s.replyJob(s.cancel)(r.Context(), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")})))
+		}},
+		{"GET /api/v1/jobs/{id}/workers", func(w http.ResponseWriter, r *http.Request) {
+			reply(w, space().APIWorkers(), s.replyWorkers(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
+		}},
+		{"GET /api/v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+			reply(w, space().APINodes(), s.replyNodes(r.Context(), nil))
+		}},
+		// Every other path under a job goes to the job's master.
+		{"/api/v1/jobs/{id}/{rest...}", s.forward},
+	}
+}
+
+// noRoute answers an /api/ request no route matched, in the API's error
+// shape: 405 when the path exists for another method, else 404.
+func noRoute(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" && p != apiRoot {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			obs.WriteJSON(w, http.StatusMethodNotAllowed, api.Reply{
+				Error: api.Errorf(api.CodeInvalidArgument, "%s is not served for %s", r.Method, r.URL.Path)})
+			return
+		}
+		writeReply(w, api.Reply{Error: api.Errorf(api.CodeNotFound, "no API route %s %s", r.Method, r.URL.Path)})
+	}
+}
+
+// httpBody reads a request body of at most api.MaxPayload+1 bytes (one
+// more than allowed, so the API answers too_large rather than truncating).
+func (s *Service) httpBody(h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(io.LimitReader(r.Body, api.MaxPayload+1))
 		if err != nil {
 			writeReply(w, api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "read body: %v", err)})
 			return
 		}
-		writeReply(w, h(r.Context(), b))
+		h(w, r, b)
 	}
 }
 
@@ -95,7 +149,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, api.Reply{Error: api.AsError(storeError(err))})
 		return
 	}
-	if j.State.Terminal() || j.Epoch == 0 {
+	if j.State != api.StateRunning && j.State != api.StateCanceling {
 		writeReply(w, api.Reply{Error: api.Errorf(api.CodeFailedPrecondition, "job %s has no running master (state %s)", id, j.State)})
 		return
 	}
