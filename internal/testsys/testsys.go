@@ -15,11 +15,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/drover-run/drover/internal/config"
 	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
 	"github.com/drover-run/drover/pkg/framework"
@@ -49,18 +51,23 @@ type System struct {
 	Types  *framework.Registry
 	Timing config.Timing
 	Client *client.Client
-	log    *zap.Logger
+	// Log is the logger every service added from now on writes to (tests
+	// may replace it, e.g. with a zaptest/observer core).
+	Log *zap.Logger
 
 	mu    sync.Mutex
 	procs map[string]*Proc
 }
 
-// Proc is one service "process": its connection and its run.
+// Proc is one service "process": its connection, metrics and run.
 type Proc struct {
-	ID     string
-	NC     *nats.Conn
-	cancel context.CancelFunc
-	done   chan error
+	ID       string
+	NC       *nats.Conn
+	Registry *prometheus.Registry
+	// Service is the *jobmanager.Service, *jobmaster.Service or *worker.Service.
+	Service any
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // Start runs an embedded server; add services with the Add* methods.
@@ -68,7 +75,7 @@ func Start(t testing.TB, types *framework.Registry) *System {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	s := &System{t: t, Server: srv, Types: types, Timing: FastTiming(),
-		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), procs: map[string]*Proc{}}
+		Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), procs: map[string]*Proc{}}
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -84,18 +91,21 @@ func (s *System) common(id string) config.Common {
 		NodeID: id, LogFormat: "json", LogLevel: "warn", Timing: s.Timing}
 }
 
-func (s *System) start(id string, run func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error)) *Proc {
+type runner interface{ Run(context.Context) error }
+
+func (s *System) start(id string, run func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error)) *Proc {
 	s.t.Helper()
 	nc, err := nats.Connect(s.Server.ClientURL(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	svc, err := run(nc, s.log.With(zap.String("proc", id)))
+	reg := obs.NewRegistry()
+	svc, err := run(nc, s.Log.With(zap.String("proc", id)), reg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Proc{ID: id, NC: nc, cancel: cancel, done: make(chan error, 1)}
+	p := &Proc{ID: id, NC: nc, Registry: reg, Service: svc, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- svc.Run(ctx) }()
 	s.mu.Lock()
 	s.procs[id] = p
@@ -112,25 +122,42 @@ func (s *System) AddJobManagerHTTP(id, addr string) *Proc {
 	common.HTTPAddr = addr
 	cfg := jobmanager.Config{Common: common, RestartBackoff: 100 * time.Millisecond,
 		RestartMaxBackoff: time.Second, MaxRestarts: 3}
-	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
-		return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Types: s.Types})
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
+		return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
 }
 
 // AddJobMaster starts a job-master node.
-func (s *System) AddJobMaster(id string) *Proc {
-	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id)}}
-	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
-		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Types: s.Types})
+func (s *System) AddJobMaster(id string) *Proc { return s.AddJobMasterHTTP(id, "") }
+
+// AddJobMasterHTTP starts a job-master node serving /metrics, /healthz and /readyz on addr.
+func (s *System) AddJobMasterHTTP(id, addr string) *Proc {
+	common := s.common(id)
+	common.HTTPAddr = addr
+	cfg := jobmaster.Config{Node: config.Node{Common: common}}
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
+		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
 }
 
 // AddWorker starts a worker node.
-func (s *System) AddWorker(id string) *Proc {
-	cfg := worker.Config{Node: config.Node{Common: s.common(id)}}
-	return s.start(id, func(nc *nats.Conn, log *zap.Logger) (interface{ Run(context.Context) error }, error) {
-		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Types: s.Types})
+func (s *System) AddWorker(id string) *Proc { return s.AddWorkerHTTP(id, "") }
+
+// AddWorkerHTTP starts a worker node serving /metrics, /healthz and /readyz on addr.
+func (s *System) AddWorkerHTTP(id, addr string) *Proc {
+	common := s.common(id)
+	common.HTTPAddr = addr
+	cfg := worker.Config{Node: config.Node{Common: common}}
+	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
+		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
+}
+
+// Proc returns a running process by id (nil if none).
+func (s *System) Proc(id string) *Proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[id]
 }
 
 // Stop ends a process gracefully (its SIGTERM path) and waits for it.
