@@ -159,6 +159,15 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 		delete(l.states, id)
 		return
 	}
+	if lj := l.jobs[id]; lj != nil && lj.rev >= e.Revision() {
+		// The leader's own write, applied when its op completed: no need
+		// to decode it again.
+		l.states[id] = lj.job.State
+		if lj.job.State.Terminal() {
+			delete(l.jobs, id)
+		}
+		return
+	}
 	j, err := kvstate.DecodeJob(e)
 	if err != nil {
 		l.log.Warn("unreadable job record", zap.String("job_id", id), zap.Error(err))
