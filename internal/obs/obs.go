@@ -102,26 +102,31 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve listens on addr until ctx ends. An empty addr serves nothing.
-func (s *Server) Serve(ctx context.Context, addr string, log *zap.Logger) error {
+// Start listens on addr and serves in the background until stop is
+// called. A listen failure is returned at once, so a service refuses to
+// start on a busy port instead of running without health checks. An empty
+// addr serves nothing. It returns the bound address.
+func (s *Server) Start(addr string, log *zap.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
-		<-ctx.Done()
-		return nil
+		return "", func() {}, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("obs: listen %s: %w", addr, err)
+		return "", nil, fmt.Errorf("obs: listen %s: %w", addr, err)
 	}
 	log.Info("http listening", zap.String("addr", ln.Addr().String()))
 	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", zap.Error(err))
+		}
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -29,6 +29,7 @@ type Node struct {
 	Registry *prometheus.Registry
 	Store    *kvstate.Store
 	started  time.Time
+	httpAddr string
 }
 
 // NewNode prepares a node of kind; defaultCapacity applies when the config has none.
@@ -67,8 +68,9 @@ func (n *Node) Open(ctx context.Context, onControl nats.MsgHandler) (func(), err
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// ServeHTTP runs /metrics, /healthz and /readyz until the returned stop is called.
-func (n *Node) ServeHTTP() (stop func()) {
+// ServeHTTP serves /metrics, /healthz and /readyz until the returned stop
+// is called; a port that cannot be bound is an error.
+func (n *Node) ServeHTTP() (stop func(), err error) {
 	srv := obs.NewServer(n.Registry, map[string]obs.Check{
 		"nats": func(context.Context) error {
 			if !n.NC.IsConnected() {
@@ -78,13 +80,12 @@ func (n *Node) ServeHTTP() (stop func()) {
 		},
 		"state": n.Store.Ping,
 	}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		if err := srv.Serve(ctx, n.Cfg.HTTPAddr, n.Log); err != nil {
-			n.Log.Error("http server", zap.Error(err))
-		}
-	}()
-	return cancel
+	bound, stop, err := srv.Start(n.Cfg.HTTPAddr, n.Log)
+	if err != nil {
+		return nil, err
+	}
+	n.httpAddr = bound
+	return stop, nil
 }
 
 // KeepPresence announces the node every heartbeat until ctx ends, then
@@ -92,6 +93,6 @@ func (n *Node) ServeHTTP() (stop func()) {
 func (n *Node) KeepPresence(ctx context.Context, types []string, load func() int) {
 	KeepPresence(ctx, n.Store, n.Cfg.Heartbeat, n.Log, func() api.Node {
 		return api.Node{ID: n.ID, Kind: n.Kind, Labels: n.Labels, Capacity: n.Capacity, Load: load(),
-			Types: types, HTTPAddr: n.Cfg.HTTPAddr, StartedAt: n.started}
+			Types: types, HTTPAddr: n.httpAddr, StartedAt: n.started}
 	})
 }

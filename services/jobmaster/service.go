@@ -56,8 +56,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer unsubscribe()
+	stopHTTP, err := s.ServeHTTP()
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	go s.placer.Run(ctx, s.Store, s.Log)
-	defer s.ServeHTTP()()
 	go s.heartbeat(ctx)
 	s.Log.Info("job-master node started", zap.Int("capacity", s.Capacity), zap.Any("labels", s.Labels))
 	s.KeepPresence(ctx, s.deps.Types.Names(), s.load)

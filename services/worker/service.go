@@ -55,7 +55,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer unsubscribe()
-	defer s.ServeHTTP()()
+	stopHTTP, err := s.ServeHTTP()
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	s.Log.Info("worker node started", zap.Int("capacity", s.Capacity), zap.Any("labels", s.Labels))
 	s.KeepPresence(ctx, s.deps.Types.WorkerTypes(), s.load)
 	s.shutdown()
