@@ -30,10 +30,12 @@ func (b *bench) e2e() error {
 	if _, err := b.runJobs(d, tr, "warm", 20, 20); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	cpu0 := cpuTime()
 	jobs, err := b.runJobs(d, tr, "e", b.o.e2eJobs, b.o.e2eWindow)
 	if err != nil {
 		return err
 	}
+	cpu := (cpuTime() - cpu0) / time.Duration(len(jobs))
 	first, last := jobs[0].submit, jobs[0].end
 	lat := make([]time.Duration, 0, len(jobs))
 	for _, jt := range jobs {
@@ -46,10 +48,10 @@ func (b *bench) e2e() error {
 		lat = append(lat, jt.end.Sub(jt.submit))
 	}
 	rate := float64(len(jobs)) / last.Sub(first).Seconds()
-	b.r.E2EJobsPerS = &rate
+	b.r.E2EJobsPerS, b.r.E2ECPUUs = &rate, us(cpu)
 	b.r.E2ELatencyP50Ms, b.r.E2ELatencyP99Ms = ms(pct(lat, 0.50)), ms(pct(lat, 0.99))
-	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms)",
-		rate, len(jobs), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms)
+	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms), %s CPU each",
+		rate, len(jobs), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms, cpu)
 	return nil
 }
 

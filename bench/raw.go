@@ -3,21 +3,34 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// closedLoop runs op from conc goroutines for d and returns the completed
-// operations per second; each goroutine waits for its op before the next,
-// as a client waiting for an answer does.
-func closedLoop(d time.Duration, conc int, op func(g, i int) error) (float64, int64, error) {
+// loop is the outcome of a closed-loop measurement.
+type loop struct {
+	rate float64 // completed operations per second
+	// cpu is the CPU time this process (server, services and callers
+	// alike) spent per completed operation: unlike the rate, it does not
+	// depend on what else the shared machine runs.
+	cpu    time.Duration
+	failed int64
+	err    error
+}
+
+// closedLoop runs op from conc goroutines for d; each goroutine waits for
+// its op before the next, as a client waiting for an answer does.
+func closedLoop(d time.Duration, conc int, op func(g, i int) error) loop {
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
+	cpu0 := cpuTime()
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -37,11 +50,36 @@ func closedLoop(d time.Duration, conc int, op func(g, i int) error) (float64, in
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	var err error
-	if v := firstErr.Load(); v != nil {
-		err = v.(error)
+	l := loop{rate: float64(ok.Load()) / elapsed.Seconds(), failed: failed.Load()}
+	if n := ok.Load(); n > 0 {
+		l.cpu = (cpuTime() - cpu0) / time.Duration(n)
 	}
-	return float64(ok.Load()) / elapsed.Seconds(), failed.Load(), err
+	if v := firstErr.Load(); v != nil {
+		l.err = v.(error)
+	}
+	return l
+}
+
+// check fails a measurement in which any operation failed.
+func (l loop) check(what string) error {
+	if l.failed > 0 {
+		return fmt.Errorf("%s: %d failed, first: %w", what, l.failed, l.err)
+	}
+	return nil
+}
+
+// cpuTime is the user and system CPU time this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func us(d time.Duration) *float64 {
+	v := math.Round(float64(d.Nanoseconds())/100) / 10
+	return &v
 }
 
 // raw measures what NATS itself allows on this machine: request/reply
@@ -67,15 +105,15 @@ func (b *bench) raw() error {
 	defer func() { _ = sub.Unsubscribe() }()
 	sub.SetPendingLimits(-1, -1)
 	_ = srvConn.Flush()
-	rate, failed, err := closedLoop(b.o.dur, b.o.conc, func(int, int) error {
+	l := closedLoop(b.o.dur, b.o.conc, func(int, int) error {
 		_, err := nc.Request("bench.raw.echo", payload, 5*time.Second)
 		return err
 	})
-	if err := check("request/reply", failed, err); err != nil {
+	if err := l.check("request/reply"); err != nil {
 		return err
 	}
-	b.r.RawReqPerS = round0(rate)
-	logf("raw request/reply: %.0f/s (%d callers)", rate, b.o.conc)
+	b.r.RawReqPerS, b.r.RawReqCPUUs = round0(l.rate), us(l.cpu)
+	logf("raw request/reply: %.0f/s (%d callers), %s CPU each", l.rate, b.o.conc, l.cpu)
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -88,15 +126,15 @@ func (b *bench) raw() error {
 	if err != nil {
 		return err
 	}
-	rate, failed, err = closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
+	l = closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
 		_, err := kv.Create(ctx, "c"+strconv.Itoa(g)+"_"+strconv.Itoa(i), payload)
 		return err
 	})
-	if err := check("KV create", failed, err); err != nil {
+	if err := l.check("KV create"); err != nil {
 		return err
 	}
-	b.r.RawKVCreatePerS = round0(rate)
-	logf("raw KV create: %.0f/s", rate)
+	b.r.RawKVCreatePerS, b.r.RawKVCreateCPUUs = round0(l.rate), us(l.cpu)
+	logf("raw KV create: %.0f/s, %s CPU each", l.rate, l.cpu)
 
 	revs := make([]uint64, b.o.conc)
 	for g := range revs {
@@ -104,24 +142,17 @@ func (b *bench) raw() error {
 			return err
 		}
 	}
-	rate, failed, err = closedLoop(b.o.dur, b.o.conc, func(g, _ int) error {
+	l = closedLoop(b.o.dur, b.o.conc, func(g, _ int) error {
 		rev, err := kv.Update(ctx, "u"+strconv.Itoa(g), payload, revs[g])
 		if err == nil {
 			revs[g] = rev
 		}
 		return err
 	})
-	if err := check("KV update", failed, err); err != nil {
+	if err := l.check("KV update"); err != nil {
 		return err
 	}
-	b.r.RawKVUpdatePerS = round0(rate)
-	logf("raw KV CAS update: %.0f/s", rate)
+	b.r.RawKVUpdatePerS, b.r.RawKVUpdateCPUUs = round0(l.rate), us(l.cpu)
+	logf("raw KV CAS update: %.0f/s, %s CPU each", l.rate, l.cpu)
 	return js.DeleteKeyValue(ctx, "bench_raw")
-}
-
-func check(what string, failed int64, err error) error {
-	if failed > 0 {
-		return fmt.Errorf("%s: %d failed, first: %w", what, failed, err)
-	}
-	return nil
 }

@@ -33,20 +33,31 @@ type results struct {
 	FailoverP50Ms          *float64 `json:"failover_p50_ms"`
 	FailoverP99Ms          *float64 `json:"failover_p99_ms"`
 	SubmitToRawCreateRatio *float64 `json:"submit_to_raw_kv_create_ratio"`
-	E2ELatencyP50Ms        *float64 `json:"e2e_latency_p50_ms,omitempty"`
-	E2ELatencyP99Ms        *float64 `json:"e2e_latency_p99_ms,omitempty"`
-	ScheduleMaxMs          *float64 `json:"schedule_max_ms,omitempty"`
-	ScheduleRunningP50Ms   *float64 `json:"schedule_running_p50_ms,omitempty"`
-	ScheduleRunningP99Ms   *float64 `json:"schedule_running_p99_ms,omitempty"`
-	ScheduleRunningMaxMs   *float64 `json:"schedule_running_max_ms,omitempty"`
-	ScheduleRatePerS       *float64 `json:"schedule_rate_per_s,omitempty"`
-	PlacementWorkers       int      `json:"placement_workers,omitempty"`
-	PlacementWorkerNodes   int      `json:"placement_worker_nodes,omitempty"`
-	PlacementSeconds       *float64 `json:"placement_seconds,omitempty"`
-	HBWorkers              int      `json:"hb_workers,omitempty"`
-	HBWindowSeconds        *float64 `json:"hb_window_seconds,omitempty"`
-	HBServerCores          *float64 `json:"hb10k_server_cores,omitempty"`
-	HBNatsMsgsPerS         *float64 `json:"hb10k_nats_msgs_per_s,omitempty"`
+	// The CPU time of the whole bench process per operation (server,
+	// services and callers), in µs: figures that the shared machine's
+	// load does not skew, unlike the rates.
+	RawReqCPUUs      *float64 `json:"raw_req_cpu_us,omitempty"`
+	RawKVCreateCPUUs *float64 `json:"raw_kv_create_cpu_us,omitempty"`
+	RawKVUpdateCPUUs *float64 `json:"raw_kv_update_cpu_us,omitempty"`
+	SubmitCPUUs      *float64 `json:"submit_cpu_us,omitempty"`
+	E2ECPUUs         *float64 `json:"e2e_cpu_us_per_job,omitempty"`
+	// SubmitToRawCreateCPURatio is raw KV Create's CPU cost over submit's:
+	// the submit/Create rate ratio on an otherwise idle machine.
+	SubmitToRawCreateCPURatio *float64 `json:"submit_to_raw_kv_create_cpu_ratio,omitempty"`
+	E2ELatencyP50Ms           *float64 `json:"e2e_latency_p50_ms,omitempty"`
+	E2ELatencyP99Ms           *float64 `json:"e2e_latency_p99_ms,omitempty"`
+	ScheduleMaxMs             *float64 `json:"schedule_max_ms,omitempty"`
+	ScheduleRunningP50Ms      *float64 `json:"schedule_running_p50_ms,omitempty"`
+	ScheduleRunningP99Ms      *float64 `json:"schedule_running_p99_ms,omitempty"`
+	ScheduleRunningMaxMs      *float64 `json:"schedule_running_max_ms,omitempty"`
+	ScheduleRatePerS          *float64 `json:"schedule_rate_per_s,omitempty"`
+	PlacementWorkers          int      `json:"placement_workers,omitempty"`
+	PlacementWorkerNodes      int      `json:"placement_worker_nodes,omitempty"`
+	PlacementSeconds          *float64 `json:"placement_seconds,omitempty"`
+	HBWorkers                 int      `json:"hb_workers,omitempty"`
+	HBWindowSeconds           *float64 `json:"hb_window_seconds,omitempty"`
+	HBServerCores             *float64 `json:"hb10k_server_cores,omitempty"`
+	HBNatsMsgsPerS            *float64 `json:"hb10k_nats_msgs_per_s,omitempty"`
 	// HBMasterMemBytesPerWorker is the job-master node's growth per worker.
 	HBMasterMemBytesPerWorker *float64        `json:"hb10k_master_mem_bytes_per_worker,omitempty"`
 	Failover                  json.RawMessage `json:"failover,omitempty"`
@@ -82,6 +93,9 @@ func (r *results) readFailover(path string) {
 func (r *results) derive() {
 	if r.SubmitJobsPerS != nil && r.RawKVCreatePerS != nil && *r.RawKVCreatePerS > 0 {
 		r.SubmitToRawCreateRatio = round3(*r.SubmitJobsPerS / *r.RawKVCreatePerS)
+	}
+	if r.SubmitCPUUs != nil && r.RawKVCreateCPUUs != nil && *r.SubmitCPUUs > 0 {
+		r.SubmitToRawCreateCPURatio = round3(*r.RawKVCreateCPUUs / *r.SubmitCPUUs)
 	}
 	for _, p := range []**float64{&r.RawReqPerS, &r.RawKVCreatePerS, &r.RawKVUpdatePerS, &r.SubmitJobsPerS,
 		&r.E2EJobsPerS, &r.PlacementsPerS} {

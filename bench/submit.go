@@ -27,16 +27,16 @@ func (b *bench) submit() error {
 	}
 	defer d.close()
 	ctx := context.Background()
-	rate, failed, err := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
+	l := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := d.client.Submit(cctx, counterSpec(fmt.Sprintf("s%d-%d", g, i)))
 		return err
 	})
-	if err := check("submit", failed, err); err != nil {
+	if err := l.check("submit"); err != nil {
 		return err
 	}
-	b.r.SubmitJobsPerS = round0(rate)
-	logf("submit: %.0f jobs/s (%d callers)", rate, b.o.conc)
+	b.r.SubmitJobsPerS, b.r.SubmitCPUUs = round0(l.rate), us(l.cpu)
+	logf("submit: %.0f jobs/s (%d callers), %s CPU each", l.rate, b.o.conc, l.cpu)
 	return nil
 }
