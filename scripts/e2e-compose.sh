@@ -149,6 +149,34 @@ wait_job() {
 
 show_nodes() { drover nodes 2>&1 | sed 's/^/    /' || true; }
 
+# Flattened views of the API: "kind id load" per node, "id node epoch
+# state" per worker of a job.
+nodes_lines() { flat nodes nodes; }
+workers_lines() { flat workers workers "$1"; }
+
+# flat MODE ARGS...: `drover --json ARGS` flattened by e2echeck, retried
+# over transient errors (a NATS node may be restarting).
+flat() {
+	local mode=$1 out
+	shift
+	for _ in 1 2 3 4 5; do
+		if out=$(drover --json "$@" | bin/e2echeck -mode "$mode"); then
+			[[ -z $out ]] || printf '%s\n' "$out"
+			return 0
+		fi
+		sleep 1
+	done
+	die "drover $* failed 5 times"
+}
+
+# node_of CONTAINER: the worker node ID of a worker container. Nodes without
+# DROVER_NODE_ID name themselves after their host name, the container ID.
+node_of() {
+	local host
+	host=$(docker inspect -f '{{.Config.Hostname}}' "$1")
+	nodes_lines | awk -v h="-$host-" '$1 == "worker" && index($2, h) { print $2; exit }'
+}
+
 trap cleanup EXIT
 
 if [[ ${E2E_SKIP_BUILD:-0} == 1 ]]; then
@@ -182,14 +210,48 @@ wait_job e2e-durable 90
 log "--- phase 2: scale workers 2 -> 5 -> 2"
 submit e2e-scale-a 6 300 100
 submit e2e-scale-b 4 300 100
+mapfile -t old_workers < <(containers worker)
 dc up -d --no-recreate --scale worker=5
 wait_healthy 120 worker=5
 log "5 worker nodes healthy"
 submit e2e-scale-c 10 200 100
 sleep 8
 show_nodes
+mapfile -t new_nodes < <(for c in $(containers worker); do
+	[[ " ${old_workers[*]} " == *" $c "* ]] || node_of "$c"
+done)
+used=0
+for n in "${new_nodes[@]}"; do
+	load=$(nodes_lines | awk -v n="$n" '$2 == n { print $3 }')
+	((${load:-0} > 0)) && used=$((used + 1))
+done
+((used > 0)) || die "no worker was placed on the 3 new worker nodes (${new_nodes[*]})"
+log "$used of ${#new_nodes[@]} new worker nodes host workers"
+
 log "scaling down to 2 (SIGTERM: workers handed over)"
+mapfile -t before < <(containers worker)
+declare -A node_before
+for c in "${before[@]}"; do node_before[$c]=$(node_of "$c"); done
+t0=$(date +%s)
 dc up -d --no-recreate -t 30 --scale worker=2
+mapfile -t after < <(containers worker)
+removed=()
+for c in "${before[@]}"; do
+	[[ " ${after[*]} " == *" $c "* ]] || removed+=("${node_before[$c]}")
+done
+log "removed worker nodes: ${removed[*]}"
+# Until no unfinished worker of the scale jobs is still on a removed node.
+deadline=$(($(date +%s) + 60))
+while :; do
+	left=$(for j in e2e-scale-a e2e-scale-b e2e-scale-c; do workers_lines "$j"; done |
+		awk -v gone=" ${removed[*]} " '$4 != "finished" && index(gone, " " $2 " ") { n++ } END { print n + 0 }')
+	((left == 0)) && break
+	(($(date +%s) > deadline)) && die "$left workers still on removed nodes after 60s"
+	sleep 1
+done
+took=$(($(date +%s) - t0))
+log "every worker of the removed nodes runs elsewhere ${took}s after the scale-down began"
+((took < 10)) || log "WARN: the hand-over took ${took}s, no faster than the 10 s worker timeout"
 wait_healthy 60 worker=2
 show_nodes
 
@@ -197,14 +259,17 @@ log "--- phase 3: kill -9 a job-master container"
 submit e2e-master-a 4 300 100
 submit e2e-master-b 4 300 100
 sleep 5
-jm=$(containers jobmaster1)
-[[ -n $jm ]] || die "jobmaster1 is not running"
+# The compose file names job-master nodes after their service.
+read -r _ _ master_epoch jm_svc < <(flat jobline get e2e-master-a)
+[[ $jm_svc == jobmaster[12] ]] || die "e2e-master-a runs on '$jm_svc', not on jobmaster1 or jobmaster2"
+jm=$(containers "$jm_svc")
+[[ -n $jm ]] || die "$jm_svc is not running"
 docker kill -s KILL "$jm" >/dev/null
-log "killed jobmaster1 (${jm:0:12}) with SIGKILL"
+log "killed $jm_svc (${jm:0:12}), the master node of e2e-master-a at epoch $master_epoch, with SIGKILL"
 sleep 10
 docker start "$jm" >/dev/null
-log "started jobmaster1 again"
-wait_healthy 60 jobmaster1
+log "started $jm_svc again"
+wait_healthy 60 "$jm_svc"
 
 log "--- phase 4: stop one NATS node and start it again"
 submit e2e-nats 4 300 100
@@ -219,10 +284,19 @@ wait_healthy 120 nats1 nats2 nats3
 log "--- phase 5: cut a worker container off the network for ${PARTITION_SECONDS}s"
 submit e2e-partition 6 400 100
 sleep 6
-mapfile -t workers < <(containers worker)
-wk=${workers[0]:-}
+# Cut off the worker container hosting most of the job's workers.
+wk="" cut_node="" best=-1
+for c in $(containers worker); do
+	n=$(node_of "$c")
+	k=$(workers_lines e2e-partition | awk -v n="$n" '$2 == n && $4 != "finished" { k++ } END { print k + 0 }')
+	((k > best)) && wk=$c cut_node=$n best=$k
+done
+((best > 0)) || die "no worker of e2e-partition is running on a worker node"
+# "id epoch" of each worker on the node, to see them re-created later.
+cut_workers=$(workers_lines e2e-partition | awk -v n="$cut_node" '$2 == n { print $1, $3 }')
 net=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$wk" | awk '{print $1}')
 [[ -n $wk && -n $net ]] || die "no worker container or network found"
+log "worker node $cut_node hosts $best workers of e2e-partition"
 docker network disconnect "$net" "$wk"
 log "disconnected worker ${wk:0:12} from $net"
 sleep "$PARTITION_SECONDS"
@@ -230,6 +304,18 @@ docker network connect "$net" "$wk"
 log "reconnected worker ${wk:0:12}"
 
 log "--- waiting for every job (deadline ${JOB_DEADLINE_SECONDS}s)"
+wait_job e2e-master-a "$JOB_DEADLINE_SECONDS"
+read -r _ _ epoch node < <(flat jobline get e2e-master-a)
+((epoch > master_epoch)) || die "e2e-master-a kept epoch $epoch: its master was not failed over"
+log "e2e-master-a failed over: epoch $master_epoch on $jm_svc -> epoch $epoch on $node"
+wait_job e2e-partition "$JOB_DEADLINE_SECONDS"
+# The cut-off workers were declared lost and re-created with a new epoch;
+# the exact total shows the stale incarnations never counted after that.
+recreated=$(workers_lines e2e-partition | CUT=$cut_workers awk '
+	BEGIN { n = split(ENVIRON["CUT"], a, "\n"); for (i = 1; i <= n; i++) { split(a[i], f, " "); e[f[1]] = f[2] } }
+	($1 in e) && $3 > e[$1] { k++ } END { print k + 0 }')
+((recreated > 0)) || die "no worker of the cut-off node was re-created (before: $cut_workers)"
+log "$recreated of $best cut-off workers were re-created under a new epoch"
 end=$(($(date +%s) + JOB_DEADLINE_SECONDS))
 for id in "${JOBS[@]}"; do
 	left=$((end - $(date +%s)))
