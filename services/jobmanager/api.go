@@ -162,7 +162,7 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
-	s.publishEvent(job, api.EventState, "")
+	s.publishEvent(job, api.EventState, ReasonSubmitted)
 	s.log.Info("job submitted", zap.String("job_id", job.ID), zap.String("job_type", job.Type))
 	return job, nil
 }

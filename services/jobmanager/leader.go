@@ -337,8 +337,9 @@ func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
 	}()
 }
 
-func (l *leader) timed(op string, start time.Time) {
-	l.s.metrics.kvSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+// jlog is the leader's logger for a line about a job's master incarnation.
+func (l *leader) jlog(job string, epoch uint64, node string) *zap.Logger {
+	return l.log.With(zap.String("job_id", job), zap.Uint64("epoch", epoch), zap.String("node", node))
 }
 
 // errAbort stops an update because the job no longer wants it.
@@ -366,22 +367,20 @@ func (l *leader) assign(lj *ljob, reason string) {
 					return nil
 				})
 				if err != nil {
-					l.log.Warn("mark pending", zap.String("job_id", j.ID), zap.Error(err))
+					l.jlog(j.ID, j.Epoch, j.Node).Warn("mark pending", zap.Error(err))
 				}
 				return nil
 			})
-			l.log.Info("no job-master node can take the job; pending", zap.String("job_id", j.ID))
+			l.jlog(j.ID, j.Epoch, j.Node).Info("no job-master node can take the job; pending")
 		}
 		return
 	}
 	l.do(lj, func(ctx context.Context) func() {
-		t0 := time.Now()
 		rec, fence, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
 			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
 		})
-		l.timed("advance_epoch", t0)
 		if err != nil {
-			l.log.Warn("advance epoch", zap.String("job_id", j.ID), zap.Error(err))
+			l.jlog(j.ID, j.Epoch, node).Warn("advance epoch", zap.Error(err))
 			return func() { lj.retryAt = time.Now().Add(250 * time.Millisecond) }
 		}
 		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
@@ -390,29 +389,28 @@ func (l *leader) assign(lj *ljob, reason string) {
 			l.s.nodes.Avoid(node, 2*time.Second)
 			return nil
 		}
-		l.s.metrics.assignments.Inc()
-		t1 := time.Now()
-		updated, nrev, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
+		l.s.metrics.assignments.WithLabelValues(reason).Inc()
+		why := "" // a state change explains itself; a move says why
+		if reason == "timeout" || reason == "handover" {
+			why = reason
+		}
+		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, func(j *api.Job) error {
 			if j.State.Terminal() {
 				return errAbort
 			}
 			if j.State != api.StateCanceling {
 				j.State = api.StateRunning
 			}
-			if reason == "restart" {
-				l.s.metrics.restarts.Inc()
-			}
 			j.Epoch, j.Node, j.NextAttemptAt = rec.Epoch, node, nil
 			return nil
 		})
-		l.timed("update_job", t1)
 		if errors.Is(err, errAbort) {
 			// Canceled while we assigned: take the master back.
 			l.stopMaster(node, j.ID, rec.Epoch)
 			return nil
 		}
 		if err != nil {
-			l.log.Warn("record assignment", zap.String("job_id", j.ID), zap.Error(err))
+			l.jlog(j.ID, rec.Epoch, node).Warn("record assignment", zap.Error(err))
 			return nil
 		}
 		if rec.Epoch == 1 {
@@ -492,14 +490,17 @@ func (l *leader) finalize(lj *ljob, m *kvstate.MasterRecord) {
 			return nil
 		})
 		if err != nil {
-			l.log.Warn("finalize job", zap.String("job_id", m.Job), zap.Error(err))
+			l.jlog(m.Job, m.Epoch, m.Node).Warn("finalize job", zap.Error(err))
 			return nil
 		}
-		l.log.Info("master exited", zap.String("job_id", m.Job), zap.Uint64("epoch", m.Epoch),
-			zap.String("master_state", string(m.State)), zap.String("job_state", string(updated.State)))
+		if cur.State != api.StatePending && updated.State == api.StatePending {
+			l.s.metrics.restarts.Inc() // the restart policy gave it another attempt
+		}
+		l.jlog(m.Job, m.Epoch, m.Node).Info("master exited", zap.String("master_state", string(m.State)),
+			zap.String("job_state", string(updated.State)), zap.Int("restarts", updated.Restarts))
 		if updated.State.Terminal() && l.s.cfg.PurgeFinished {
 			if err := l.s.store.PurgeJobState(ctx, m.Job); err != nil {
-				l.log.Warn("purge job state", zap.String("job_id", m.Job), zap.Error(err))
+				l.jlog(m.Job, m.Epoch, m.Node).Warn("purge job state", zap.Error(err))
 			}
 		}
 		return func() { lj.set(updated, nrev) }
@@ -552,13 +553,13 @@ func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
 func (l *leader) forceCancel(lj *ljob) {
 	j, rev := lj.job, lj.rev
 	l.s.metrics.forcedCancels.Inc()
-	l.log.Warn("forcing cancel", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch), zap.String("node", j.Node))
+	l.jlog(j.ID, j.Epoch, j.Node).Warn("forcing cancel")
 	l.do(lj, func(ctx context.Context) func() {
 		rec, _, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
 			r.State = kvstate.MasterStopped
 		})
 		if err != nil {
-			l.log.Warn("fence master for cancel", zap.String("job_id", j.ID), zap.Error(err))
+			l.jlog(j.ID, j.Epoch, j.Node).Warn("fence master for cancel", zap.Error(err))
 			return nil
 		}
 		if j.Node != "" {
@@ -575,7 +576,7 @@ func (l *leader) forceCancel(lj *ljob) {
 			return nil
 		})
 		if err != nil {
-			l.log.Warn("record forced cancel", zap.String("job_id", j.ID), zap.Error(err))
+			l.jlog(j.ID, rec.Epoch, j.Node).Warn("record forced cancel", zap.Error(err))
 			return nil
 		}
 		return func() { lj.set(updated, nrev) }

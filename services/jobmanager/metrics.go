@@ -11,14 +11,13 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	requests      *prometheus.CounterVec
 	jobs          *prometheus.GaugeVec
-	assignments   prometheus.Counter
+	assignments   *prometheus.CounterVec
 	failovers     *prometheus.CounterVec
 	restarts      prometheus.Counter
 	forcedCancels prometheus.Counter
 	leaderChanges prometheus.Counter
 	leader        prometheus.Gauge
 	scheduleSecs  prometheus.Histogram
-	kvSeconds     *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,12 +31,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "api_requests_total", Help: "API requests by operation and result code."}, []string{"op", "code"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "jobs", Help: "Jobs by state, as the leader sees them."}, []string{"state"}),
-		assignments: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "master_assignments_total", Help: "Masters assigned to job-master nodes (each with a new epoch)."}),
+		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "master_assignments_total", Help: "Masters assigned to job-master nodes (each with a new epoch), by reason (first, restart, timeout, handover)."},
+			[]string{"reason"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "master_failovers_total", Help: "Masters moved off a node, by reason."}, []string{"reason"}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "master_restarts_total", Help: "Failed masters restarted by the restart policy."}),
+			Name: "master_restarts_total", Help: "Failed masters the restart policy gave another attempt (job back to pending)."}),
 		forcedCancels: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "forced_cancels_total", Help: "Cancels finished by force after cancel_timeout or with no live master."}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -45,14 +45,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "is_leader", Help: "1 while this replica holds the leader lease."}),
 		scheduleSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
-			Name: "schedule_seconds", Help: "Job submit to master running.",
+			Name: "schedule_seconds", Help: "Job submit to its first master running (assignment accepted by a node, job record running).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
-		kvSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
-			Name: "kv_operation_seconds", Help: "Latency of the leader's KV operations, by operation.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"op"}),
 	}
 	reg.MustRegister(m.submissions, m.rejected, m.requests, m.jobs, m.assignments, m.failovers,
-		m.restarts, m.forcedCancels, m.leaderChanges, m.leader, m.scheduleSecs, m.kvSeconds)
+		m.restarts, m.forcedCancels, m.leaderChanges, m.leader, m.scheduleSecs)
 	return m
 }
 

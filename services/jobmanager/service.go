@@ -416,6 +416,9 @@ func (s *Service) lead(ctx context.Context, rev uint64) {
 	defer func() {
 		s.leading.Store(false)
 		s.metrics.leader.Set(0)
+		// Only the leader counts jobs by state; a former leader's counts
+		// would go stale, so it stops exporting them.
+		s.metrics.jobs.Reset()
 	}()
 
 	done := make(chan struct{})
