@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-run/drover/internal/config"
 	"github.com/drover-run/drover/internal/obs"
+	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/jobs/benchjobs"
 	"github.com/drover-run/drover/jobs/builtin"
 	"github.com/drover-run/drover/pkg/api"
@@ -59,10 +60,46 @@ type deployment struct {
 	jm     *jobmanager.Service
 	client *client.Client
 	log    *zap.Logger
+	// leaseHeld: the benchmark holds the leader lease, nobody schedules.
+	leaseHeld bool
 }
 
-func (b *bench) deploy(prefix string, jobMasters, workerNodes int) (*deployment, error) {
-	d := &deployment{prefix: prefix, space: topics.MustNew(prefix), log: newLogger()}
+// holdLease takes the deployment's leader lease and renews it until the
+// deployment closes.
+func (d *deployment) holdLease(nc *nats.Conn, url string) error {
+	c := common(url, d.prefix, d.prefix+"-lease")
+	st, err := svc.OpenStore(d.ctx, &c, nc, d.log, nil)
+	if err != nil {
+		return err
+	}
+	rev, err := st.AcquireLease(d.ctx, "bench")
+	if err != nil {
+		return fmt.Errorf("hold the leader lease: %w", err)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(c.LeaseTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-t.C:
+				if rev, err = st.RenewLease(d.ctx, "bench", rev); err != nil && d.ctx.Err() == nil {
+					logf("renew the held lease: %v", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// deploy starts a job manager and the nodes asked for. With holdLease the
+// benchmark itself holds the leader lease, so the job manager serves the
+// API without scheduling anything, as a replica does while another leads.
+func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease bool) (*deployment, error) {
+	d := &deployment{prefix: prefix, space: topics.MustNew(prefix), log: newLogger(), leaseHeld: holdLease}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -87,6 +124,15 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int) (*deployment,
 		}()
 	}
 
+	if holdLease {
+		nc, err := conn(prefix + "-lease")
+		if err != nil {
+			return nil, err
+		}
+		if err := d.holdLease(nc, b.url); err != nil {
+			return nil, err
+		}
+	}
 	nc, err := conn(prefix + "-jobmanager")
 	if err != nil {
 		return nil, err
@@ -145,7 +191,7 @@ func (d *deployment) waitReady(nodes int) error {
 		if _, err := d.client.Get(ctx, "bench-probe"); api.ErrorCode(err) != api.CodeNotFound {
 			return false
 		}
-		if !d.jm.Leading() {
+		if d.jm.Leading() == d.leaseHeld {
 			return false
 		}
 		ns, err := d.client.Nodes(ctx)

@@ -17,7 +17,7 @@ import (
 // per second, with a bounded number in flight, on one job-master node and
 // one worker node in this process. Every job must finish with total 1.
 func (b *bench) e2e() error {
-	d, err := b.deploy("be2e", 1, 1)
+	d, err := b.deploy("be2e", 1, 1, false)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func (b *bench) runJobs(d *deployment, tr *tracker, tag string, n, window int) (
 // steady, unsaturated submission rate (open loop: the pace does not wait
 // for answers).
 func (b *bench) schedule() error {
-	d, err := b.deploy("bsched", 1, 1)
+	d, err := b.deploy("bsched", 1, 1, false)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,11 @@ type results struct {
 	RawKVCreateCPUUs *float64 `json:"raw_kv_create_cpu_us,omitempty"`
 	RawKVUpdateCPUUs *float64 `json:"raw_kv_update_cpu_us,omitempty"`
 	SubmitCPUUs      *float64 `json:"submit_cpu_us,omitempty"`
-	E2ECPUUs         *float64 `json:"e2e_cpu_us_per_job,omitempty"`
+	// The API path alone: the lease is held elsewhere, nothing is scheduled.
+	SubmitAPIOnlyJobsPerS *float64 `json:"submit_api_only_jobs_per_s,omitempty"`
+	SubmitAPIOnlyCPUUs    *float64 `json:"submit_api_only_cpu_us,omitempty"`
+	SubmitAPIOnlyRatio    *float64 `json:"submit_api_only_to_raw_kv_create_ratio,omitempty"`
+	E2ECPUUs              *float64 `json:"e2e_cpu_us_per_job,omitempty"`
 	// SubmitToRawCreateCPURatio is raw KV Create's CPU cost over submit's:
 	// the submit/Create rate ratio on an otherwise idle machine.
 	SubmitToRawCreateCPURatio *float64 `json:"submit_to_raw_kv_create_cpu_ratio,omitempty"`
@@ -94,6 +98,9 @@ func (r *results) derive() {
 	if r.SubmitJobsPerS != nil && r.RawKVCreatePerS != nil && *r.RawKVCreatePerS > 0 {
 		r.SubmitToRawCreateRatio = round3(*r.SubmitJobsPerS / *r.RawKVCreatePerS)
 	}
+	if r.SubmitAPIOnlyJobsPerS != nil && r.RawKVCreatePerS != nil && *r.RawKVCreatePerS > 0 {
+		r.SubmitAPIOnlyRatio = round3(*r.SubmitAPIOnlyJobsPerS / *r.RawKVCreatePerS)
+	}
 	if r.SubmitCPUUs != nil && r.RawKVCreateCPUUs != nil && *r.SubmitCPUUs > 0 {
 		r.SubmitToRawCreateCPURatio = round3(*r.RawKVCreateCPUUs / *r.SubmitCPUUs)
 	}
@@ -137,10 +144,7 @@ func (r *results) rows() []row {
 	}
 	ge := func(v *float64, t float64) bool { return v != nil && *v >= t }
 	lt := func(v *float64, t float64) bool { return v != nil && *v < t }
-	ratio := "—"
-	if r.SubmitToRawCreateRatio != nil {
-		ratio = fmt.Sprintf("%.0f %%", 100**r.SubmitToRawCreateRatio)
-	}
+	ratio := pctOf(r.SubmitToRawCreateRatio)
 	nodes := fmt.Sprintf("%d workers on %d worker nodes", r.PlacementWorkers, r.PlacementWorkerNodes)
 	hb := fmt.Sprintf("%d workers, 1 s heartbeat", r.HBWorkers)
 	rows := []row{
@@ -149,6 +153,8 @@ func (r *results) rows() []row {
 		{"raw JetStream KV CAS Update (/s)", f(r.RawKVUpdatePerS, "%.0f"), "baseline"},
 		{"submit through the v1 API (jobs/s)", f(r.SubmitJobsPerS, "%.0f"), target(ge(r.SubmitJobsPerS, 2000), "≥ 2,000")},
 		{"submit / raw KV Create", ratio, target(ge(r.SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
+		{"submit, API path alone (jobs/s; leader elsewhere)", f(r.SubmitAPIOnlyJobsPerS, "%.0f"), ""},
+		{"API path alone / raw KV Create", pctOf(r.SubmitAPIOnlyRatio), ""},
 		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},
 		{"scheduling p50, submit → first worker online (ms)", f(r.ScheduleP50Ms, "%.1f"), ""},
 		{"scheduling p99 (ms)", f(r.ScheduleP99Ms, "%.1f"), target(lt(r.ScheduleP99Ms, 50), "< 50")},
@@ -163,6 +169,13 @@ func (r *results) rows() []row {
 		{"failover p99 (ms)", f(r.FailoverP99Ms, "%.0f"), target(lt(r.FailoverP99Ms, 3200), "< master timeout + 200 ms = 3,200")},
 	}
 	return rows
+}
+
+func pctOf(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f %%", 100**v)
 }
 
 // env is the machine and software a run measured.

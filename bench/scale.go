@@ -19,7 +19,7 @@ import (
 func (b *bench) scale() error {
 	const prefix = "bscale"
 	n, nodes := b.o.workers, b.o.workerNodes
-	d, err := b.deploy(prefix, 0, 0)
+	d, err := b.deploy(prefix, 0, 0, false)
 	if err != nil {
 		return err
 	}
