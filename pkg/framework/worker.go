@@ -117,6 +117,10 @@ func (w *WorkerRuntime) setLogEpoch(epoch uint64) {
 	}
 }
 
+// Logger returns the incarnation's logger (job_id, worker_id,
+// worker_epoch, the epoch of the master it follows, and the node's fields).
+func (w *WorkerRuntime) Logger() *zap.Logger { return w.logger() }
+
 // Spec returns the incarnation being run.
 func (w *WorkerRuntime) Spec() WorkerSpec { return w.spec }
 

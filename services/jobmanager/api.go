@@ -163,7 +163,7 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 		return nil, storeError(err)
 	}
 	s.publishEvent(job, api.EventState, ReasonSubmitted)
-	s.log.Info("job submitted", zap.String("job_id", job.ID), zap.String("job_type", job.Type))
+	s.log.Info("job submitted", jobFields(job, zap.String("job_type", job.Type))...)
 	return job, nil
 }
 
@@ -235,8 +235,10 @@ func (s *Service) cancel(ctx context.Context, body []byte) (*api.Job, error) {
 	if err := invalidID("job", req.ID); err != nil {
 		return nil, err
 	}
+	changed := false
 	j, err := s.updateJob(ctx, req.ID, func(j *api.Job) error {
 		now := time.Now().UTC()
+		changed = true
 		switch j.State {
 		case api.StateCreated, api.StatePending:
 			j.State = api.StateCanceled
@@ -245,12 +247,16 @@ func (s *Service) cancel(ctx context.Context, body []byte) (*api.Job, error) {
 			j.State = api.StateCanceling
 			j.CancelRequestedAt = &now
 		default:
+			changed = false
 			return kvstate.ErrNoChange
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, storeError(err)
+	}
+	if changed {
+		s.log.Info("job cancel requested", jobFields(j, zap.String("job_state", string(j.State)))...)
 	}
 	if j.State == api.StateCanceling {
 		s.sendCancel(j)
@@ -281,6 +287,12 @@ func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out, nil
+}
+
+// jobFields are the fields of a log line about a job: job_id, epoch and
+// node (the job-master node; the replica's own id is "replica").
+func jobFields(j *api.Job, more ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch), zap.String("node", j.Node)}, more...)
 }
 
 // storeError maps store errors to API codes.

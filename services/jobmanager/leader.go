@@ -170,7 +170,7 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	j, err := kvstate.DecodeJob(e)
 	if err != nil {
-		l.log.Warn("unreadable job record", zap.String("job_id", id), zap.Error(err))
+		l.jlog(id, 0, "").Warn("unreadable job record", zap.Error(err))
 		return
 	}
 	l.states[id] = j.State

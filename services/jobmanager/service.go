@@ -228,8 +228,8 @@ func (s *Service) consumeRequests(ctx context.Context) {
 			if md, err := msg.Metadata(); err == nil {
 				var m map[string]json.RawMessage
 				if json.Unmarshal(body, &m) == nil {
-					id, _ := json.Marshal("req-" + strconv.FormatUint(md.Sequence.Stream, 10))
-					m["id"] = id
+					probe.ID = "req-" + strconv.FormatUint(md.Sequence.Stream, 10)
+					m["id"], _ = json.Marshal(probe.ID)
 					body, _ = json.Marshal(m)
 				}
 			}
@@ -237,12 +237,12 @@ func (s *Service) consumeRequests(ctx context.Context) {
 		_, err := s.submit(rctx, body)
 		code := api.ErrorCode(err)
 		if err != nil && (code == api.CodeUnavailable || code == api.CodeInternal) {
-			s.log.Warn("durable request not stored, will retry", zap.Error(err))
+			s.log.Warn("durable request not stored, will retry", zap.String("request_id", probe.ID), zap.Error(err))
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
 		if err != nil {
-			s.log.Warn("durable request refused", zap.Error(err))
+			s.log.Warn("durable request refused", zap.String("request_id", probe.ID), zap.Error(err))
 			s.publishRejected(err)
 		}
 		_ = msg.Ack()

@@ -156,8 +156,7 @@ func (s *Service) create(spec framework.WorkerSpec) error {
 		defer s.wg.Done()
 		err := rt.Run(context.Background(), factory)
 		if err != nil && !errors.Is(err, framework.ErrStopped) {
-			s.Log.Info("worker ended", zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
-				zap.Uint64("worker_epoch", spec.Epoch), zap.Error(err))
+			rt.Logger().Info("worker ended", zap.Error(err))
 		}
 		s.mu.Lock()
 		if s.running[k] == rt {
