@@ -640,15 +640,18 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 	// workers stopped: a stale master must not stop the workers its
 	// successor leads.
 	m.mu.Lock()
-	var live []*mworker
+	var live []WorkerInfo
 	for _, w := range m.workers {
 		if w.info.Live() {
-			live = append(live, w)
+			live = append(live, w.info)
 		}
 	}
 	m.mu.Unlock()
 	for _, w := range live {
-		m.stopWorker(w.info.ID, w.info.Epoch)
+		m.stopWorker(w.ID, w.Epoch)
+		// The event stream pairs every worker_online with an offline.
+		m.deps.Metrics.WorkerOfflines.WithLabelValues(offlineJobEnded).Inc()
+		m.event(api.EventWorkerOffline, &w, offlineJobEnded)
 	}
 	if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
 		_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, m.epoch, nil))

@@ -91,9 +91,13 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c *C) {
 // offlineReasons bounds the reason label of worker_offlines_total: a
 // reason comes from a worker's message, so an unknown one is "other".
 var offlineReasons = map[string]bool{
-	OfflineTimeout: true, OfflineNodeLeaving: true, OfflineDispatchFailed: true, OfflineLost: true,
+	OfflineTimeout: true, OfflineNodeLeaving: true, OfflineDispatchFailed: true, OfflineLost: true, offlineJobEnded: true,
 	string(ExitFinished): true, string(ExitFailed): true, string(ExitCanceled): true,
 }
+
+// offlineJobEnded is the reason of the workers a master stops as it exits
+// (events and metrics only: the job is not called any more).
+const offlineJobEnded = "job_ended"
 
 func offlineLabel(reason string) string {
 	if offlineReasons[reason] {
