@@ -32,9 +32,15 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 	c.WaitNodes(api.NodeJobMaster, "jm-1")
 	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
 
-	const jobs, workers, target = 3, 4, 400
+	// Counter jobs check exactness; beat jobs' masters write every tick, so
+	// a resumed zombie master is about to write rather than read a message
+	// telling it that it is stale.
+	const jobs, beats, workers, target = 2, 3, 4, 400
 	for i := range jobs {
 		c.Counter(fmt.Sprintf("fz%d", i), workers, target, 20)
+	}
+	for i := range beats {
+		c.Beat(fmt.Sprintf("fb%d", i), 1, 10, 1)
 	}
 	before := map[string][]kvstate.WorkerRecord{}
 	for i := range jobs {
@@ -42,13 +48,22 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 		c.WaitJob(id, 20*time.Second, "running on jm-1", func(j *api.Job) bool { return j.State == api.StateRunning && j.Node == jm1.ID })
 		before[id] = c.WaitWorkersOnline(id, workers, 20*time.Second)
 	}
+	for i := range beats {
+		c.WaitWorkersOnline(fmt.Sprintf("fb%d", i), 1, 20*time.Second)
+	}
 	jm2 := c.Start(JobMaster, "jm-2")
 	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
 
 	jm1.Stop()
 	frozenAt := time.Now()
+	ids := []string{}
 	for i := range jobs {
-		id := fmt.Sprintf("fz%d", i)
+		ids = append(ids, fmt.Sprintf("fz%d", i))
+	}
+	for i := range beats {
+		ids = append(ids, fmt.Sprintf("fb%d", i))
+	}
+	for _, id := range ids {
 		c.WaitJob(id, 20*time.Second, "moved to jm-2", func(j *api.Job) bool { return j.Node == jm2.ID && j.Epoch >= 2 })
 	}
 	time.Sleep(time.Until(frozenAt.Add(frozenFor(c.Timing))))
@@ -56,7 +71,7 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 	t.Logf("jm-1 frozen for %s", time.Since(frozenAt))
 
 	c.Eventually(20*time.Second, "every zombie master of jm-1 fenced or stopped", func() bool {
-		return FencedStops(jm1)+jm1.CountLogs("master stopped") >= jobs
+		return FencedStops(jm1)+jm1.CountLogs("master stopped") >= len(ids)
 	})
 	rejected := RejectedWrites(jm1)
 	t.Logf("jm-1: %d fenced stops, %d of them on a refused write, %d stopped by the leader",
@@ -74,8 +89,15 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 			}
 		}
 	}
+	for i := range beats {
+		id := fmt.Sprintf("fb%d", i)
+		c.Cancel(id)
+		if j := c.WaitTerminal(id, 30*time.Second); j.State != api.StateCanceled {
+			t.Errorf("beat job %s ended %s", id, j.State)
+		}
+	}
 	for _, e := range w.Entries() {
-		if len(e.Key) > 2 && e.Key[:2] == "w." && contains(e.Value, `"state":"lost"`) {
+		if strings.HasPrefix(e.Key, "w.") && strings.Contains(string(e.Value), `"state":"lost"`) {
 			t.Errorf("a worker was declared lost (seq %d %s): a zombie master's write took effect", e.Seq, e.Key)
 		}
 	}
@@ -98,11 +120,16 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 	c.WaitNodes(api.NodeJobMaster, "jm-1")
 	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
 
-	const jobs, workers, target = 3, 4, 500
+	// Counter jobs check exactness; the beat job's workers write in bursts
+	// every 5 ms, so a resumed zombie worker is about to write rather than
+	// notice it went silent for too long.
+	const jobs, workers, target = 2, 4, 500
+	const beatWorkers = 6
 	frozen := map[string]int{}
 	for i := range jobs {
 		c.Counter(fmt.Sprintf("fw%d", i), workers, target, 20)
 	}
+	c.Beat("fwb", beatWorkers, 5, 4)
 	for i := range jobs {
 		id := fmt.Sprintf("fw%d", i)
 		for _, r := range c.WaitWorkersOnline(id, workers, 20*time.Second) {
@@ -113,11 +140,16 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 		// Progress first, so the re-created workers have a checkpoint.
 		c.WaitProgress(id, 20, 20*time.Second)
 	}
+	for _, r := range c.WaitWorkersOnline("fwb", beatWorkers, 20*time.Second) {
+		if r.Node == wk1.ID {
+			frozen["fwb"]++
+		}
+	}
 	wk1.Stop()
 	frozenAt := time.Now()
 	c.Eventually(30*time.Second, "workers of the frozen node re-created on wk-2", func() bool {
-		for i := range jobs {
-			for _, r := range c.Workers(fmt.Sprintf("fw%d", i)) {
+		for id := range frozen {
+			for _, r := range c.Workers(id) {
 				if r.Node == wk1.ID && r.State != "finished" {
 					return false
 				}
@@ -133,8 +165,8 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 	for _, n := range frozen {
 		total += n
 	}
-	c.Eventually(20*time.Second, "every zombie worker of wk-1 stopped", func() bool {
-		return FencedStops(wk1)+wk1.CountLogs("worker fenced itself")+wk1.CountLogs("worker stopped by its master") >= total
+	c.Eventually(20*time.Second, "every zombie worker of wk-1 ended", func() bool {
+		return len(WorkersEnded(wk1)) >= total
 	})
 	rejected := RejectedWrites(wk1)
 	t.Logf("wk-1: %d zombie workers; %d fenced stops (%d on a refused write), %d self-fenced, %d stopped by their master",
@@ -146,10 +178,12 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 		final := c.WaitTerminal(fmt.Sprintf("fw%d", i), 60*time.Second)
 		c.CheckCounter(final, workers, target)
 	}
-	if n := wk2.CountLogs("counter resumes from checkpoint"); n < total {
-		t.Errorf("%d workers resumed on wk-2, want %d", n, total)
+	if n := wk2.CountLogs("counter resumes from checkpoint"); n < total-frozen["fwb"] {
+		t.Errorf("%d counter workers resumed on wk-2, want %d", n, total-frozen["fwb"])
+	}
+	c.Cancel("fwb")
+	if j := c.WaitTerminal("fwb", 30*time.Second); j.State != api.StateCanceled {
+		t.Errorf("beat job ended %s", j.State)
 	}
 	checkWitness(t, w)
 }
-
-func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }

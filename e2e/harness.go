@@ -673,6 +673,31 @@ func (c *Cluster) Submit(spec api.Spec) *api.Job {
 	return j
 }
 
+// Beat submits a beat job (testjobs): a master and workers that write a
+// beat to business KV every tick until canceled.
+func (c *Cluster) Beat(id string, workers, intervalMS, burst int) *api.Job {
+	c.t.Helper()
+	cfg := fmt.Sprintf(`{"workers":%d,"interval_ms":%d,"burst":%d}`, workers, intervalMS, max(burst, 1))
+	return c.Submit(api.Spec{ID: id, Type: "beat", Config: json.RawMessage(cfg)})
+}
+
+// Cancel cancels a job through the API.
+func (c *Cluster) Cancel(id string) *api.Job {
+	c.t.Helper()
+	var j *api.Job
+	var err error
+	Poll(20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		j, err = c.Client.Cancel(ctx, id)
+		return err == nil || api.ErrorCode(err) != api.CodeUnavailable
+	})
+	if err != nil {
+		c.t.Fatalf("cancel %s: %v", id, err)
+	}
+	return j
+}
+
 // Counter submits a counter job.
 func (c *Cluster) Counter(id string, workers, target, intervalMS int) *api.Job {
 	c.t.Helper()
@@ -922,9 +947,10 @@ func (w *Witness) Entries() []WitnessEntry {
 }
 
 // Check verifies, in the order the stream accepted the writes, that:
-//   - every counter checkpoint (b.<job>.count.<worker>) only ever went up,
-//     one step at a time as far as seen: two live incarnations of a worker
-//     making progress at once would write the same step twice or go back;
+//   - every counter checkpoint (b.<job>.count.<worker>) and every beat
+//     (b.<job>.beat.<who>) only ever went up: two live incarnations of a
+//     worker or master making progress at once would write the same step
+//     twice or go back;
 //   - no worker record (w.<job>.<worker>) went back to an older worker
 //     epoch, and no master record (m.<job>) to an older master epoch: a
 //     stale incarnation's write never took effect after its successor's.
@@ -941,7 +967,7 @@ func (w *Witness) Check() []string {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(e.Key, "b.") && strings.Contains(e.Key, ".count."):
+		case strings.HasPrefix(e.Key, "b.") && (strings.Contains(e.Key, ".count.") || strings.Contains(e.Key, ".beat.")):
 			n, err := strconv.Atoi(string(e.Value))
 			if err != nil {
 				bad = append(bad, fmt.Sprintf("seq %d %s: not a count: %q", e.Seq, e.Key, e.Value))
@@ -984,6 +1010,21 @@ func (w *Witness) Count(prefix string) int {
 // because they were fenced (a write refused, or a newer epoch seen).
 func FencedStops(p *Proc) int {
 	return p.CountLogs("fenced by a newer")
+}
+
+// WorkersEnded returns the worker incarnations ("job/worker@epoch") that a
+// worker node's log shows ended, whatever the way: fenced, self-fenced,
+// stopped, exited.
+func WorkersEnded(p *Proc) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range p.Logs() {
+		switch msg := e.Msg(); {
+		case strings.Contains(msg, "fenced by a newer"), strings.Contains(msg, "fenced itself"),
+			msg == "worker stopped by its master", msg == "worker exited", msg == "worker ended":
+			out[fmt.Sprintf("%s/%s@%d", e.Str("job_id"), e.Str("worker_id"), int(e.Num("worker_epoch")))] = true
+		}
+	}
+	return out
 }
 
 // RejectedWrites counts the writes a process saw refused as stale, from its

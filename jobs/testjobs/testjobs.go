@@ -220,13 +220,29 @@ func (b *beatMaster) TickInterval() time.Duration {
 	return time.Duration(b.cfg.IntervalMS) * time.Millisecond
 }
 
-func (b *beatMaster) Init(ctx context.Context) error {
+func (b *beatMaster) Init(ctx context.Context) error { return b.reconcile(ctx) }
+
+// reconcile keeps one live worker per index: a lost one is re-created and
+// resumes from its last beat.
+func (b *beatMaster) reconcile(ctx context.Context) error {
+	if !b.H.IsMasterReady() {
+		return nil
+	}
 	for i := range b.cfg.Workers {
-		if _, err := b.H.CreateWorker(ctx, BeatWorker, b.cfg, framework.WithWorkerID("beat"+strconv.Itoa(i))); err != nil {
+		id := "beat" + strconv.Itoa(i)
+		if w, ok := b.H.Worker(id); ok && w.Live() {
+			continue
+		}
+		_, err := b.H.CreateWorker(ctx, BeatWorker, b.cfg, framework.WithWorkerID(id))
+		if err != nil && !errors.Is(err, framework.ErrWorkerExists) {
 			return err
 		}
 	}
 	return nil
+}
+
+func (b *beatMaster) OnWorkerOffline(framework.WorkerInfo, string) error {
+	return b.reconcile(context.Background())
 }
 
 // OnMasterRecovered resumes from the last beat; the workers re-attach.
@@ -237,6 +253,9 @@ func (b *beatMaster) OnMasterRecovered(ctx context.Context) error {
 }
 
 func (b *beatMaster) Tick(ctx context.Context) error {
+	if err := b.reconcile(ctx); err != nil {
+		return err
+	}
 	if b.n == 0 {
 		n, err := readInt(ctx, b.H.KV(), BeatKey("master"))
 		if err != nil {
