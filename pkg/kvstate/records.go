@@ -108,13 +108,39 @@ func (s *Store) GetMaster(ctx context.Context, job string) (_ *MasterRecord, _ u
 // lets fn set the rest (node, state). It returns the new record and a fence
 // holding its revision: the token the new incarnation writes with. Every
 // holder of an older fence is stale from this write on.
-func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (_ *MasterRecord, _ *Fence, err error) {
+func (s *Store) AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (*MasterRecord, *Fence, error) {
+	return s.advanceEpoch(ctx, job, nil, 0, false, fn)
+}
+
+// AdvanceEpochFrom is AdvanceEpoch starting from the master record the
+// caller holds at rev (from a watch; nil and 0 when it knows of none):
+// when nobody wrote the record since, the epoch bump costs one write and
+// no read. The write is the same CAS, so a stale guess only costs a retry
+// from a fresh read.
+func (s *Store) AdvanceEpochFrom(ctx context.Context, job string, cur *MasterRecord, rev uint64, fn func(*MasterRecord)) (*MasterRecord, *Fence, error) {
+	return s.advanceEpoch(ctx, job, cur, rev, true, fn)
+}
+
+func (s *Store) advanceEpoch(ctx context.Context, job string, cur *MasterRecord, curRev uint64, guess bool,
+	fn func(*MasterRecord)) (_ *MasterRecord, _ *Fence, err error) {
 	defer s.observe("advance_epoch", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	key := masterKey(job)
 	for range maxCASRetries {
-		rec, rev, err := s.GetMaster(ctx, job)
+		var rec *MasterRecord
+		var rev uint64
+		var err error
+		switch {
+		case guess && cur != nil && curRev > 0:
+			c := *cur
+			rec, rev = &c, curRev
+		case guess:
+			rec = &MasterRecord{Job: job}
+		default:
+			rec, rev, err = s.GetMaster(ctx, job)
+		}
+		guess = false
 		switch {
 		case err == nil:
 		case errorsIsNotFound(err):

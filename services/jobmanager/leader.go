@@ -34,8 +34,10 @@ type leader struct {
 	sem   chan struct{}
 	// jobs holds the non-terminal jobs.
 	jobs map[string]*ljob
-	// masters holds the latest master record of every job.
-	masters map[string]*kvstate.MasterRecord
+	// masters holds the latest master record of every live job, and
+	// masterRevs its revision: epochs advance by CAS on it, without a read.
+	masters    map[string]*kvstate.MasterRecord
+	masterRevs map[string]uint64
 	// states counts every job by state, for the jobs gauge.
 	states map[string]api.State
 	synced bool
@@ -72,7 +74,8 @@ func newLeader(s *Service) *leader {
 		posts:   make(chan func(), 4096),
 		sem:     make(chan struct{}, maxParallelOps),
 		jobs:    map[string]*ljob{},
-		masters: map[string]*kvstate.MasterRecord{},
+		masters:    map[string]*kvstate.MasterRecord{},
+		masterRevs: map[string]uint64{},
 		states:  map[string]api.State{},
 	}
 }
@@ -201,7 +204,7 @@ func (l *leader) onMaster(e jetstream.KeyValueEntry) {
 	if err != nil {
 		return
 	}
-	l.masters[m.Job] = m
+	l.masters[m.Job], l.masterRevs[m.Job] = m, e.Revision()
 	if lj := l.jobs[m.Job]; lj != nil {
 		// A master's exit is finalized as soon as it is written.
 		l.reconcileJob(lj, time.Now())
@@ -375,8 +378,9 @@ func (l *leader) assign(lj *ljob, reason string) {
 		}
 		return
 	}
+	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
-		rec, fence, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
+		rec, fence, err := l.s.store.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
 		})
 		if err != nil {
@@ -554,8 +558,9 @@ func (l *leader) forceCancel(lj *ljob) {
 	j, rev := lj.job, lj.rev
 	l.s.metrics.forcedCancels.Inc()
 	l.jlog(j.ID, j.Epoch, j.Node).Warn("forcing cancel")
+	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
-		rec, _, err := l.s.store.AdvanceEpoch(ctx, j.ID, func(r *kvstate.MasterRecord) {
+		rec, _, err := l.s.store.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.State = kvstate.MasterStopped
 		})
 		if err != nil {
