@@ -30,28 +30,39 @@ func (b *bench) e2e() error {
 	if _, err := b.runJobs(d, tr, "warm", 20, 20); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
-	cpu0 := cpuTime()
-	jobs, err := b.runJobs(d, tr, "e", b.o.e2eJobs, b.o.e2eWindow)
-	if err != nil {
-		return err
-	}
-	cpu := (cpuTime() - cpu0) / time.Duration(len(jobs))
-	first, last := jobs[0].submit, jobs[0].end
-	lat := make([]time.Duration, 0, len(jobs))
-	for _, jt := range jobs {
-		if jt.submit.Before(first) {
-			first = jt.submit
+	// The fastest of the runs: the one least disturbed by the machine's
+	// other users.
+	var rate float64
+	var cpu time.Duration
+	var lat []time.Duration
+	for r := range max(b.o.runs, 1) {
+		cpu0 := cpuTime()
+		jobs, err := b.runJobs(d, tr, fmt.Sprintf("e%d-", r), b.o.e2eJobs, b.o.e2eWindow)
+		if err != nil {
+			return err
 		}
-		if jt.end.After(last) {
-			last = jt.end
+		rcpu := (cpuTime() - cpu0) / time.Duration(len(jobs))
+		first, last := jobs[0].submit, jobs[0].end
+		rlat := make([]time.Duration, 0, len(jobs))
+		for _, jt := range jobs {
+			if jt.submit.Before(first) {
+				first = jt.submit
+			}
+			if jt.end.After(last) {
+				last = jt.end
+			}
+			rlat = append(rlat, jt.end.Sub(jt.submit))
 		}
-		lat = append(lat, jt.end.Sub(jt.submit))
+		rrate := float64(len(jobs)) / last.Sub(first).Seconds()
+		logf("end-to-end run %d: %.0f jobs/s, %s CPU each", r+1, rrate, rcpu)
+		if rrate > rate {
+			rate, cpu, lat = rrate, rcpu, rlat
+		}
 	}
-	rate := float64(len(jobs)) / last.Sub(first).Seconds()
 	b.r.E2EJobsPerS, b.r.E2ECPUUs = &rate, us(cpu)
 	b.r.E2ELatencyP50Ms, b.r.E2ELatencyP99Ms = ms(pct(lat, 0.50)), ms(pct(lat, 0.99))
 	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms), %s CPU each",
-		rate, len(jobs), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms, cpu)
+		rate, len(lat), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms, cpu)
 	return nil
 }
 

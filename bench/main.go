@@ -24,6 +24,7 @@ type options struct {
 	profile     bool
 	conc        int
 	dur         time.Duration
+	runs        int
 	e2eJobs     int
 	e2eWindow   int
 	schedJobs   int
@@ -34,7 +35,7 @@ type options struct {
 	root        string
 }
 
-func (o *options) runs(phase string) bool { return len(o.only) == 0 || o.only[phase] }
+func (o *options) selected(phase string) bool { return len(o.only) == 0 || o.only[phase] }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == childArg {
@@ -53,6 +54,7 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")
+	flag.IntVar(&o.runs, "runs", 0, "runs of each throughput measurement, the fastest kept (default 3, quick 1)")
 	flag.IntVar(&o.e2eJobs, "e2e-jobs", 0, "counter jobs in the end-to-end phase (default 3000, quick 300)")
 	flag.IntVar(&o.e2eWindow, "e2e-window", 256, "end-to-end jobs in flight at once")
 	flag.IntVar(&o.schedJobs, "sched-jobs", 0, "jobs in the scheduling latency phase (default 1000, quick 150)")
@@ -70,6 +72,9 @@ func main() {
 	}
 	if o.dur == 0 {
 		o.dur = time.Duration(def(5, 1)) * time.Second
+	}
+	if o.runs == 0 {
+		o.runs = def(3, 1)
 	}
 	if o.e2eJobs == 0 {
 		o.e2eJobs = def(3000, 300)

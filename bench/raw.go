@@ -25,6 +25,23 @@ type loop struct {
 	err    error
 }
 
+// bestOf runs a closed loop n times and keeps the fastest run: the machine
+// is shared, and the fastest run is the one least disturbed by others.
+// Each run's ops get distinct indexes.
+func bestOf(n int, d time.Duration, conc int, op func(g, i int) error) loop {
+	var best loop
+	for r := range max(n, 1) {
+		l := closedLoop(d, conc, func(g, i int) error { return op(g, r<<24|i) })
+		if l.failed > 0 {
+			return l
+		}
+		if l.rate > best.rate {
+			best = l
+		}
+	}
+	return best
+}
+
 // closedLoop runs op from conc goroutines for d; each goroutine waits for
 // its op before the next, as a client waiting for an answer does.
 func closedLoop(d time.Duration, conc int, op func(g, i int) error) loop {
@@ -105,7 +122,7 @@ func (b *bench) raw() error {
 	defer func() { _ = sub.Unsubscribe() }()
 	sub.SetPendingLimits(-1, -1)
 	_ = srvConn.Flush()
-	l := closedLoop(b.o.dur, b.o.conc, func(int, int) error {
+	l := bestOf(b.o.runs, b.o.dur, b.o.conc, func(int, int) error {
 		_, err := nc.Request("bench.raw.echo", payload, 5*time.Second)
 		return err
 	})
@@ -126,7 +143,7 @@ func (b *bench) raw() error {
 	if err != nil {
 		return err
 	}
-	l = closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
+	l = bestOf(b.o.runs, b.o.dur, b.o.conc, func(g, i int) error {
 		_, err := kv.Create(ctx, "c"+strconv.Itoa(g)+"_"+strconv.Itoa(i), payload)
 		return err
 	})
@@ -142,7 +159,7 @@ func (b *bench) raw() error {
 			return err
 		}
 	}
-	l = closedLoop(b.o.dur, b.o.conc, func(g, _ int) error {
+	l = bestOf(b.o.runs, b.o.dur, b.o.conc, func(g, _ int) error {
 		rev, err := kv.Update(ctx, "u"+strconv.Itoa(g), payload, revs[g])
 		if err == nil {
 			revs[g] = rev

@@ -46,7 +46,7 @@ func run(o *options) error {
 		{"scale", b.scale},
 	}
 	for _, p := range phases {
-		if !o.runs(p.name) {
+		if !o.selected(p.name) {
 			continue
 		}
 		logf("phase %s", p.name)

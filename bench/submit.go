@@ -44,7 +44,7 @@ func (b *bench) submitRun(prefix string, holdLease bool) (loop, error) {
 	}
 	defer d.close()
 	ctx := context.Background()
-	l := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
+	l := bestOf(b.o.runs, b.o.dur, b.o.conc, func(g, i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := d.client.Submit(cctx, counterSpec(fmt.Sprintf("s%d-%d", g, i)))
