@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,10 +34,25 @@ func (s *Service) newHTTP() *obs.Server {
 		},
 	}, func() map[string]any { return map[string]any{"leader": s.Leading(), "replica": s.id} })
 	mux := srv.Mux
+	allow := map[string][]string{} // path → its methods
+	var paths []string
 	for _, rt := range s.apiRoutes() {
 		mux.HandleFunc(rt.pattern, rt.handler)
+		if method, path, ok := strings.Cut(rt.pattern, " "); ok {
+			if allow[path] == nil {
+				paths = append(paths, path)
+			}
+			allow[path] = append(allow[path], method)
+		}
 	}
-	mux.HandleFunc(apiRoot, noRoute(mux))
+	// Another method on a route's path is 405, not a forward to the
+	// master nor ServeMux's redirect or plain-text answer.
+	for _, path := range paths {
+		mux.HandleFunc(path, methodNotAllowed(allow[path]))
+	}
+	mux.HandleFunc(apiRoot, func(w http.ResponseWriter, r *http.Request) {
+		writeReply(w, api.Reply{Error: api.Errorf(api.CodeNotFound, "no API route %s %s", r.Method, r.URL.Path)})
+	})
 	return srv
 }
 
@@ -93,25 +109,14 @@ func (s *Service) apiRoutes() []route {
 	}
 }
 
-// noRoute answers an /api/ request no route matched, in the API's error
-// shape: 405 when the path exists for another method, else 404.
-func noRoute(mux *http.ServeMux) http.HandlerFunc {
+// methodNotAllowed answers 405 in the API's error shape.
+func methodNotAllowed(methods []string) http.HandlerFunc {
+	methods = slices.Sorted(slices.Values(methods))
+	allow := strings.Join(methods, ", ")
 	return func(w http.ResponseWriter, r *http.Request) {
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
-			probe := r.Clone(r.Context())
-			probe.Method = m
-			if _, p := mux.Handler(probe); p != "" && p != apiRoot {
-				allow = append(allow, m)
-			}
-		}
-		if len(allow) > 0 {
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			obs.WriteJSON(w, http.StatusMethodNotAllowed, api.Reply{
-				Error: api.Errorf(api.CodeInvalidArgument, "%s is not served for %s", r.Method, r.URL.Path)})
-			return
-		}
-		writeReply(w, api.Reply{Error: api.Errorf(api.CodeNotFound, "no API route %s %s", r.Method, r.URL.Path)})
+		w.Header().Set("Allow", allow)
+		obs.WriteJSON(w, http.StatusMethodNotAllowed, api.Reply{
+			Error: api.Errorf(api.CodeInvalidArgument, "%s is not served for %s (allowed: %s)", r.Method, r.URL.Path, allow)})
 	}
 }
 
@@ -147,6 +152,9 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.store.GetJob(r.Context(), id)
 	if err != nil {
 		writeReply(w, api.Reply{Error: api.AsError(storeError(err))})
+		return
+	}
+	if j.State.Terminal() && s.serveEnded(w, r, j) {
 		return
 	}
 	if j.State != api.StateRunning && j.State != api.StateCanceling {
