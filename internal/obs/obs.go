@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,25 +20,36 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// NewLogger builds a logger: "json" for containers, "console" for people.
+// NewLogger builds the logger of a service, writing to stderr: "json"
+// (one object a line, for containers and log pipelines) or "console"
+// (aligned and readable, for people: drover dev sets it), at level
+// (debug, info, warn, error).
 func NewLogger(format, level string) (*zap.Logger, error) {
+	return newLogger(format, level, zapcore.Lock(os.Stderr))
+}
+
+func newLogger(format, level string, out zapcore.WriteSyncer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("obs: log level %q: %w", level, err)
 	}
-	var cfg zap.Config
-	if format == "console" {
-		cfg = zap.NewDevelopmentConfig()
-		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
-		cfg.DisableStacktrace = true
-	} else {
-		cfg = zap.NewProductionConfig()
-		cfg.EncoderConfig.TimeKey = "time"
-		cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	opts := []zap.Option{zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))}
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	case "json", "":
+		ec := zap.NewProductionEncoderConfig()
+		ec.TimeKey = "time"
+		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
+	default:
+		return nil, fmt.Errorf("obs: log format %q: want json or console", format)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.Sampling = nil
-	return cfg.Build()
+	return zap.New(zapcore.NewCore(enc, out, lvl), opts...), nil
 }
 
 // NewRegistry returns a registry with the Go and process collectors.
