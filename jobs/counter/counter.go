@@ -216,6 +216,8 @@ type worker struct {
 	cfg        workerConfig
 	count      int
 	lastStatus time.Time
+	// reported is the count of the last status update (-1: none yet).
+	reported int
 }
 
 func newWorker(h framework.WorkerHandle) (framework.Worker, error) {
@@ -223,7 +225,7 @@ func newWorker(h framework.WorkerHandle) (framework.Worker, error) {
 	if err := json.Unmarshal(h.Config(), &cfg); err != nil {
 		return nil, fmt.Errorf("counter worker config: %w", err)
 	}
-	return &worker{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg}, nil
+	return &worker{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg, reported: -1}, nil
 }
 
 func (w *worker) TickInterval() time.Duration {
@@ -247,21 +249,30 @@ func (w *worker) Init(ctx context.Context) error {
 }
 
 // Tick takes one step: the fenced write is the step; only once it is
-// durable does the count advance.
+// durable does the count advance. The step that reaches the target also
+// reports the final count and exits.
 func (w *worker) Tick(ctx context.Context) error {
+	if w.count < w.cfg.Target {
+		next := w.count + 1
+		if _, err := w.H.KV().Put(ctx, countKey(w.H.WorkerID()), []byte(strconv.Itoa(next))); err != nil {
+			return err
+		}
+		w.count = next
+	}
 	if w.count >= w.cfg.Target {
-		_ = w.H.UpdateStatus(ctx, Status{Done: w.count, Total: w.cfg.Target})
+		if w.reported != w.count {
+			_ = w.report(ctx)
+		}
 		w.H.Exit(framework.ExitFinished, nil, map[string]int{"count": w.count})
 		return nil
 	}
-	next := w.count + 1
-	if _, err := w.H.KV().Put(ctx, countKey(w.H.WorkerID()), []byte(strconv.Itoa(next))); err != nil {
-		return err
-	}
-	w.count = next
 	if time.Since(w.lastStatus) >= 250*time.Millisecond {
-		w.lastStatus = time.Now()
-		return w.H.UpdateStatus(ctx, Status{Done: w.count, Total: w.cfg.Target})
+		return w.report(ctx)
 	}
 	return nil
+}
+
+func (w *worker) report(ctx context.Context) error {
+	w.lastStatus, w.reported = time.Now(), w.count
+	return w.H.UpdateStatus(ctx, Status{Done: w.count, Total: w.cfg.Target})
 }
