@@ -37,14 +37,31 @@ func (b *bench) submit() error {
 	return nil
 }
 
+// submitRun keeps the fastest of the runs, each on a fresh deployment (its
+// own namespace), so that no run pays for the jobs an earlier one left.
 func (b *bench) submitRun(prefix string, holdLease bool) (loop, error) {
+	var best loop
+	for r := range max(b.o.runs, 1) {
+		l, err := b.submitOnce(fmt.Sprintf("%s%d", prefix, r), holdLease)
+		if err != nil {
+			return l, err
+		}
+		logf("submit run %d (%s): %.0f jobs/s, %s CPU each", r+1, prefix, l.rate, l.cpu)
+		if l.rate > best.rate {
+			best = l
+		}
+	}
+	return best, nil
+}
+
+func (b *bench) submitOnce(prefix string, holdLease bool) (loop, error) {
 	d, err := b.deploy(prefix, 0, 0, holdLease)
 	if err != nil {
 		return loop{}, err
 	}
 	defer d.close()
 	ctx := context.Background()
-	l := bestOf(b.o.runs, b.o.dur, b.o.conc, func(g, i int) error {
+	l := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := d.client.Submit(cctx, counterSpec(fmt.Sprintf("s%d-%d", g, i)))
