@@ -139,4 +139,21 @@ func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
 	return l.Holder, err
 }
 
+// LeaseExpiry returns when the current lease lapses unless renewed (the
+// server time of its last write plus ttl) and its revision; ok is false
+// when nobody holds it. A follower acts at that moment instead of polling
+// blindly or waiting for the bucket's own expiry, which runs on a coarse
+// timer: past it, it takes the lease over with RenewLease at that revision,
+// a CAS that fails if the holder renewed meanwhile.
+func (s *Store) LeaseExpiry(ctx context.Context, ttl time.Duration) (at time.Time, rev uint64, ok bool, err error) {
+	e, err := getEntry(ctx, s.leader, leaseKey)
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, 0, false, nil
+	}
+	if err != nil {
+		return time.Time{}, 0, false, err
+	}
+	return e.Created().Add(ttl), e.Revision(), true, nil
+}
+
 func errorsIsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

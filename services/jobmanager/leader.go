@@ -41,7 +41,9 @@ type leader struct {
 	// states counts every job by state, for the jobs gauge.
 	states map[string]api.State
 	synced bool
-	ctx    context.Context
+	// lastTick is when the reconcile tick last ran (see unstall).
+	lastTick time.Time
+	ctx      context.Context
 }
 
 type ljob struct {
@@ -71,12 +73,12 @@ func (lj *ljob) set(j *api.Job, rev uint64) {
 func newLeader(s *Service) *leader {
 	return &leader{
 		s: s, log: s.log.With(zap.Bool("leader", true)),
-		posts:   make(chan func(), 4096),
-		sem:     make(chan struct{}, maxParallelOps),
-		jobs:    map[string]*ljob{},
+		posts:      make(chan func(), 4096),
+		sem:        make(chan struct{}, maxParallelOps),
+		jobs:       map[string]*ljob{},
 		masters:    map[string]*kvstate.MasterRecord{},
 		masterRevs: map[string]uint64{},
-		states:  map[string]api.State{},
+		states:     map[string]api.State{},
 	}
 }
 
@@ -134,10 +136,29 @@ func (l *leader) run(ctx context.Context) {
 			return
 		case f := <-l.posts:
 			f()
-		case <-tick.C:
+		case now := <-tick.C:
+			l.unstall(now)
 			l.reconcile(time.Now())
 		case <-gauge.C:
 			l.updateGauge()
+		}
+	}
+}
+
+// unstall discounts the time the leader itself did not run (a long GC or
+// scheduling pause, a SIGSTOP) from every master's silence: heartbeats sent
+// meanwhile are still queued, and a master must not be failed over because
+// the leader was not listening.
+func (l *leader) unstall(tick time.Time) {
+	last := l.lastTick
+	l.lastTick = tick
+	gap := tick.Sub(last) - reconcileInterval
+	if last.IsZero() || gap < l.s.cfg.Heartbeat/2 {
+		return
+	}
+	for _, lj := range l.jobs {
+		if !lj.lastSeen.IsZero() {
+			lj.lastSeen = lj.lastSeen.Add(gap)
 		}
 	}
 }
@@ -268,7 +289,7 @@ func (l *leader) reconcile(now time.Time) {
 // tick runs it for every job (timeouts, retries); changes to a job's
 // records run it for that job at once.
 func (l *leader) reconcileJob(lj *ljob, now time.Time) {
-	if !l.synced || lj.busy || now.Before(lj.retryAt) {
+	if !l.synced || lj.busy || now.Before(lj.retryAt) || !l.s.mayLead() {
 		return
 	}
 	timeout := l.s.cfg.MasterTimeout
@@ -322,8 +343,11 @@ func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
 		case <-l.ctx.Done():
 			return
 		}
+		var after func()
 		ctx, cancel := context.WithTimeout(l.ctx, 15*time.Second)
-		after := op(ctx)
+		if l.s.mayLead() {
+			after = op(ctx)
+		}
 		cancel()
 		<-l.sem
 		l.post(func() {
