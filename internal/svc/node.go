@@ -78,7 +78,12 @@ func (n *Node) ServeHTTP() (stop func(), err error) {
 			}
 			return nil
 		},
-		"state": n.Store.Ping,
+		"state": func(ctx context.Context) error {
+			if !n.NC.IsConnected() {
+				return errors.New("no NATS connection to reach the buckets")
+			}
+			return n.Store.Ping(ctx)
+		},
 	}, nil)
 	bound, stop, err := srv.Start(n.Cfg.HTTPAddr, n.Log)
 	if err != nil {

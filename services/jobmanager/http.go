@@ -30,6 +30,9 @@ func (s *Service) newHTTP() *obs.Server {
 			if s.store == nil {
 				return api.Errorf(api.CodeUnavailable, "state store not open")
 			}
+			if !s.deps.NC.IsConnected() {
+				return api.Errorf(api.CodeUnavailable, "no NATS connection to reach the buckets")
+			}
 			return s.store.Ping(ctx)
 		},
 	}, func() map[string]any { return map[string]any{"leader": s.Leading(), "replica": s.id} })
