@@ -5,6 +5,7 @@
 # public API with bin/drover, and while they run:
 #   - scale the workers up to 5 and back down to 2 (SIGTERM hand-over),
 #   - kill -9 a job-master container, then start it again,
+#   - restart the job managers and job-master nodes one at a time (SIGTERM),
 #   - stop a NATS node, then start it again,
 #   - cut a worker container off the network for longer than every timeout,
 #     then reconnect it.
@@ -271,7 +272,21 @@ docker start "$jm" >/dev/null
 log "started $jm_svc again"
 wait_healthy 60 "$jm_svc"
 
-log "--- phase 4: stop one NATS node and start it again"
+log "--- phase 4: rolling restart with SIGTERM, one process at a time"
+submit e2e-rolling 4 600 100
+sleep 4
+read -r _ _ rolling_epoch _ < <(flat jobline get e2e-rolling)
+for svc in jobmanager1 jobmanager2 jobmaster1 jobmaster2; do
+	dc restart -t 30 "$svc" >/dev/null 2>&1
+	wait_healthy 90 "$svc"
+	log "restarted $svc (SIGTERM, then start): healthy again"
+done
+read -r _ state epoch node < <(flat jobline get e2e-rolling)
+[[ $state == finished ]] || ((epoch > rolling_epoch)) ||
+	die "e2e-rolling kept epoch $epoch through the restart of both job-master nodes"
+log "e2e-rolling: epoch $rolling_epoch -> $epoch, now on $node ($state)"
+
+log "--- phase 5: stop one NATS node and start it again"
 submit e2e-nats 4 300 100
 sleep 5
 dc stop -t 10 nats2
@@ -281,7 +296,7 @@ dc start nats2
 log "nats2 started"
 wait_healthy 120 nats1 nats2 nats3
 
-log "--- phase 5: cut a worker container off the network for ${PARTITION_SECONDS}s"
+log "--- phase 6: cut a worker container off the network for ${PARTITION_SECONDS}s"
 submit e2e-partition 6 400 100
 sleep 6
 # Cut off the worker container hosting most of the job's workers.
@@ -326,4 +341,4 @@ drover list
 
 # The system must still be whole after the faults.
 wait_healthy 120 nats1 nats2 nats3 jobmanager1 jobmanager2 jobmaster1 jobmaster2 worker=2
-log "PASS: ${#JOBS[@]} jobs finished with exact totals through scaling, kill -9, NATS node loss and a network partition"
+log "PASS: ${#JOBS[@]} jobs finished with exact totals through scaling, kill -9, a rolling restart, NATS node loss and a network partition"
