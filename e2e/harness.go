@@ -151,7 +151,11 @@ type Cluster struct {
 	mu    sync.Mutex
 	procs []*Proc
 	seq   map[string]int
+	t0    time.Time
 }
+
+// started is when the cluster was created.
+func (c *Cluster) started() time.Time { return c.t0 }
 
 const (
 	appUser, appPass = "drover", "drover-pass"
@@ -170,7 +174,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 		opts.Timing = FastTiming()
 	}
 	dir := t.TempDir()
-	c := &Cluster{t: t, Dir: dir, Timing: opts.Timing, opts: opts, seq: map[string]int{},
+	c := &Cluster{t: t, Dir: dir, Timing: opts.Timing, opts: opts, seq: map[string]int{}, t0: time.Now(),
 		Space: topics.MustNew(topics.DefaultPrefix)}
 	c.Server = runServer(t, dir, opts.System)
 	c.URL = c.Server.ClientURL()
