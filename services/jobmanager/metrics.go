@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "rejections_total", Help: "Submissions refused, by path (request, durable) and error code."}, []string{"path", "code"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "api_requests_total", Help: "API requests by operation and result code."}, []string{"op", "code"}),
+			Name: "api_requests_total", Help: "API requests (NATS and HTTP) by operation (jobs.submit, jobs.get, jobs.list, jobs.cancel, jobs.workers, nodes.list) and result code (ok or the error code)."}, []string{"op", "code"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "jobs", Help: "Jobs by state, as the leader sees them."}, []string{"state"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -53,10 +53,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// shortSubject turns drover.api.v1.jobs.submit into submit.
+// shortSubject turns drover.api.v1.jobs.submit into jobs.submit (and
+// drover.api.v1.nodes.list into nodes.list: the last token alone is not
+// unique).
 func shortSubject(s string) string {
-	if i := strings.LastIndexByte(s, '.'); i >= 0 {
-		return s[i+1:]
+	if _, rest, ok := strings.Cut(s, ".api.v1."); ok {
+		return rest
 	}
 	return s
 }

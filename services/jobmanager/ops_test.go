@@ -446,7 +446,7 @@ func TestMetricsOfEveryServiceLintAndMove(t *testing.T) {
 	}{
 		{"jm", jm.Registry, "drover_jobmanager_submissions_total", nil, 1},
 		{"jm", jm.Registry, "drover_jobmanager_rejections_total", map[string]string{"path": "request", "code": "unknown_type"}, 1},
-		{"jm", jm.Registry, "drover_jobmanager_api_requests_total", map[string]string{"op": "submit", "code": "ok"}, 1},
+		{"jm", jm.Registry, "drover_jobmanager_api_requests_total", map[string]string{"op": "jobs.submit", "code": "ok"}, 1},
 		{"jm", jm.Registry, "drover_jobmanager_master_assignments_total", map[string]string{"reason": "first"}, 1},
 		{"jm", jm.Registry, "drover_jobmanager_schedule_seconds", nil, 1},
 		{"jm", jm.Registry, "drover_jobmanager_is_leader", nil, 1},
