@@ -95,7 +95,14 @@ func TestChaos(t *testing.T) {
 			t.Logf("job %s ended %s: %v", id, j.State, j.Error)
 		}
 	}
-	t.Logf("%d jobs: %d finished exact, %d not finished; %d accepted state writes seen", len(specs), finished, failed, len(w.Entries()))
+	recovered, resumed, fenced := 0, 0, 0
+	for _, p := range c.Procs() {
+		recovered += p.CountLogs("master recovering")
+		resumed += p.CountLogs("counter resumes from checkpoint")
+		fenced += FencedStops(p)
+	}
+	t.Logf("%d jobs: %d finished exact, %d not finished; %d masters recovered, %d workers resumed from a checkpoint, %d incarnations fenced; %d accepted state writes seen",
+		len(specs), finished, failed, recovered, resumed, fenced, len(w.Entries()))
 	checkWitness(t, w)
 }
 
