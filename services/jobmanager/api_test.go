@@ -252,7 +252,7 @@ func TestDurableRequestsAreAcceptedExactlyOnce(t *testing.T) {
 	if _, err := js.Publish(ctx, sys.Client.Space().JobRequests(), []byte(`{"type":`)); err != nil {
 		t.Fatal(err)
 	}
-	sys.AddJobManager("jm-late")
+	late := sys.AddJobManager("jm-late")
 	natstest.Eventually(t, 10*time.Second, "durable requests stored", func() bool {
 		jobs, _, err := sys.Client.List(ctx, api.ListRequest{})
 		return err == nil && len(jobs) == 2
@@ -261,6 +261,15 @@ func TestDurableRequestsAreAcceptedExactlyOnce(t *testing.T) {
 	jobs, _, _ := sys.Client.List(ctx, api.ListRequest{})
 	if len(jobs) != 2 || jobs[0].ID != "durable-1" || !strings.HasPrefix(jobs[1].ID, "req-") {
 		t.Fatalf("jobs from durable requests: %+v", jobs)
+	}
+	// The stream kept one of the three copies (same message id); that one
+	// and the request without an id were accepted, the malformed one refused.
+	if got := metricValue(t, late.Registry, "drover_jobmanager_submissions_total", map[string]string{"path": "durable"}); got != 2 {
+		t.Errorf("durable submissions_total = %v, want 2", got)
+	}
+	if got := metricValue(t, late.Registry, "drover_jobmanager_rejections_total",
+		map[string]string{"path": "durable", "code": "invalid_argument"}); got != 1 {
+		t.Errorf("durable rejections_total{invalid_argument} = %v, want 1", got)
 	}
 }
 

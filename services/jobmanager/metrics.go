@@ -7,7 +7,7 @@ import (
 )
 
 type metrics struct {
-	submissions   prometheus.Counter
+	submissions   *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 	requests      *prometheus.CounterVec
 	jobs          *prometheus.GaugeVec
@@ -23,10 +23,11 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "drover", "jobmanager"
 	m := &metrics{
-		submissions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "submissions_total", Help: "Jobs accepted through the API."}),
+		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "submissions_total", Help: "Submissions accepted (new or idempotent repeats), by path: request (NATS or HTTP request/reply), durable (the requests stream)."},
+			[]string{"path"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "rejections_total", Help: "Submissions refused, by path (request, durable) and error code."}, []string{"path", "code"}),
+			Name: "rejections_total", Help: "Submissions refused, by path (request, durable) and error code; nothing was stored."}, []string{"path", "code"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "api_requests_total", Help: "API requests (NATS and HTTP) by operation (jobs.submit, jobs.get, jobs.list, jobs.cancel, jobs.workers, nodes.list) and result code (ok or the error code)."}, []string{"op", "code"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,

@@ -247,6 +247,8 @@ func (s *Service) consumeRequests(ctx context.Context) {
 		if err != nil {
 			s.log.Warn("durable request refused", zap.String("request_id", probe.ID), zap.Error(err))
 			s.publishRejected(err)
+		} else {
+			s.metrics.submissions.WithLabelValues("durable").Inc()
 		}
 		_ = msg.Ack()
 	})
@@ -384,7 +386,7 @@ func (s *Service) countReply(subject string, e *api.Error) {
 		if e != nil {
 			s.metrics.rejected.WithLabelValues("request", code).Inc()
 		} else {
-			s.metrics.submissions.Inc()
+			s.metrics.submissions.WithLabelValues("request").Inc()
 		}
 	}
 	s.metrics.requests.WithLabelValues(shortSubject(subject), code).Inc()
