@@ -5,6 +5,7 @@ package builtin
 import (
 	"github.com/drover-run/drover/jobs/counter"
 	"github.com/drover-run/drover/jobs/testjobs"
+	"github.com/drover-run/drover/jobs/wordcount"
 	"github.com/drover-run/drover/pkg/framework"
 )
 
@@ -12,6 +13,7 @@ import (
 func Registry() *framework.Registry {
 	r := framework.NewRegistry()
 	r.MustRegister(counter.Type())
+	r.MustRegister(wordcount.Type())
 	// Test job types (flaky, beat, stubborn) drive the failure tests in e2e/.
 	r.MustRegister(testjobs.FlakyType())
 	r.MustRegister(testjobs.BeatType())

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
@@ -19,6 +20,11 @@ type JobType struct {
 	NewMaster func(h MasterHandle) (JobMaster, error)
 	// Workers maps a worker type name to its constructor.
 	Workers map[string]func(h WorkerHandle) (Worker, error)
+	// EndedRoutes, if set, serves the job's HTTP routes (as registered in
+	// OnOpenAPIInitialized) once the job has ended and no master runs: the
+	// job manager calls it with the final job record, whose detail is all
+	// it can answer from. Without it, such requests get failed_precondition.
+	EndedRoutes func(job api.Job, r Router)
 }
 
 // Registry holds the job types a binary knows.

@@ -17,10 +17,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -276,26 +278,64 @@ func (b *Bucket) rawInfo(ctx context.Context, name string) (*jetstream.ObjectInf
 	return oi, nil
 }
 
-// List returns the objects whose names start with prefix, sorted by name
-// as the store keeps them (by encoded name), not deleted ones.
+// List returns the objects whose names start with prefix, not deleted
+// ones. It reads the last meta message of every object with no-wait
+// fetches, so deletes running meanwhile cannot make it wait for messages
+// that are gone.
 func (b *Bucket) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	all, err := b.os.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, nil
-	}
+	cons, err := b.c.js.OrderedConsumer(ctx, "OBJ_"+b.full, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{fmt.Sprintf("$O.%s.M.>", b.full)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy, InactiveThreshold: time.Minute,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("objstore: list %s: %w", b.name, err)
 	}
+	defer deleteConsumer(b.c.js, "OBJ_"+b.full, cons)
 	want := b.prefix + prefix
 	var out []ObjectInfo
-	for _, oi := range all {
-		if strings.HasPrefix(oi.Name, want) {
-			out = append(out, b.info(oi))
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return nil, fmt.Errorf("objstore: list %s: %w", b.name, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var oi jetstream.ObjectInfo
+			if json.Unmarshal(m.Data(), &oi) != nil || oi.Deleted || !strings.HasPrefix(oi.Name, want) {
+				continue
+			}
+			if md, err := m.Metadata(); err == nil {
+				oi.ModTime = md.Timestamp
+			}
+			out = append(out, b.info(&oi))
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, fmt.Errorf("objstore: list %s: %w", b.name, err)
+		}
+		if n == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("objstore: list %s: %w", b.name, ctx.Err())
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// deleteConsumer removes an ordered consumer at once rather than leaving it
+// to its inactivity threshold: jobs read many objects.
+func deleteConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 // Delete removes an object and its data entirely (no tombstone stays).
@@ -450,7 +490,7 @@ func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset
 		cancel()
 		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
 	}
-	r.it = it
+	r.it, r.cons = it, cons
 	go r.pump(ctx)
 	return r, nil
 }
@@ -481,6 +521,7 @@ type reader struct {
 	b         *Bucket
 	oi        *jetstream.ObjectInfo
 	it        jetstream.MessagesContext
+	cons      jetstream.Consumer
 	cancel    context.CancelFunc
 	ch        chan chunk
 	chunks    int64
@@ -661,6 +702,7 @@ func (r *reader) Close() error {
 		// Let pump see the cancellation and exit.
 		for range r.ch {
 		}
+		deleteConsumer(r.b.c.js, "OBJ_"+r.b.full, r.cons)
 	})
 	return nil
 }

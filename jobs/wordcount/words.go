@@ -1,0 +1,243 @@
+package wordcount
+
+import (
+	"bufio"
+	"errors"
+	"hash/fnv"
+	"io"
+	"unicode"
+	"unicode/utf8"
+)
+
+// What a word is. Input is split into tokens at ASCII whitespace (space,
+// \t, \n, \v, \f, \r); a word is a maximal run of Unicode letters and
+// digits inside a token, lowercased. "Don't stop" has the words "don",
+// "t" and "stop"; invalid UTF-8 separates words. Splitting only at ASCII
+// whitespace is what makes byte-range map tasks exact: no UTF-8 sequence
+// and no word crosses a split point (see splitRange).
+
+// IsSpace reports whether b is ASCII whitespace, where input may be split.
+func IsSpace(b byte) bool {
+	switch b {
+	case ' ', '\t', '\n', '\v', '\f', '\r':
+		return true
+	}
+	return false
+}
+
+// Tokenizer turns a byte stream, fed in pieces of any size, into words.
+// The zero value is ready.
+type Tokenizer struct {
+	word  []byte
+	carry []byte // an incomplete UTF-8 sequence at the end of the last Write
+}
+
+// Write feeds p and calls emit with each word completed in it. The word
+// slice is only valid during the call.
+func (t *Tokenizer) Write(p []byte, emit func(word []byte)) {
+	if len(t.carry) > 0 {
+		// Complete the pending rune with the first bytes of p.
+		c := t.carry
+		t.carry = nil
+		buf := append(append(make([]byte, 0, 8), c...), p[:min(len(p), utf8.UTFMax)]...)
+		if !utf8.FullRune(buf) {
+			t.carry = buf
+			return
+		}
+		r, size := utf8.DecodeRune(buf)
+		t.rune(r, size, emit)
+		if used := size - len(c); used >= 0 {
+			p = p[used:]
+		} else {
+			// An invalid sequence: its first byte was a separator, the
+			// rest of the carry is read again.
+			t.carry = append([]byte(nil), c[size:]...)
+			t.Write(p, emit)
+			return
+		}
+	}
+	word := t.word
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+				word = append(word, c)
+			case 'A' <= c && c <= 'Z':
+				word = append(word, c+('a'-'A'))
+			default:
+				if len(word) > 0 {
+					emit(word)
+					word = word[:0]
+				}
+			}
+			i++
+			continue
+		}
+		if !utf8.FullRune(p[i:]) {
+			t.carry = append(t.carry[:0], p[i:]...)
+			break
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		t.word = word
+		t.rune(r, size, emit)
+		word = t.word
+		i += size
+	}
+	t.word = word
+}
+
+func (t *Tokenizer) rune(r rune, size int, emit func([]byte)) {
+	if (r == utf8.RuneError && size <= 1) || !(unicode.IsLetter(r) || unicode.IsDigit(r)) {
+		if len(t.word) > 0 {
+			emit(t.word)
+			t.word = t.word[:0]
+		}
+		return
+	}
+	t.word = utf8.AppendRune(t.word, unicode.ToLower(r))
+}
+
+// Flush ends the stream: a pending word is emitted.
+func (t *Tokenizer) Flush(emit func(word []byte)) {
+	if len(t.carry) > 0 {
+		// An incomplete sequence at the very end is invalid: a separator.
+		t.carry = nil
+	}
+	if len(t.word) > 0 {
+		emit(t.word)
+		t.word = t.word[:0]
+	}
+}
+
+// Counts is word → count, built without allocating for words seen before.
+type Counts struct {
+	m     map[string]*int64
+	words int64
+}
+
+// NewCounts returns an empty table.
+func NewCounts() *Counts { return &Counts{m: map[string]*int64{}} }
+
+// Add counts word n times.
+func (c *Counts) Add(word []byte, n int64) {
+	c.words += n
+	if p, ok := c.m[string(word)]; ok {
+		*p += n
+		return
+	}
+	v := n
+	c.m[string(word)] = &v
+}
+
+// Len returns the number of distinct words.
+func (c *Counts) Len() int { return len(c.m) }
+
+// Words returns the number of words counted.
+func (c *Counts) Words() int64 { return c.words }
+
+// Each calls f for every word, in no particular order.
+func (c *Counts) Each(f func(word string, n int64)) {
+	for w, p := range c.m {
+		f(w, *p)
+	}
+}
+
+// Get returns a word's count.
+func (c *Counts) Get(word string) int64 {
+	if p, ok := c.m[word]; ok {
+		return *p
+	}
+	return 0
+}
+
+// CountReader counts the words of a whole stream on one goroutine: the
+// single-process baseline of the benchmark, and the reference for tests.
+func CountReader(r io.Reader) (*Counts, error) {
+	c := NewCounts()
+	var t Tokenizer
+	emit := func(w []byte) { c.Add(w, 1) }
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := r.Read(buf)
+		t.Write(buf[:n], emit)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	t.Flush(emit)
+	return c, nil
+}
+
+// Partition returns the reducer of a word: FNV-1a of its bytes modulo n.
+func Partition(word string, n int) int {
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, word)
+	return int(h.Sum64() % uint64(n))
+}
+
+// splitRange counts the words of one map task: the bytes [start, end) of
+// an object of size bytes, read from r, which starts at byte from =
+// max(start-1, 0). A word belongs to the task where the whitespace-separated
+// token holding it starts, so a task skips a token cut by its start (the
+// previous task reads it to its end) and reads past end to finish its own
+// last token. It returns the bytes it consumed.
+func splitRange(r io.Reader, start, end, size int64, emit func([]byte)) (int64, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	pos := max(start-1, 0)
+	if start > 0 {
+		prev, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		pos++
+		if !IsSpace(prev) {
+			// Inside a token that began before start: skip to whitespace.
+			for pos < size {
+				b, err := br.ReadByte()
+				if err != nil {
+					return 0, err
+				}
+				pos++
+				if IsSpace(b) {
+					break
+				}
+			}
+		}
+	}
+	var t Tokenizer
+	read := int64(0)
+	last := byte(' ')
+	// Whole buffers up to end, then byte by byte to the end of the token.
+	for pos < end {
+		buf, err := br.Peek(int(min(end-pos, int64(br.Size()))))
+		if len(buf) == 0 && err != nil {
+			return read, err
+		}
+		t.Write(buf, emit)
+		last = buf[len(buf)-1]
+		n, _ := br.Discard(len(buf))
+		pos += int64(n)
+		read += int64(n)
+	}
+	if read > 0 && pos == end && end < size && !IsSpace(last) {
+		// Finish the token that crosses end: it started here, so it is ours.
+		for pos < size {
+			b, err := br.ReadByte()
+			if err != nil {
+				return read, err
+			}
+			if IsSpace(b) {
+				break
+			}
+			t.Write([]byte{b}, emit)
+			pos++
+			read++
+		}
+	}
+	t.Flush(emit)
+	return read, nil
+}

@@ -1,0 +1,180 @@
+package wordcount
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func words(t *testing.T, text string, pieces ...int) []string {
+	t.Helper()
+	var out []string
+	emit := func(w []byte) { out = append(out, string(w)) }
+	var tk Tokenizer
+	p := []byte(text)
+	for _, n := range pieces {
+		n = min(n, len(p))
+		tk.Write(p[:n], emit)
+		p = p[n:]
+	}
+	tk.Write(p, emit)
+	tk.Flush(emit)
+	return out
+}
+
+func TestTokenizer(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"Hello, World!", []string{"hello", "world"}},
+		{"don't stop-me\tnow\n", []string{"don", "t", "stop", "me", "now"}},
+		{"Über CAFÉ naïve 東京 2024", []string{"über", "café", "naïve", "東京", "2024"}},
+		{"a\u00a0b", []string{"a", "b"}},     // NBSP separates words
+		{"x\xffy", []string{"x", "y"}},       // invalid UTF-8 separates
+		{"ab\xe6\x9dc", []string{"ab", "c"}}, // truncated sequence
+		{"ΣΊΣΥΦΟΣ", []string{"σίσυφοσ"}},     // unicode.ToLower, rune by rune
+		{"  \r\n\v\f ", nil},
+	} {
+		got := words(t, tc.in)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+		// Any cutting of the input into pieces gives the same words.
+		for cut := 0; cut <= len(tc.in); cut++ {
+			for cut2 := cut; cut2 <= len(tc.in) && cut2 <= cut+4; cut2++ {
+				if got := words(t, tc.in, cut, cut2-cut); !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("%q cut at %d,%d: got %q, want %q", tc.in, cut, cut2, got, tc.want)
+				}
+			}
+		}
+	}
+}
+
+// corpus is random text with multi-byte letters, punctuation, invalid
+// bytes and runs of whitespace of every kind.
+func corpus(r *rand.Rand, n int) []byte {
+	pieces := []string{"the", "Über", "naïve", "東京", "x", "Don't", "a-b", "\xff", "ΣΊΣ", "42", "é"}
+	seps := []string{" ", "\n", "\t", "  ", ", ", ".\r\n", "\v", "\f", ""}
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(pieces[r.IntN(len(pieces))])
+		b.WriteString(seps[r.IntN(len(seps))])
+	}
+	return b.Bytes()
+}
+
+func countMap(c *Counts) map[string]int64 {
+	m := map[string]int64{}
+	c.Each(func(w string, n int64) { m[w] = n })
+	return m
+}
+
+// TestSplitsAreExact: the words of every split of an object, each read the
+// way a map task reads it, add up to the words of the whole object.
+func TestSplitsAreExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for trial := range 200 {
+		data := corpus(r, 1+r.IntN(3000))
+		if trial%10 == 0 {
+			data = bytes.ReplaceAll(data, []byte(" "), []byte("")) // very long tokens
+		}
+		whole, _ := CountReader(bytes.NewReader(data))
+		split := int64(1 + r.IntN(len(data)))
+		plan := Plan{Inputs: []Input{{Name: "o", Size: int64(len(data))}}, SplitBytes: split, Mappers: 1, Reducers: 1}
+		sum := NewCounts()
+		for _, task := range plan.Tasks() {
+			from := max(task.Start-1, 0)
+			_, err := splitRange(bytes.NewReader(data[from:]), task.Start, task.End, int64(len(data)), func(w []byte) { sum.Add(w, 1) })
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !reflect.DeepEqual(countMap(sum), countMap(whole)) || sum.Words() != whole.Words() {
+			t.Fatalf("trial %d (split %d of %d bytes): splits counted %d words, whole %d\n%q", trial, split, len(data), sum.Words(), whole.Words(), data)
+		}
+	}
+}
+
+func TestTopAndPartition(t *testing.T) {
+	c := NewCounts()
+	for i, w := range []string{"a", "b", "c", "d", "e"} {
+		c.Add([]byte(w), int64(1+i%3)) // a1 b2 c3 d1 e2
+	}
+	got := fmt.Sprint(TopN(c, 3))
+	if got != "[{c 3} {b 2} {e 2}]" {
+		t.Fatalf("top 3: %s", got)
+	}
+	if got := fmt.Sprint(mergeTops(2, []WordCount{{"c", 3}, {"a", 1}}, []WordCount{{"e", 2}})); got != "[{c 3} {e 2}]" {
+		t.Fatalf("merged tops: %s", got)
+	}
+	seen := map[int]bool{}
+	for i := range 1000 {
+		p := Partition(fmt.Sprint("w", i), 7)
+		if p < 0 || p >= 7 {
+			t.Fatalf("partition %d", p)
+		}
+		seen[p] = true
+	}
+	if len(seen) != 7 {
+		t.Fatalf("partitions used: %v", seen)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"bucket":"in"}`), "j1")
+	if err != nil || c.Output != "wordcount/j1.tsv" || c.OutputBucket != "in" || c.Reducers != 4 || c.Top != 10 {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	for _, bad := range []string{``, `{}`, `{"bucket":"a.b"}`, `{"bucket":"in","reducers":0}`,
+		`{"bucket":"in","objects":["a"],"prefix":"p"}`, `{"bucket":"in","split_bytes":10}`,
+		`{"bucket":"in","top":1001}`, `{"bucket":"in","extra":1}`, `{"bucket":"in","output":"a\nb"}`} {
+		if _, err := ParseConfig([]byte(bad), "j"); err == nil {
+			t.Errorf("config %s accepted", bad)
+		}
+	}
+}
+
+func TestPlanTasks(t *testing.T) {
+	p := Plan{Inputs: []Input{{Size: 10}, {Size: 0}, {Size: 25}}, SplitBytes: 10, Mappers: 2, Reducers: 3}
+	var got []string
+	for _, t := range p.Tasks() {
+		got = append(got, fmt.Sprintf("%d:%d[%d,%d)", t.ID, t.Input, t.Start, t.End))
+	}
+	if s := strings.Join(got, " "); s != "0:0[0,10) 1:2[0,10) 2:2[10,20) 3:2[20,25)" {
+		t.Fatalf("tasks: %s", s)
+	}
+	if n := len(p.MapperTasks(1)); n != 2 {
+		t.Fatalf("mapper 1 tasks: %d", n)
+	}
+	if p.reduceShare(0)+p.reduceShare(1)+p.reduceShare(2) != 35 {
+		t.Fatal("reduce shares do not add up to the input")
+	}
+}
+
+// TestGenerator: the generator's own counts (the fault tests' oracle) agree
+// with the tokenizer, and it is deterministic.
+func TestGenerator(t *testing.T) {
+	var a, b bytes.Buffer
+	g := NewGenerator(42, 5000)
+	if _, err := g.WriteText(&a, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	g2 := NewGenerator(42, 5000)
+	_, _ = g2.WriteText(&b, 1<<20)
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("generator is not deterministic")
+	}
+	got, _ := CountReader(bytes.NewReader(a.Bytes()))
+	if !reflect.DeepEqual(countMap(got), g.Counts()) || got.Words() != g.Words() {
+		t.Fatalf("tokenizer counted %d words (%d distinct), generator wrote %d (%d distinct)",
+			got.Words(), got.Len(), g.Words(), len(g.Counts()))
+	}
+	if got.Get("über") == 0 || got.Get("東京") == 0 {
+		t.Fatal("multi-byte words missing")
+	}
+}
