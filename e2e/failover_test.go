@@ -230,3 +230,47 @@ func TestWorkerNodeKill9(t *testing.T) {
 	}
 	checkWitness(t, w)
 }
+
+// TestMasterFailoverSysDisconnect: with system-account access, the leader
+// follows $SYS disconnect events; kill -9 of the job-master node closes its
+// connection and the master moves at once, long before the 30 s master
+// timeout, keeping its workers.
+func TestMasterFailoverSysDisconnect(t *testing.T) {
+	c := NewCluster(t, Options{Timing: slowTiming(), System: true})
+	w := c.StartWitness()
+	mgr := c.Start(JobManager, "mgr-1")
+	jm1 := c.Start(JobMaster, "jm-1")
+	jm2 := c.Start(JobMaster, "jm-2")
+	c.Start(Worker, "wk-1")
+	c.Start(Worker, "wk-2")
+	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
+	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
+	c.Eventually(10*time.Second, "the leader following disconnect events", func() bool {
+		return mgr.CountLogs("following NATS disconnect events") == 1
+	})
+
+	const workers, target = 4, 150
+	c.Counter("sys", workers, target, 20)
+	j := c.WaitJob("sys", 20*time.Second, "running", func(j *api.Job) bool { return j.State == api.StateRunning })
+	before := c.WaitWorkersOnline("sys", workers, 20*time.Second)
+	host := NodeOf(j.Node, jm1, jm2)
+	t0 := time.Now()
+	host.Kill()
+	moved := c.WaitJob("sys", handoverBound, "moved", func(x *api.Job) bool { return x.Epoch > j.Epoch && x.Node != j.Node })
+	took := time.Since(t0)
+	t.Logf("moved from %s to %s in %s after kill -9; master timeout %s", j.Node, moved.Node, took, c.Timing.MasterTimeout)
+	if took >= c.Timing.MasterTimeout {
+		t.Fatalf("failover took %s, no faster than the master timeout", took)
+	}
+	final := c.WaitTerminal("sys", 60*time.Second)
+	c.CheckCounter(final, workers, target)
+	for i, b := range c.Workers("sys") {
+		if b.Epoch != before[i].Epoch {
+			t.Errorf("worker %s re-created: epoch %d → %d", b.ID, before[i].Epoch, b.Epoch)
+		}
+	}
+	if n := mgr.CountLogs("job-master node disconnected"); n < 1 {
+		t.Errorf("the leader logged no disconnect")
+	}
+	checkWitness(t, w)
+}

@@ -11,9 +11,13 @@ import (
 // Connect opens the NATS connection with the configured credentials and TLS,
 // reconnecting forever: a process cut off from NATS keeps trying, and on
 // return finds out from its fences whether it still may act.
+//
+// The connection is named ConnName(prefix, name, node id), name being the
+// service kind, so a job manager with system-account access can tell
+// which node a $SYS disconnect event is about.
 func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
-		nats.Name(name),
+		nats.Name(ConnName(c.Prefix, name, c.NodeIDOr(name))),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),

@@ -41,6 +41,9 @@ type leader struct {
 	// states counts every job by state, for the jobs gauge.
 	states map[string]api.State
 	synced bool
+	// gone holds the job-master nodes whose connection closed and that
+	// have not heartbeated since.
+	gone map[string]bool
 	// lastTick is when the reconcile tick last ran (see unstall).
 	lastTick time.Time
 	ctx      context.Context
@@ -62,6 +65,26 @@ type ljob struct {
 	leftNode string
 }
 
+// onNodeGone fails over at once every master of a job-master node whose
+// NATS connection closed ($SYS disconnect event): a crash, not a hang, so
+// there is no point waiting for the master timeout.
+func (l *leader) onNodeGone(node, reason string) {
+	if !l.synced {
+		return
+	}
+	l.gone[node] = true
+	l.s.nodes.Forget(node)
+	n := 0
+	now := time.Now()
+	for _, lj := range l.jobs {
+		if lj.job.Node == node {
+			n++
+			l.reconcileJob(lj, now)
+		}
+	}
+	l.log.Info("job-master node disconnected", zap.String("node", node), zap.String("reason", reason), zap.Int("masters", n))
+}
+
 // set records a newer revision of the job; an older one (an op's result
 // that the watch already overtook) is ignored.
 func (lj *ljob) set(j *api.Job, rev uint64) {
@@ -79,6 +102,7 @@ func newLeader(s *Service) *leader {
 		masters:    map[string]*kvstate.MasterRecord{},
 		masterRevs: map[string]uint64{},
 		states:     map[string]api.State{},
+		gone:       map[string]bool{},
 	}
 }
 
@@ -125,6 +149,7 @@ func (l *leader) run(ctx context.Context) {
 		return
 	}
 	defer func() { _ = ctl.Unsubscribe() }()
+	defer l.s.followDisconnects(func(node, reason string) { l.post(func() { l.onNodeGone(node, reason) }) })()
 
 	tick := time.NewTicker(reconcileInterval)
 	defer tick.Stop()
@@ -236,6 +261,8 @@ func (l *leader) onNodeHeartbeat(h *wire.NodeHeartbeat) {
 	if !l.synced {
 		return
 	}
+	// The node is connected again (or restarted under the same id).
+	delete(l.gone, h.Node)
 	now := time.Now()
 	for _, ref := range h.Masters {
 		lj := l.jobs[ref.Job]
@@ -307,11 +334,15 @@ func (l *leader) reconcileJob(lj *ljob, now time.Time) {
 		switch {
 		case current && m.State.Exited():
 			l.finalize(lj, m)
-		case now.Sub(lj.lastSeen) > timeout:
+		case l.gone[j.Node] || now.Sub(lj.lastSeen) > timeout:
 			reason := "timeout"
-			if lj.lastSeen.IsZero() {
+			switch {
+			case lj.lastSeen.IsZero():
 				reason = "handover"
-			} else {
+			case l.gone[j.Node]:
+				reason = "disconnect"
+				l.s.metrics.failovers.WithLabelValues(reason).Inc()
+			default:
 				l.s.metrics.failovers.WithLabelValues("timeout").Inc()
 			}
 			l.log.Info("master lost, failing over", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch),
@@ -324,7 +355,7 @@ func (l *leader) reconcileJob(lj *ljob, now time.Time) {
 		switch {
 		case current && m.State.Exited():
 			l.finalize(lj, m)
-		case now.Sub(lj.lastSeen) > timeout ||
+		case l.gone[j.Node] || now.Sub(lj.lastSeen) > timeout ||
 			(j.CancelRequestedAt != nil && now.Sub(*j.CancelRequestedAt) > l.s.cfg.CancelTimeout):
 			l.forceCancel(lj)
 		case now.Sub(lj.cancelSent) > l.s.cfg.Heartbeat:
@@ -378,7 +409,7 @@ var errAbort = errors.New("jobmanager: job moved on")
 func (l *leader) assign(lj *ljob, reason string) {
 	j, rev := lj.job, lj.rev
 	exclude := lj.leftNode
-	if reason == "timeout" {
+	if reason == "timeout" || reason == "disconnect" {
 		exclude = j.Node
 	}
 	node, err := l.s.nodes.Pick(j.Type, j.Selectors, exclude)

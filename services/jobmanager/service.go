@@ -45,6 +45,10 @@ type Service struct {
 	// leaseUntil (Unix ns) is when the lease this replica holds may lapse,
 	// less a margin; 0 when it holds none.
 	leaseUntil atomic.Int64
+	// sys is the system-account connection (nil without access) and
+	// sysAccount the account whose disconnect events the leader follows.
+	sys        *nats.Conn
+	sysAccount string
 	http       *obs.Server
 }
 
@@ -85,6 +89,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.store = st
 	go s.nodes.Run(ctx, st, s.log)
+	defer s.openSystem(ctx)()
 
 	space := st.Space()
 	handlers := map[string]func(context.Context, []byte) api.Reply{
