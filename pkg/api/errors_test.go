@@ -10,14 +10,14 @@ import (
 // (docs/openapi.yaml documents it).
 func TestEveryCodeHasItsHTTPStatus(t *testing.T) {
 	for code, want := range map[Code]int{
-		CodeInvalidArgument:    400,
-		CodeNotFound:           404,
-		CodeAlreadyExists:      409,
-		CodeFailedPrecondition: 412,
-		CodeTooLarge:           413,
-		CodeUnknownType:        422,
-		CodeInternal:           500,
-		CodeUnavailable:        503,
+		CodeInvalidArgument:     400,
+		CodeNotFound:            404,
+		CodeAlreadyExists:       409,
+		CodeFailedPrecondition:  412,
+		CodeTooLarge:            413,
+		CodeUnknownType:         422,
+		CodeInternal:            500,
+		CodeUnavailable:         503,
 		Code("from_the_future"): 500,
 	} {
 		if got := code.HTTPStatus(); got != want {
