@@ -90,6 +90,10 @@ func commands() []*command {
 		watchCommand(),
 		nodesCommand(),
 		workersCommand(),
+		putCommand(),
+		getObjectCommand(),
+		objectsCommand(),
+		rmObjectCommand(),
 		devCommand(),
 		completionCommand(),
 	}
