@@ -478,3 +478,35 @@ func TestMetricsOfEveryServiceLintAndMove(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoverEvent stops a job-master node gracefully (its SIGTERM path):
+// the master moves at once, and the event and the counter say handover.
+func TestHandoverEvent(t *testing.T) {
+	sys := testsys.Start(t, builtin.Registry())
+	jm := sys.AddJobManager("jm")
+	sys.AddJobMaster("m0")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w0")
+	sys.WaitReady(2, 1)
+	events := watchEvents(t, sys, "ho1")
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: "ho1", Type: "counter",
+		Config: json.RawMessage(`{"workers":1,"target":100000,"interval_ms":5}`)}); err != nil {
+		t.Fatal(err)
+	}
+	events.wait(t, 10*time.Second, "worker online", func() bool {
+		return events.count(func(ev api.Event) bool { return ev.Kind == api.EventWorkerOnline }) == 1
+	})
+	j, err := sys.Client.Get(context.Background(), "ho1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Stop(j.Node)
+	events.wait(t, 10*time.Second, "master moved for handover", func() bool {
+		return events.count(func(ev api.Event) bool {
+			return ev.Kind == api.EventMasterMoved && ev.Reason == "handover" && ev.Epoch == 2 && ev.Node != j.Node
+		}) == 1
+	})
+	if got := metricValue(t, jm.Registry, "drover_jobmanager_master_failovers_total", map[string]string{"reason": "handover"}); got != 1 {
+		t.Errorf("failovers_total{handover} = %v, want 1", got)
+	}
+}
