@@ -81,39 +81,12 @@ func (b *bench) scale() error {
 		return err
 	}
 	defer tr.stop()
-	allOnline := make(chan struct{})
-	tr.setOnline(func(_ string, jt *jobTimes) {
-		if jt.onlines == n {
-			close(allOnline)
-		}
-	})
-	const id = "fanout"
-	jt := tr.expect(id)
 	toggleProfiles()
-	cfg, _ := json.Marshal(map[string]int{"workers": n})
-	if _, err := d.client.Submit(context.Background(), api.Spec{ID: id, Type: "bench-fanout", Config: cfg}); err != nil {
+	placeSecs, err := b.place(d, tr, "fanout0", n)
+	if err != nil {
 		return err
 	}
-	select {
-	case <-allOnline:
-	case <-time.After(5 * time.Minute):
-		tr.mu.Lock()
-		got := jt.onlines
-		tr.mu.Unlock()
-		return fmt.Errorf("only %d of %d workers online after 5 minutes", got, n)
-	}
 	toggleProfiles()
-	tr.mu.Lock()
-	placeSecs := jt.lastOnline.Sub(jt.running).Seconds()
-	fromSubmit := jt.lastOnline.Sub(jt.submit).Seconds()
-	firstOnline := jt.online.Sub(jt.running)
-	tr.mu.Unlock()
-	placements := float64(n) / placeSecs
-	b.r.PlacementsPerS = &placements
-	b.r.PlacementWorkers, b.r.PlacementWorkerNodes = n, nodes
-	b.r.PlacementSeconds = round2(placeSecs)
-	logf("placement: %d workers on %d nodes in %.2f s after master assignment (%.2f s after submit; first online after %s): %.0f placements/s",
-		n, nodes, placeSecs, fromSubmit, firstOnline.Round(time.Millisecond), placements)
 
 	// Let the burst's garbage and first status writes settle, then watch
 	// the steady state of heartbeats only.
@@ -152,18 +125,92 @@ func (b *bench) scale() error {
 	logf("heartbeats of %d workers over %.1f s: job-master node %.3f cores, worker nodes %.3f cores, server+job manager %.3f cores, %.0f NATS msgs/s, %.0f B RSS per worker (workers), %.0f B (master)",
 		n, secs, *r.HBMasterCores, *r.HBWorkerCores, *r.HBServerCores, *r.HBNatsMsgsPerS, perWorker, *r.HBMasterMemBytesPerWorker)
 
-	// Tear down: cancel the job so its workers stop before the nodes do.
+	// More placements, the fastest kept: the first ran on fresh node
+	// processes, for the memory figure; these run on nodes that placed
+	// and stopped as many workers before.
+	id := "fanout0"
+	for r := 1; r < b.o.runs; r++ {
+		if err := b.cancelFanout(d, tr, id); err != nil {
+			return err
+		}
+		id = fmt.Sprintf("fanout%d", r)
+		secs, err := b.place(d, tr, id, n)
+		if err != nil {
+			return err
+		}
+		placeSecs = min(placeSecs, secs)
+	}
+	placements := float64(n) / placeSecs
+	b.r.PlacementsPerS = &placements
+	b.r.PlacementWorkers, b.r.PlacementWorkerNodes = n, nodes
+	b.r.PlacementSeconds = round2(placeSecs)
+	logf("placement: %d workers on %d nodes: %.0f placements/s (the fastest of %d)", n, nodes, placements, max(b.o.runs, 1))
+	return b.cancelFanout(d, tr, id)
+}
+
+// place submits a fanout job of n workers and returns the seconds from its
+// master's assignment (the running event) to its n-th worker online.
+func (b *bench) place(d *deployment, tr *tracker, id string, n int) (float64, error) {
+	allOnline := make(chan struct{})
+	tr.setOnline(func(job string, jt *jobTimes) {
+		if job == id && jt.onlines == n {
+			close(allOnline)
+		}
+	})
+	defer tr.setOnline(nil)
+	jt := tr.expect(id)
+	cfg, _ := json.Marshal(map[string]int{"workers": n})
+	if _, err := d.client.Submit(context.Background(), api.Spec{ID: id, Type: "bench-fanout", Config: cfg}); err != nil {
+		return 0, err
+	}
+	select {
+	case <-allOnline:
+	case <-time.After(5 * time.Minute):
+		tr.mu.Lock()
+		got := jt.onlines
+		tr.mu.Unlock()
+		return 0, fmt.Errorf("only %d of %d workers online after 5 minutes", got, n)
+	}
+	tr.mu.Lock()
+	secs := jt.lastOnline.Sub(jt.running).Seconds()
+	fromSubmit := jt.lastOnline.Sub(jt.submit).Seconds()
+	firstOnline := jt.online.Sub(jt.running)
+	tr.mu.Unlock()
+	logf("placement %s: %d workers in %.2f s after master assignment (%.2f s after submit; first online after %s): %.0f placements/s",
+		id, n, secs, fromSubmit, firstOnline.Round(time.Millisecond), float64(n)/secs)
+	return secs, nil
+}
+
+// cancelFanout cancels a fanout job and waits until the worker nodes run
+// none of its workers.
+func (b *bench) cancelFanout(d *deployment, tr *tracker, id string) error {
 	ended := make(chan struct{}, 1)
-	tr.setDone(func(string, *jobTimes) { ended <- struct{}{} })
+	tr.setDone(func(job string, _ *jobTimes) {
+		if job == id {
+			ended <- struct{}{}
+		}
+	})
+	defer tr.setDone(nil)
 	if _, err := d.client.Cancel(context.Background(), id); err != nil {
-		logf("cancel fanout: %v", err)
+		return fmt.Errorf("cancel %s: %w", id, err)
 	}
 	select {
 	case <-ended:
-	case <-time.After(30 * time.Second):
-		logf("fanout job did not end within 30 s of its cancel")
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("%s did not end within 60 s of its cancel", id)
 	}
-	return nil
+	return poll(60*time.Second, "worker nodes to stop the canceled workers", func() bool {
+		ns, err := d.client.Nodes(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, n := range ns {
+			if n.Kind == api.NodeWorker && n.Load > 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 type snapshot struct {
