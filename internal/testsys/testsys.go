@@ -31,16 +31,17 @@ import (
 	"github.com/drover-run/drover/services/worker"
 )
 
-// FastTiming is a valid schedule short enough for tests.
+// FastTiming is a valid schedule short enough for tests, with enough slack
+// that a loaded 2-core CI machine does not see spurious failovers.
 func FastTiming() config.Timing {
 	return config.Timing{
 		Heartbeat:       100 * time.Millisecond,
-		MasterTimeout:   500 * time.Millisecond,
-		WorkerSelfFence: 1500 * time.Millisecond,
-		WorkerTimeout:   2 * time.Second,
+		MasterTimeout:   time.Second,
+		WorkerSelfFence: 2500 * time.Millisecond,
+		WorkerTimeout:   3 * time.Second,
 		LeaseTTL:        time.Second,
 		CancelTimeout:   2 * time.Second,
-		AssignTimeout:   500 * time.Millisecond,
+		AssignTimeout:   time.Second,
 	}
 }
 
