@@ -2,10 +2,13 @@ package kvstate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,7 +56,14 @@ func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []b
 	if del {
 		m.Header.Set("KV-Operation", "DEL")
 	}
-	ack, err := s.js.PublishMsg(ctx, m)
+	var ack *jetstream.PubAck
+	var err error
+	for {
+		ack, err = s.js.PublishMsg(ctx, m)
+		if !isBusy(err) || waitBusy(ctx) != nil {
+			break
+		}
+	}
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: write %s fenced by %s@%d", ErrStaleEpoch, key, f.key, f.Rev())
 	}
@@ -69,7 +79,14 @@ func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, er
 	defer cancel()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rev, err := s.state.Update(ctx, f.key, val, f.Rev())
+	var rev uint64
+	var err error
+	for {
+		rev, err = s.state.Update(ctx, f.key, val, f.Rev())
+		if !isBusy(err) || waitBusy(ctx) != nil {
+			break
+		}
+	}
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: record %s moved past %d", ErrStaleEpoch, f.key, f.Rev())
 	}
@@ -78,4 +95,21 @@ func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, er
 	}
 	f.rev.Store(rev)
 	return rev, nil
+}
+
+// isBusy: on a replicated stream the leader refuses an expected-sequence
+// check on a subject another such check is still in flight for (10164);
+// that says nothing about the fence, so the write is retried.
+func isBusy(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+func waitBusy(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Millisecond + time.Duration(rand.Int64N(int64(2*time.Millisecond)))):
+		return nil
+	}
 }

@@ -1,0 +1,70 @@
+package kvstate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// TestFencingOnAReplicatedStream runs the fence on a 3-node cluster with
+// R3 buckets. There the stream leader answers "busy" (10164) to a check on
+// a subject another check is in flight for: parallel fenced writes of one
+// writer must all land, and a stale writer must still be refused.
+func TestFencingOnAReplicatedStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a 3-node cluster")
+	}
+	servers := natstest.RunCluster(t, 3)
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var st *kvstate.Store
+	natstest.Eventually(t, 30*time.Second, "R3 buckets", func() bool {
+		st, err = kvstate.Open(ctx, js, topics.MustNew("r3"), kvstate.Options{Replicas: 3})
+		return err == nil
+	})
+	_, fence, err := st.AdvanceEpoch(ctx, "j", func(*kvstate.MasterRecord) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := st.Business("j", fence, nil)
+	const n = 40
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("parallel fenced write by the current epoch failed: %v", err)
+		}
+	}
+	if _, _, err := st.AdvanceEpoch(ctx, "j", func(*kvstate.MasterRecord) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k0", []byte("zombie")); !errors.Is(err, kvstate.ErrStaleEpoch) {
+		t.Fatalf("stale write on R3: %v, want ErrStaleEpoch", err)
+	}
+}
