@@ -56,14 +56,7 @@ func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []b
 	if del {
 		m.Header.Set("KV-Operation", "DEL")
 	}
-	var ack *jetstream.PubAck
-	var err error
-	for {
-		ack, err = s.js.PublishMsg(ctx, m)
-		if !isBusy(err) || waitBusy(ctx) != nil {
-			break
-		}
-	}
+	ack, err := retryBusy(ctx, func() (*jetstream.PubAck, error) { return s.js.PublishMsg(ctx, m) })
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: write %s fenced by %s@%d", ErrStaleEpoch, key, f.key, f.Rev())
 	}
@@ -79,14 +72,7 @@ func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, er
 	defer cancel()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var rev uint64
-	var err error
-	for {
-		rev, err = s.state.Update(ctx, f.key, val, f.Rev())
-		if !isBusy(err) || waitBusy(ctx) != nil {
-			break
-		}
-	}
+	rev, err := retryBusy(ctx, func() (uint64, error) { return s.state.Update(ctx, f.key, val, f.Rev()) })
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: record %s moved past %d", ErrStaleEpoch, f.key, f.Rev())
 	}
@@ -97,19 +83,25 @@ func (s *Store) updateOwn(ctx context.Context, f *Fence, val []byte) (uint64, er
 	return rev, nil
 }
 
-// isBusy: on a replicated stream the leader refuses an expected-sequence
-// check on a subject another such check is still in flight for (10164);
-// that says nothing about the fence, so the write is retried.
+// retryBusy runs a conditional write, retrying while a replicated
+// stream's leader answers that another expected-sequence check on the same
+// subject is still in flight (10164). That answer says nothing about the
+// condition; a real mismatch comes back as 10071.
+func retryBusy[T any](ctx context.Context, write func() (T, error)) (T, error) {
+	for {
+		v, err := write()
+		if !isBusy(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(time.Millisecond + rand.N(2*time.Millisecond)):
+		}
+	}
+}
+
 func isBusy(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
-}
-
-func waitBusy(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Millisecond + time.Duration(rand.Int64N(int64(2*time.Millisecond)))):
-		return nil
-	}
 }

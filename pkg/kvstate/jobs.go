@@ -25,7 +25,7 @@ func (s *Store) CreateJob(ctx context.Context, job *api.Job) (_ uint64, err erro
 	if err != nil {
 		return 0, fmt.Errorf("kvstate: encode job %s: %w", job.ID, err)
 	}
-	rev, err := s.jobs.Create(ctx, job.ID, b)
+	rev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Create(ctx, job.ID, b) })
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: job %s", ErrExists, job.ID)
 	}
@@ -82,7 +82,7 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) erro
 		if err != nil {
 			return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", id, err)
 		}
-		nrev, err := s.jobs.Update(ctx, id, b, rev)
+		nrev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Update(ctx, id, b, rev) })
 		if isWrongLastSeq(err) {
 			continue
 		}
@@ -118,7 +118,7 @@ func (s *Store) UpdateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn 
 		return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", j.ID, err)
 	}
 	start := time.Now()
-	nrev, err := s.jobs.Update(ctx, j.ID, b, rev)
+	nrev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Update(ctx, j.ID, b, rev) })
 	if isWrongLastSeq(err) {
 		return s.UpdateJob(ctx, cur.ID, fn)
 	}

@@ -92,7 +92,7 @@ func (s *Store) AcquireLease(ctx context.Context, holder string) (_ uint64, err 
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
-	rev, err := s.leader.Create(ctx, leaseKey, b)
+	rev, err := retryBusy(ctx, func() (uint64, error) { return s.leader.Create(ctx, leaseKey, b) })
 	if isWrongLastSeq(err) {
 		return 0, ErrExists
 	}
@@ -108,7 +108,7 @@ func (s *Store) RenewLease(ctx context.Context, holder string, rev uint64) (_ ui
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	b, _ := json.Marshal(Lease{Holder: holder, Acquired: time.Now().UTC()})
-	nrev, err := s.leader.Update(ctx, leaseKey, b, rev)
+	nrev, err := retryBusy(ctx, func() (uint64, error) { return s.leader.Update(ctx, leaseKey, b, rev) })
 	if isWrongLastSeq(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, ErrNotLeader
 	}

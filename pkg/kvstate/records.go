@@ -156,9 +156,9 @@ func (s *Store) advanceEpoch(ctx context.Context, job string, cur *MasterRecord,
 		b, _ := json.Marshal(rec)
 		var nrev uint64
 		if rev == 0 {
-			nrev, err = s.state.Create(ctx, key, b)
+			nrev, err = retryBusy(ctx, func() (uint64, error) { return s.state.Create(ctx, key, b) })
 		} else {
-			nrev, err = s.state.Update(ctx, key, b, rev)
+			nrev, err = retryBusy(ctx, func() (uint64, error) { return s.state.Update(ctx, key, b, rev) })
 		}
 		if isWrongLastSeq(err) {
 			continue
