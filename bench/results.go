@@ -63,9 +63,10 @@ type results struct {
 	HBServerCores             *float64 `json:"hb10k_server_cores,omitempty"`
 	HBNatsMsgsPerS            *float64 `json:"hb10k_nats_msgs_per_s,omitempty"`
 	// HBMasterMemBytesPerWorker is the job-master node's growth per worker.
-	HBMasterMemBytesPerWorker *float64        `json:"hb10k_master_mem_bytes_per_worker,omitempty"`
-	Failover                  json.RawMessage `json:"failover,omitempty"`
-	Env                       *env            `json:"env,omitempty"`
+	HBMasterMemBytesPerWorker *float64          `json:"hb10k_master_mem_bytes_per_worker,omitempty"`
+	Failover                  json.RawMessage   `json:"failover,omitempty"`
+	Wordcount                 *wordcountFigures `json:"wordcount,omitempty"`
+	Env                       *env              `json:"env,omitempty"`
 }
 
 // readFailover quotes the failover benchmark's figures (issue 3), which
@@ -168,7 +169,7 @@ func (r *results) rows() []row {
 		{"failover p50 (ms)", f(r.FailoverP50Ms, "%.0f"), "from bench/results/failover.json"},
 		{"failover p99 (ms)", f(r.FailoverP99Ms, "%.0f"), target(lt(r.FailoverP99Ms, 3200), "< master timeout + 200 ms = 3,200")},
 	}
-	return rows
+	return append(rows, wordcountRows(r.Wordcount)...)
 }
 
 func pctOf(v *float64) string {

@@ -44,6 +44,7 @@ func run(o *options) error {
 		{"e2e", b.e2e},
 		{"schedule", b.schedule},
 		{"scale", b.scale},
+		{"wordcount", b.wordcount},
 	}
 	for _, p := range phases {
 		if !o.selected(p.name) {
@@ -59,6 +60,7 @@ func run(o *options) error {
 		}
 		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
 	}
+	r.Wordcount = wordcountResult
 	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
 	r.derive()
 	env.finish()

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/jobs/wordcount"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/objstore"
+)
+
+// The wordcount phase (issue 7): the throughput of the wordcount job,
+// submit to finished, with 1, 2 and 4 worker-node processes (and one
+// job-master node process), against a single-process Go word count of the
+// same corpus (the same tokenizer, one goroutine, from a file in the page
+// cache) in the same run. Every run must count exactly the generator's
+// words.
+
+// wordcountFigures is the phase's result, for latest.json.
+type wordcountFigures struct {
+	CorpusBytes  int64   `json:"corpus_bytes"`
+	Words        int64   `json:"words"`
+	Distinct     int     `json:"distinct"`
+	BaselineMBps float64 `json:"baseline_mb_per_s"`
+	// Job is the wordcount config every run used (bucket and ids aside).
+	Mappers    int            `json:"mappers"`
+	Reducers   int            `json:"reducers"`
+	SplitBytes int64          `json:"split_bytes"`
+	Runs       []wordcountRun `json:"runs"`
+}
+
+// wordcountRun is the fastest of the runs with one number of worker nodes.
+type wordcountRun struct {
+	WorkerNodes int     `json:"worker_nodes"`
+	Seconds     float64 `json:"seconds"`
+	MBps        float64 `json:"mb_per_s"`
+	// VsBaseline is MBps over the single-process baseline.
+	VsBaseline float64 `json:"vs_baseline"`
+	// WorkerCores is the CPU the worker node processes used, in cores;
+	// ServerCores the bench process's: nats-server and the job manager.
+	WorkerCores float64 `json:"worker_cores"`
+	ServerCores float64 `json:"server_cores"`
+}
+
+// wordcountDefaults: the corpus size of the full and the quick run.
+const (
+	wordcountMB      = 128
+	wordcountQuickMB = 24
+)
+
+// wordcountResult holds the last figures measured, for the results file.
+var wordcountResult *wordcountFigures
+
+// wordcount runs the phase with the bench's options (-quick: a smaller
+// corpus and one run) and keeps its figures in wordcountResult.
+func (b *bench) wordcount() error {
+	mb := wordcountMB
+	if b.o.quick {
+		mb = wordcountQuickMB
+	}
+	f, err := b.measureWordcount(int64(mb)<<20, []int{1, 2, 4}, max(b.o.runs, 1))
+	if err != nil {
+		return err
+	}
+	wordcountResult = f
+	return nil
+}
+
+// measureWordcount generates a corpus of size bytes, times the baseline,
+// then the job with each number of worker nodes, runs times each.
+func (b *bench) measureWordcount(size int64, nodeCounts []int, runs int) (*wordcountFigures, error) {
+	dir, err := os.MkdirTemp("", "drover-bench-wordcount-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "corpus.txt")
+	file, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	gen := wordcount.NewGenerator(2026, 50000)
+	written, err := gen.WriteText(file, size)
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := &wordcountFigures{CorpusBytes: written, Words: gen.Words(), Distinct: len(gen.Counts()),
+		Mappers: 8, Reducers: 4, SplitBytes: 8 << 20}
+	mb := float64(written) / (1 << 20)
+	logf("wordcount corpus: %.1f MB, %d words, %d distinct", mb, f.Words, f.Distinct)
+
+	// The baseline: one goroutine, the same tokenizer, the corpus from a file.
+	best := 0.0
+	for range runs {
+		t0 := time.Now()
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		c, err := wordcount.CountReader(fh)
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		secs := time.Since(t0).Seconds()
+		if c.Words() != f.Words {
+			return nil, fmt.Errorf("baseline counted %d words, want %d", c.Words(), f.Words)
+		}
+		best = max(best, mb/secs)
+	}
+	f.BaselineMBps = *round2(best)
+	logf("wordcount baseline (one goroutine): %.1f MB/s", f.BaselineMBps)
+
+	for _, n := range nodeCounts {
+		run, err := b.wordcountNodes(path, f, n, runs)
+		if err != nil {
+			return nil, fmt.Errorf("%d worker nodes: %w", n, err)
+		}
+		f.Runs = append(f.Runs, *run)
+		logf("wordcount with %d worker node(s): %.1f MB/s (%.2f s, %.2fx the baseline; worker nodes %.2f cores, nats-server + job manager %.2f cores)",
+			n, run.MBps, run.Seconds, run.VsBaseline, run.WorkerCores, run.ServerCores)
+	}
+	return f, nil
+}
+
+// wordcountNodes deploys a job manager (in process), a job-master node and
+// n worker nodes (processes) in a namespace of their own, uploads the
+// corpus, and times runs jobs, keeping the fastest.
+func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*wordcountRun, error) {
+	prefix := fmt.Sprintf("bwc%d", n)
+	d, err := b.deploy(prefix, 0, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	jm, err := startChild("jobmaster", b.url, prefix, prefix+"-jobmaster-0", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer jm.stop()
+	var workers []*child
+	defer func() {
+		for _, w := range workers {
+			w.stop()
+		}
+	}()
+	for i := range n {
+		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), nil)
+		if err != nil {
+			return nil, err
+		}
+		workers = append(workers, w)
+	}
+	if err := d.waitReady(1 + n); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	js, err := jetstream.New(d.client.Conn())
+	if err != nil {
+		return nil, err
+	}
+	bucket, err := objstore.New(js, d.space, objstore.Options{}).Bucket(ctx, "corpus")
+	if err != nil {
+		return nil, err
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	_, err = bucket.Put(ctx, "corpus.txt", fh)
+	fh.Close()
+	if err != nil {
+		return nil, err
+	}
+
+	mb := float64(f.CorpusBytes) / (1 << 20)
+	cfg, _ := json.Marshal(map[string]any{"bucket": "corpus", "objects": []string{"corpus.txt"},
+		"mappers": f.Mappers, "reducers": f.Reducers, "split_bytes": f.SplitBytes})
+	best := &wordcountRun{WorkerNodes: n}
+	for r := range runs {
+		before, err := ticksOf(workers)
+		if err != nil {
+			return nil, err
+		}
+		self0, err := readProc(os.Getpid())
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		id := fmt.Sprintf("wc%d", r)
+		if _, err := d.client.Submit(ctx, api.Spec{ID: id, Type: wordcount.Name, Config: cfg}); err != nil {
+			return nil, err
+		}
+		j, err := d.client.Wait(ctx, id, nil)
+		if err != nil {
+			return nil, err
+		}
+		secs := time.Since(t0).Seconds()
+		after, err := ticksOf(workers)
+		if err != nil {
+			return nil, err
+		}
+		self1, err := readProc(os.Getpid())
+		if err != nil {
+			return nil, err
+		}
+		var det wordcount.Detail
+		if j.State != api.StateFinished || json.Unmarshal(j.Detail, &det) != nil || det.Words != f.Words {
+			return nil, fmt.Errorf("job %s ended %s with detail %s, want %d words", id, j.State, j.Detail, f.Words)
+		}
+		if best.Seconds == 0 || secs < best.Seconds {
+			best.Seconds = *round3(secs)
+			best.MBps = *round2(mb / secs)
+			best.VsBaseline = *round2(best.MBps / f.BaselineMBps)
+			best.WorkerCores = *round2(float64(after-before) / clockTicks / secs)
+			best.ServerCores = *round2(float64(self1.ticks-self0.ticks) / clockTicks / secs)
+		}
+	}
+	return best, nil
+}
+
+// ticksOf sums the CPU clock ticks of processes.
+func ticksOf(cs []*child) (uint64, error) {
+	var t uint64
+	for _, c := range cs {
+		p, err := readProc(c.pid())
+		if err != nil {
+			return 0, err
+		}
+		t += p.ticks
+	}
+	return t, nil
+}
+
+// wordcountRows are the phase's lines of the BENCHMARKS.md table.
+func wordcountRows(f *wordcountFigures) []row {
+	if f == nil {
+		return nil
+	}
+	mb := float64(f.CorpusBytes) / (1 << 20)
+	rows := []row{{fmt.Sprintf("wordcount baseline: one goroutine, %.0f MB from a file (MB/s)", mb),
+		fmt.Sprintf("%.1f", f.BaselineMBps), "baseline"}}
+	for _, r := range f.Runs {
+		rows = append(rows, row{fmt.Sprintf("wordcount job, %d worker node(s), submit → finished (MB/s)", r.WorkerNodes),
+			fmt.Sprintf("%.1f", r.MBps), fmt.Sprintf("%.2f× baseline; cores: worker nodes %.2f, nats-server + job manager %.2f", r.VsBaseline, r.WorkerCores, r.ServerCores)})
+	}
+	return rows
+}
+
