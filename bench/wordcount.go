@@ -257,4 +257,3 @@ func wordcountRows(f *wordcountFigures) []row {
 	}
 	return rows
 }
-
