@@ -403,23 +403,7 @@ func (m *MasterRuntime) drain(ctx context.Context) error {
 	m.queue, m.online = nil, nil
 	m.mu.Unlock()
 	for _, id := range online {
-		m.mu.Lock()
-		w := m.workers[id]
-		if w == nil || w.announced || !w.info.Live() {
-			m.mu.Unlock()
-			continue
-		}
-		w.announced, w.recovering = true, false
-		w.info.State = string(kvstate.WorkerOnline)
-		info := w.info
-		m.mu.Unlock()
-		m.deps.Metrics.WorkerOnlines.Inc()
-		if m.firstOnline {
-			m.firstOnline = false
-			m.deps.Metrics.FirstWorkerOnlineSeconds.Observe(time.Since(m.started).Seconds())
-		}
-		m.event(api.EventWorkerOnline, &info, "")
-		if err := m.call(func() error { return m.impl.OnWorkerOnline(info) }); err != nil {
+		if err := m.announce(id); err != nil {
 			return err
 		}
 	}
@@ -433,6 +417,28 @@ func (m *MasterRuntime) drain(ctx context.Context) error {
 	}
 	m.checkReady()
 	return nil
+}
+
+// announce delivers OnWorkerOnline for a worker incarnation that attached,
+// once.
+func (m *MasterRuntime) announce(id string) error {
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || w.announced || !w.info.Live() {
+		m.mu.Unlock()
+		return nil
+	}
+	w.announced, w.recovering = true, false
+	w.info.State = string(kvstate.WorkerOnline)
+	info := w.info
+	m.mu.Unlock()
+	m.deps.Metrics.WorkerOnlines.Inc()
+	if m.firstOnline {
+		m.firstOnline = false
+		m.deps.Metrics.FirstWorkerOnlineSeconds.Observe(time.Since(m.started).Seconds())
+	}
+	m.event(api.EventWorkerOnline, &info, "")
+	return m.call(func() error { return m.impl.OnWorkerOnline(info) })
 }
 
 // handle processes one non-heartbeat message on the loop.
@@ -455,6 +461,22 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		return nil // a stale incarnation's message is dropped
 	}
 	w.lastSeen = time.Now()
+	if !w.announced {
+		// A message before the first heartbeat (a worker that ends within
+		// its first heartbeat, on a busy machine) proves the incarnation
+		// runs all the same: it is online before its status or exit, so
+		// every offline has its online.
+		w.attached = true
+		m.mu.Unlock()
+		if err := m.announce(id); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		if w = m.workers[id]; w == nil || w.info.Epoch != we || !w.info.Live() {
+			m.mu.Unlock()
+			return nil
+		}
+	}
 	switch kind {
 	case wire.KindStatus:
 		w.info.Status = append(json.RawMessage(nil), msg.Data...)
