@@ -229,7 +229,8 @@ func (b *bench) scheduleOnce(d *deployment, tr *tracker, tag string) (toRunning,
 	defer tr.mu.Unlock()
 	for _, jt := range all {
 		if jt.running.IsZero() || jt.online.IsZero() {
-			return nil, nil, fmt.Errorf("a job ended %s without a running or worker_online event", jt.state)
+			return nil, nil, fmt.Errorf("a job ended %s with no running (%v) or no worker_online (%v) event",
+				jt.state, !jt.running.IsZero(), !jt.online.IsZero())
 		}
 		toRunning = append(toRunning, jt.running.Sub(jt.submit))
 		toOnline = append(toOnline, jt.online.Sub(jt.submit))
