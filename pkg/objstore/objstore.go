@@ -360,22 +360,52 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// DeletePrefix deletes every object whose name starts with prefix and
-// returns how many it deleted.
+// DeletePrefix deletes every object whose name starts with prefix, a few
+// at a time, and returns how many it deleted.
 func (b *Bucket) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 	objs, err := b.List(ctx, prefix)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, o := range objs {
-		if err := b.Delete(ctx, o.Name); err != nil {
-			return n, err
-		}
-		n++
+	var (
+		mu       sync.Mutex
+		n        int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := make(chan string)
+	for range min(deleteParallel, len(objs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range next {
+				err := b.Delete(ctx, name)
+				mu.Lock()
+				if err == nil {
+					n++
+				} else if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
 	}
-	return n, nil
+	for _, o := range objs {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		next <- o.Name
+	}
+	close(next)
+	wg.Wait()
+	return n, firstErr
 }
+
+// deleteParallel bounds the deletes DeletePrefix runs at once.
+const deleteParallel = 8
 
 // GetBytes reads a whole object into memory.
 func (b *Bucket) GetBytes(ctx context.Context, name string) ([]byte, error) {
