@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -70,7 +71,10 @@ type results struct {
 }
 
 // readFailover quotes the failover benchmark's figures (issue 3), which
-// has its own program; a missing file leaves them null.
+// has its own program; a missing file leaves them null. The p50/p99 are
+// taken from the top level, or else from the first nested object whose
+// name says heartbeat timeout (the default deployment's path), or else
+// from any nested object; the whole file is kept under "failover".
 func (r *results) readFailover(path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -83,7 +87,7 @@ func (r *results) readFailover(path string) {
 		return
 	}
 	r.Failover = b
-	pick := func(keys ...string) *float64 {
+	pick := func(m map[string]any, keys ...string) *float64 {
 		for _, k := range keys {
 			if v, ok := m[k].(float64); ok {
 				return &v
@@ -91,8 +95,29 @@ func (r *results) readFailover(path string) {
 		}
 		return nil
 	}
-	r.FailoverP50Ms = pick("failover_p50_ms", "p50_ms", "p50")
-	r.FailoverP99Ms = pick("failover_p99_ms", "p99_ms", "p99")
+	p50 := func(m map[string]any) *float64 { return pick(m, "failover_p50_ms", "p50_ms", "p50") }
+	p99 := func(m map[string]any) *float64 { return pick(m, "failover_p99_ms", "p99_ms", "p99") }
+	if r.FailoverP50Ms, r.FailoverP99Ms = p50(m), p99(m); r.FailoverP99Ms != nil {
+		return
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(a, b int) bool {
+		ta, tb := strings.Contains(names[a], "timeout"), strings.Contains(names[b], "timeout")
+		if ta != tb {
+			return ta
+		}
+		return names[a] < names[b]
+	})
+	for _, k := range names {
+		if sub, ok := m[k].(map[string]any); ok && p99(sub) != nil {
+			r.FailoverP50Ms, r.FailoverP99Ms = p50(sub), p99(sub)
+			logf("failover figures from %s.%s", filepath.Base(path), k)
+			return
+		}
+	}
 }
 
 func (r *results) derive() {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		p50, p99   float64
+	}{
+		{"top level", `{"failover_p50_ms": 3050, "failover_p99_ms": 3150}`, 3050, 3150},
+		{"short keys", `{"p50_ms": 3000, "p99_ms": 3100, "trials": 20}`, 3000, 3100},
+		{"nested, the timeout path first", `{"sys_disconnect": {"p50_ms": 90, "p99_ms": 150}, "heartbeat_timeout": {"p50_ms": 3100, "p99_ms": 3180}}`, 3100, 3180},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "failover.json")
+			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var r results
+			r.readFailover(path)
+			if r.FailoverP50Ms == nil || r.FailoverP99Ms == nil || *r.FailoverP50Ms != tc.p50 || *r.FailoverP99Ms != tc.p99 {
+				t.Fatalf("got p50 %v p99 %v, want %v %v", r.FailoverP50Ms, r.FailoverP99Ms, tc.p50, tc.p99)
+			}
+			if string(r.Failover) != tc.file {
+				t.Fatal("the file is not kept whole")
+			}
+		})
+	}
+	var r results
+	r.readFailover(filepath.Join(t.TempDir(), "missing.json"))
+	if r.FailoverP50Ms != nil || r.FailoverP99Ms != nil {
+		t.Fatal("a missing file must leave the figures null")
+	}
+}
+
+func TestWriteMarkdownKeepsTheProse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	before := "# Benchmarks\n\nintro\n\n" + mdBegin + "\nold table\n" + mdEnd + "\n\n## Analysis\n\nkept\n"
+	if err := os.WriteFile(path, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := 123.0
+	if err := writeMarkdown(path, &results{SubmitJobsPerS: &v}, &env{Command: "go run ./bench"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	for _, want := range []string{"intro", "## Analysis\n\nkept\n", "| submit through the v1 API (jobs/s) | 123 |", "`go run ./bench`"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old table") || strings.Count(got, mdBegin) != 1 {
+		t.Errorf("table not replaced once:\n%s", got)
+	}
+}
