@@ -206,19 +206,21 @@ func pctOf(v *float64) string {
 
 // env is the machine and software a run measured.
 type env struct {
-	Date        string  `json:"date"`
-	Command     string  `json:"command"`
-	Quick       bool    `json:"quick"`
-	CPU         string  `json:"cpu"`
-	Cores       int     `json:"cores"`
-	MemTotal    string  `json:"mem_total"`
-	Kernel      string  `json:"kernel"`
-	Go          string  `json:"go"`
-	NATSServer  string  `json:"nats_server"`
-	NATSClient  string  `json:"nats_go"`
-	LoadStart   string  `json:"loadavg_start"`
-	LoadEnd     string  `json:"loadavg_end"`
-	DurationSec float64 `json:"duration_s"`
+	Date       string `json:"date"`
+	Command    string `json:"command"`
+	Quick      bool   `json:"quick"`
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	MemTotal   string `json:"mem_total"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	NATSServer string `json:"nats_server"`
+	NATSClient string `json:"nats_go"`
+	LoadStart  string `json:"loadavg_start"`
+	LoadEnd    string `json:"loadavg_end"`
+	// PhaseLoad is the load average as each phase started.
+	PhaseLoad   map[string]string `json:"loadavg_by_phase,omitempty"`
+	DurationSec float64           `json:"duration_s"`
 	start       time.Time
 }
 

@@ -50,7 +50,11 @@ func run(o *options) error {
 		if !o.selected(p.name) {
 			continue
 		}
-		logf("phase %s", p.name)
+		if env.PhaseLoad == nil {
+			env.PhaseLoad = map[string]string{}
+		}
+		env.PhaseLoad[p.name] = loadavg()
+		logf("phase %s (load average %s)", p.name, env.PhaseLoad[p.name])
 		t0 := time.Now()
 		stop := b.profile(p.name)
 		err := p.f()
