@@ -292,8 +292,17 @@ func writeMarkdown(path string, r *results, e *env) error {
 	fmt.Fprintf(&t, "Run of %s, `%s` (%.0f s).\n\n", e.Date, e.Command, e.DurationSec)
 	fmt.Fprintf(&t, "Machine: %s, %d cores, %s RAM, Linux %s; %s; nats-server %s (embedded, JetStream file store, loopback), nats.go %s. ",
 		e.CPU, e.Cores, e.MemTotal, e.Kernel, e.Go, e.NATSServer, e.NATSClient)
-	fmt.Fprintf(&t, "Load average %s at the start, %s at the end: the machine is shared with other engineers' test runs, so every figure is a lower bound.\n\n",
-		e.LoadStart, e.LoadEnd)
+	fmt.Fprintf(&t, "Load average %s at the start, %s at the end", e.LoadStart, e.LoadEnd)
+	var phases []string
+	for _, p := range []string{"raw", "submit", "e2e", "schedule", "scale"} {
+		if l, ok := e.PhaseLoad[p]; ok {
+			phases = append(phases, fmt.Sprintf("%s %s", p, strings.Fields(l)[0]))
+		}
+	}
+	if len(phases) > 0 {
+		fmt.Fprintf(&t, " (1-minute load as each phase started: %s)", strings.Join(phases, ", "))
+	}
+	fmt.Fprintf(&t, ": the machine is shared with other engineers' test runs, so every rate is a lower bound.\n\n")
 	fmt.Fprintln(&t, "| measure | value | target |")
 	fmt.Fprintln(&t, "|---|---:|---|")
 	for _, row := range r.rows() {
