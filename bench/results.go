@@ -295,8 +295,8 @@ func writeMarkdown(path string, r *results, e *env) error {
 	fmt.Fprintf(&t, "Load average %s at the start, %s at the end", e.LoadStart, e.LoadEnd)
 	var phases []string
 	for _, p := range []string{"raw", "submit", "e2e", "schedule", "scale"} {
-		if l, ok := e.PhaseLoad[p]; ok {
-			phases = append(phases, fmt.Sprintf("%s %s", p, strings.Fields(l)[0]))
+		if f := strings.Fields(e.PhaseLoad[p]); len(f) > 0 {
+			phases = append(phases, p+" "+f[0])
 		}
 	}
 	if len(phases) > 0 {
