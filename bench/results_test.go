@@ -15,6 +15,7 @@ func TestReadFailover(t *testing.T) {
 		{"top level", `{"failover_p50_ms": 3050, "failover_p99_ms": 3150}`, 3050, 3150},
 		{"short keys", `{"p50_ms": 3000, "p99_ms": 3100, "trials": 20}`, 3000, 3100},
 		{"nested, the timeout path first", `{"sys_disconnect": {"p50_ms": 90, "p99_ms": 150}, "heartbeat_timeout": {"p50_ms": 3100, "p99_ms": 3180}}`, 3100, 3180},
+		{"modes", `{"modes": {"heartbeat": {"p50_ms": 2901, "p99_ms": 3002}, "sys-disconnect": {"p50_ms": 6, "p99_ms": 10}}}`, 2901, 3002},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "failover.json")
