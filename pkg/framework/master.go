@@ -147,7 +147,7 @@ func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime
 	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
 		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
 	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onStale)
-	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID)
+	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID, m.kv)
 	return m, nil
 }
 

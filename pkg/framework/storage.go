@@ -90,24 +90,32 @@ type Storage interface {
 // ScratchPrefix is where a job's scratch objects live in the work bucket.
 func ScratchPrefix(job string) string { return "jobs/" + job + "/" }
 
+// ScratchKey is the business-KV key the SDK writes (fenced) before a job
+// first uses its scratch space, so the cleanup of a job that never did
+// costs one read instead of a listing of the work bucket.
+const ScratchKey = "drover-scratch"
+
 // storage is the Storage of one master or worker incarnation.
 type storage struct {
 	cfg  StorageConfig
 	job  string
 	c    *objstore.Client
+	kv   KV
 	keep atomic.Bool
-	once sync.Once
+
+	mu     sync.Mutex
+	marked bool
 }
 
 // newStorage returns nil when bucket storage is disabled.
-func newStorage(cfg StorageConfig, st *kvstate.Store, job string) *storage {
+func newStorage(cfg StorageConfig, st *kvstate.Store, job string, kv KV) *storage {
 	if !cfg.Enabled || st == nil {
 		return nil
 	}
 	if cfg.WorkBucket == "" {
 		cfg.WorkBucket = DefaultWorkBucket
 	}
-	return &storage{cfg: cfg, job: job,
+	return &storage{cfg: cfg, job: job, kv: kv,
 		c: objstore.New(st.JetStream(), st.Space(), objstore.Options{Replicas: cfg.Replicas})}
 }
 
@@ -136,6 +144,9 @@ func (s *storage) CreateBucket(ctx context.Context, name string) (Bucket, error)
 }
 
 func (s *storage) Scratch(ctx context.Context) (Bucket, error) {
+	if err := s.mark(ctx); err != nil {
+		return nil, err
+	}
 	b, err := s.c.Bucket(ctx, s.cfg.WorkBucket)
 	if err != nil {
 		return nil, err
@@ -144,6 +155,20 @@ func (s *storage) Scratch(ctx context.Context) (Bucket, error) {
 }
 
 func (s *storage) KeepScratch(keep bool) { s.keep.Store(keep) }
+
+// mark records, once per incarnation, that the job uses its scratch space.
+func (s *storage) mark(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marked {
+		return nil
+	}
+	if _, err := s.kv.Put(ctx, ScratchKey, []byte("1")); err != nil {
+		return err
+	}
+	s.marked = true
+	return nil
+}
 
 // cleanScratch deletes the job's scratch space once the job has ended for
 // good. It runs after the master's final record was written, so a fenced
@@ -157,6 +182,9 @@ func (m *MasterRuntime) cleanScratch(reason ExitReason, retryable bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if _, _, err := s.kv.Get(ctx, ScratchKey); errors.Is(err, kvstate.ErrNotFound) {
+		return // the job never used its scratch space
+	}
 	b, err := s.c.OpenBucket(ctx, s.cfg.WorkBucket)
 	if errors.Is(err, objstore.ErrBucketNotFound) {
 		return

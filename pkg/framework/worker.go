@@ -91,7 +91,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
 	w.kv = deps.Store.Business(spec.Job, w.fence, w.onStale)
-	w.stor = newStorage(deps.Storage, deps.Store, spec.Job)
+	w.stor = newStorage(deps.Storage, deps.Store, spec.Job, w.kv)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
 	return w, nil
