@@ -74,11 +74,12 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 		return FencedStops(jm1)+jm1.CountLogs("master stopped") >= len(ids)
 	})
 	rejected := RejectedWrites(jm1)
-	t.Logf("jm-1: %d fenced stops, %d of them on a refused write, %d stopped by the leader",
+	t.Logf("jm-1: %d fenced stops, %d writes refused, %d masters stopped by the leader",
 		FencedStops(jm1), rejected, jm1.CountLogs("master stopped"))
 	if rejected == 0 {
 		t.Fatal("no write of the zombie masters was refused: the fence was not exercised")
 	}
+	checkRefusedMetric(t, jm1, rejected)
 	for i := range jobs {
 		id := fmt.Sprintf("fz%d", i)
 		final := c.WaitTerminal(id, 60*time.Second)
@@ -169,11 +170,12 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 		return len(WorkersEnded(wk1)) >= total
 	})
 	rejected := RejectedWrites(wk1)
-	t.Logf("wk-1: %d zombie workers; %d fenced stops (%d on a refused write), %d self-fenced, %d stopped by their master",
-		total, FencedStops(wk1), rejected, wk1.CountLogs("worker fenced itself"), wk1.CountLogs("worker stopped by its master"))
+	t.Logf("wk-1: %d zombie workers; %d writes refused, %d fenced stops, %d self-fenced, %d stopped by their master",
+		total, rejected, FencedStops(wk1), wk1.CountLogs("worker fenced itself"), wk1.CountLogs("worker stopped by its master"))
 	if rejected == 0 {
 		t.Fatal("no write of the zombie workers was refused: the fence was not exercised")
 	}
+	checkRefusedMetric(t, wk1, rejected)
 	for i := range jobs {
 		final := c.WaitTerminal(fmt.Sprintf("fw%d", i), 60*time.Second)
 		c.CheckCounter(final, workers, target)
@@ -186,4 +188,17 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 		t.Errorf("beat job ended %s", j.State)
 	}
 	checkWitness(t, w)
+}
+
+// checkRefusedMetric checks that the resumed process counts the refused
+// writes its log shows in drover_runtime_fenced_writes_rejected_total.
+func checkRefusedMetric(t *testing.T, p *Proc, logged int) {
+	t.Helper()
+	m, err := p.Metrics()
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.Name, err)
+	}
+	if n := Sum(m, "drover_runtime_fenced_writes_rejected_total"); int(n) != logged {
+		t.Errorf("%s: drover_runtime_fenced_writes_rejected_total = %v, its log shows %d refused writes", p.Name, n, logged)
+	}
 }

@@ -1031,22 +1031,12 @@ func WorkersEnded(p *Proc) map[string]bool {
 	return out
 }
 
-// RejectedWrites counts the writes a process saw refused as stale, from its
-// log: each fenced stop names the refused write ("write ... fenced by" or
-// "record ... moved past").
+// RejectedWrites counts, in a process's log, the writes the server refused
+// because a newer epoch existed: the runtime logs each one ("write
+// refused: a newer epoch exists") and counts it in
+// drover_runtime_fenced_writes_rejected_total.
 func RejectedWrites(p *Proc) int {
-	n := 0
-	for _, e := range p.Logs() {
-		if !strings.Contains(e.Msg(), "fenced by a newer") {
-			continue
-		}
-		errText := e.Str("error")
-		if strings.Contains(errText, "fenced by m.") || strings.Contains(errText, "fenced by w.") ||
-			strings.Contains(errText, "moved past") {
-			n++
-		}
-	}
-	return n
+	return p.CountLogs("write refused: a newer epoch exists")
 }
 
 // jsonLine is a helper for debugging output.

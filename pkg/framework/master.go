@@ -146,7 +146,7 @@ func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime
 	}
 	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
 		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
-	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onStale)
+	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onRefused)
 	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID, m.kv)
 	return m, nil
 }
@@ -160,11 +160,25 @@ func (m *MasterRuntime) JobID() string { return m.job.ID }
 // Stop ends the incarnation without any write (hand-over, forced stop).
 func (m *MasterRuntime) Stop() { m.stopOnce.Do(func() { close(m.stopCh) }) }
 
+// onStale tells the loop the incarnation is stale: it stops at once.
 func (m *MasterRuntime) onStale(err error) {
 	select {
 	case m.fencedCh <- err:
 	default:
 	}
+}
+
+// refused counts and logs one write the server refused because a newer
+// epoch exists: the proof, per write, that a stale master did not act.
+func (m *MasterRuntime) refused(err error) {
+	m.deps.Metrics.FencedWrites.WithLabelValues("master").Inc()
+	m.log.Warn("write refused: a newer epoch exists", zap.Error(err))
+}
+
+// onRefused is refused, then onStale.
+func (m *MasterRuntime) onRefused(err error) {
+	m.refused(err)
+	m.onStale(err)
 }
 
 // post runs f on the master's loop.
@@ -617,6 +631,7 @@ func (m *MasterRuntime) fail(err error) error {
 // writeFailed turns a failed write into the right end: fenced if stale.
 func (m *MasterRuntime) writeFailed(err error) error {
 	if errors.Is(err, kvstate.ErrStaleEpoch) {
+		m.refused(err)
 		return m.fenced(err)
 	}
 	return err
@@ -632,7 +647,6 @@ func (m *MasterRuntime) takeExit() *exitRequest {
 func (m *MasterRuntime) exiting() bool { return m.takeExit() != nil }
 
 func (m *MasterRuntime) fenced(err error) error {
-	m.deps.Metrics.FencedWrites.WithLabelValues("master").Inc()
 	m.log.Warn("master fenced by a newer epoch, stopping", zap.Error(err))
 	if m.impl != nil {
 		m.impl.Stop(context.Background())
@@ -663,6 +677,7 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 	}
 	if err := m.deps.Store.PutMaster(ctx, m.fence, m.rec); err != nil {
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			m.refused(err)
 			return m.fenced(err)
 		}
 		m.log.Error("persist master exit", zap.Error(err))

@@ -56,7 +56,11 @@ func (h *masterHandle) UpdateJobStatus(ctx context.Context, detail any) error {
 		return err
 	}
 	h.m.rec.Detail = b
-	return h.m.deps.Store.PutMaster(ctx, h.m.fence, h.m.rec)
+	err = h.m.deps.Store.PutMaster(ctx, h.m.fence, h.m.rec)
+	if errors.Is(err, kvstate.ErrStaleEpoch) {
+		h.m.refused(err)
+	}
+	return err
 }
 
 func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, payload []byte) error {
@@ -149,7 +153,7 @@ func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
 		rec := recordFromInfo(m.job.ID, &info)
 		rev, err = m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			m.onStale(err)
+			m.onRefused(err)
 			return
 		}
 	}
@@ -160,7 +164,7 @@ func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
 			rec := recordFromInfo(m.job.ID, &info)
 			rec.State, rec.Reason = kvstate.WorkerFailed, OfflineDispatchFailed
 			if _, werr := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec); errors.Is(werr, kvstate.ErrStaleEpoch) {
-				m.onStale(werr)
+				m.onRefused(werr)
 				return
 			}
 		}

@@ -90,7 +90,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	w.masterEpoch.Store(spec.MasterEpoch)
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
-	w.kv = deps.Store.Business(spec.Job, w.fence, w.onStale)
+	w.kv = deps.Store.Business(spec.Job, w.fence, w.onRefused)
 	w.stor = newStorage(deps.Storage, deps.Store, spec.Job, w.kv)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
@@ -134,6 +134,20 @@ func (w *WorkerRuntime) Leave() {
 	w.Stop()
 }
 
+// refused counts and logs one write the server refused because a newer
+// incarnation exists: the proof, per write, that a stale worker did not act.
+func (w *WorkerRuntime) refused(err error) {
+	w.deps.Metrics.FencedWrites.WithLabelValues("worker").Inc()
+	w.logger().Warn("write refused: a newer epoch exists", zap.Error(err))
+}
+
+// onRefused is refused, then onStale.
+func (w *WorkerRuntime) onRefused(err error) {
+	w.refused(err)
+	w.onStale(err)
+}
+
+// onStale tells the loop the incarnation is stale: it stops at once.
 func (w *WorkerRuntime) onStale(err error) {
 	select {
 	case w.fencedCh <- err:
@@ -175,6 +189,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Wor
 	w.rec.State = kvstate.WorkerOnline
 	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			w.refused(err)
 			return w.fenced(err)
 		}
 		return fmt.Errorf("worker %s: %w", w.spec.Worker, err)
@@ -346,7 +361,6 @@ func (w *WorkerRuntime) stopped() error {
 }
 
 func (w *WorkerRuntime) fenced(err error) error {
-	w.deps.Metrics.FencedWrites.WithLabelValues("worker").Inc()
 	w.logger().Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
 	w.closeImpl()
 	return fmt.Errorf("%w: %v", ErrFenced, err)
@@ -366,6 +380,7 @@ func (w *WorkerRuntime) exit(reason ExitReason, cause error, detail any) error {
 	w.rec.State, w.rec.Reason, w.rec.Error, w.rec.Detail = kvstate.WorkerState(reason), string(reason), ex.Error, ex.Detail
 	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
+			w.refused(err)
 			return w.fenced(err)
 		}
 		w.logger().Error("persist worker exit", zap.Error(err))
@@ -394,7 +409,7 @@ func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	h.w.rec.Status = b
 	if err := h.w.deps.Store.PutWorkerAsWorker(ctx, h.w.fence, h.w.rec); err != nil {
 		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			h.w.onStale(err)
+			h.w.onRefused(err)
 		}
 		return err
 	}
