@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -66,10 +67,14 @@ func TestChaos(t *testing.T) {
 		for i := range jobs {
 			id := fmt.Sprintf("chaos%03d", i)
 			sp := spec{workers: 1 + rng.IntN(3), target: 20 + rng.IntN(40)}
+			cfg := fmt.Sprintf(`{"workers":%d,"target":%d,"interval_ms":25}`, sp.workers, sp.target)
+			if _, err := c.TrySubmit(api.Spec{ID: id, Type: "counter", Config: json.RawMessage(cfg)}); err != nil {
+				t.Errorf("submit %s: %v", id, err)
+				continue
+			}
 			ch.mu.Lock()
 			specs[id] = sp
 			ch.mu.Unlock()
-			c.Counter(id, sp.workers, sp.target, 25)
 			time.Sleep(time.Until(start.Add(time.Duration(i+1) * every)))
 		}
 	}()

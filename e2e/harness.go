@@ -663,6 +663,15 @@ func (c *Cluster) WaitLeader(within time.Duration, jms ...*Proc) *Proc {
 // Submit submits a job through the API, retrying while no replica answers.
 func (c *Cluster) Submit(spec api.Spec) *api.Job {
 	c.t.Helper()
+	j, err := c.TrySubmit(spec)
+	if err != nil {
+		c.t.Fatalf("submit %s: %v", spec.ID, err)
+	}
+	return j
+}
+
+// TrySubmit is Submit returning the error; it may run off the test's goroutine.
+func (c *Cluster) TrySubmit(spec api.Spec) (*api.Job, error) {
 	var j *api.Job
 	var err error
 	Poll(20*time.Second, func() bool {
@@ -671,10 +680,7 @@ func (c *Cluster) Submit(spec api.Spec) *api.Job {
 		j, err = c.Client.Submit(ctx, spec)
 		return err == nil || api.ErrorCode(err) != api.CodeUnavailable
 	})
-	if err != nil {
-		c.t.Fatalf("submit %+v: %v", spec, err)
-	}
-	return j
+	return j, err
 }
 
 // Beat submits a beat job (testjobs): a master and workers that write a

@@ -126,7 +126,11 @@ func (s *Service) Run(ctx context.Context) error {
 			closeMu.Unlock()
 			go func() {
 				defer func() { <-inflight; handling.Done() }()
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				// A request taken is answered even if the replica is shutting
+				// down meanwhile (Run waits for it): canceling its store call
+				// would answer internal "context canceled" to a client whose
+				// job may well have been stored.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				defer cancel()
 				rep := h(rctx, msg.Data)
 				s.countReply(subj, rep.Error)
