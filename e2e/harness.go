@@ -1022,6 +1022,20 @@ func FencedStops(p *Proc) int {
 	return p.CountLogs("fenced by a newer")
 }
 
+// MastersEnded returns the master incarnations ("job@epoch") that a
+// job-master node's log shows ended, whatever the way: fenced, stopped,
+// exited, or ended on an error (a request lost with its connection).
+func MastersEnded(p *Proc) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range p.Logs() {
+		switch msg := e.Msg(); {
+		case strings.Contains(msg, "fenced by a newer"), msg == "master stopped", msg == "master exited", msg == "master ended":
+			out[fmt.Sprintf("%s@%d", e.Str("job_id"), int(e.Num("epoch")))] = true
+		}
+	}
+	return out
+}
+
 // WorkersEnded returns the worker incarnations ("job/worker@epoch") that a
 // worker node's log shows ended, whatever the way: fenced, self-fenced,
 // stopped, exited.
