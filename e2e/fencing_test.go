@@ -32,15 +32,15 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 	c.WaitNodes(api.NodeJobMaster, "jm-1")
 	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
 
-	// Counter jobs check exactness; beat jobs' masters write every tick, so
-	// a resumed zombie master is about to write rather than read a message
-	// telling it that it is stale.
+	// Counter jobs check exactness; beat jobs' masters write every tick and
+	// have no workers whose heartbeats could tell them first that they are
+	// stale, so a resumed zombie master is about to write.
 	const jobs, beats, workers, target = 2, 3, 4, 400
 	for i := range jobs {
 		c.Counter(fmt.Sprintf("fz%d", i), workers, target, 20)
 	}
 	for i := range beats {
-		c.Beat(fmt.Sprintf("fb%d", i), 1, 10, 1)
+		c.Beat(fmt.Sprintf("fb%d", i), 0, 10, 1)
 	}
 	before := map[string][]kvstate.WorkerRecord{}
 	for i := range jobs {
@@ -49,7 +49,8 @@ func TestFencingFrozenJobMaster(t *testing.T) {
 		before[id] = c.WaitWorkersOnline(id, workers, 20*time.Second)
 	}
 	for i := range beats {
-		c.WaitWorkersOnline(fmt.Sprintf("fb%d", i), 1, 20*time.Second)
+		id := fmt.Sprintf("fb%d", i)
+		c.WaitJob(id, 20*time.Second, "running on jm-1", func(j *api.Job) bool { return j.State == api.StateRunning && j.Node == jm1.ID })
 	}
 	jm2 := c.Start(JobMaster, "jm-2")
 	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
