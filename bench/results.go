@@ -252,6 +252,7 @@ type env struct {
 	PhaseLoad   map[string]string `json:"loadavg_by_phase,omitempty"`
 	DurationSec float64           `json:"duration_s"`
 	start       time.Time
+	phases      []string // in the order they ran
 }
 
 func collectEnv(o *options) *env {
@@ -324,7 +325,7 @@ func writeMarkdown(path string, r *results, e *env) error {
 		e.CPU, e.Cores, e.MemTotal, e.Kernel, e.Go, e.NATSServer, e.NATSClient)
 	fmt.Fprintf(&t, "Load average %s at the start, %s at the end", e.LoadStart, e.LoadEnd)
 	var phases []string
-	for _, p := range []string{"raw", "submit", "e2e", "schedule", "scale"} {
+	for _, p := range e.phases {
 		if f := strings.Fields(e.PhaseLoad[p]); len(f) > 0 {
 			phases = append(phases, p+" "+f[0])
 		}

@@ -54,6 +54,7 @@ func run(o *options) error {
 			env.PhaseLoad = map[string]string{}
 		}
 		env.PhaseLoad[p.name] = loadavg()
+		env.phases = append(env.phases, p.name)
 		logf("phase %s (load average %s)", p.name, env.PhaseLoad[p.name])
 		t0 := time.Now()
 		stop := b.profile(p.name)
