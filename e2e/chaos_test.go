@@ -66,7 +66,8 @@ func TestChaos(t *testing.T) {
 		every := chaosFor * 9 / 10 / time.Duration(jobs)
 		for i := range jobs {
 			id := fmt.Sprintf("chaos%03d", i)
-			sp := spec{workers: 1 + rng.IntN(3), target: 20 + rng.IntN(40)}
+			// 1–3 s of counting each, so most jobs see a disruption.
+			sp := spec{workers: 1 + rng.IntN(3), target: 40 + rng.IntN(80)}
 			cfg := fmt.Sprintf(`{"workers":%d,"target":%d,"interval_ms":25}`, sp.workers, sp.target)
 			if _, err := c.TrySubmit(api.Spec{ID: id, Type: "counter", Config: json.RawMessage(cfg)}); err != nil {
 				t.Errorf("submit %s: %v", id, err)
@@ -80,7 +81,7 @@ func TestChaos(t *testing.T) {
 	}()
 	for time.Since(start) < chaosFor {
 		ch.disrupt(rng)
-		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+		time.Sleep(time.Duration(400+rng.IntN(1000)) * time.Millisecond)
 	}
 	wg.Wait()
 	ch.wg.Wait()
