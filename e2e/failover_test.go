@@ -274,3 +274,69 @@ func TestMasterFailoverSysDisconnect(t *testing.T) {
 	}
 	checkWitness(t, w)
 }
+
+// TestMasterFailoverWithLostWorkers: kill -9 of the master's node and of a
+// worker node at once. The new master recovers every worker record, the
+// survivors re-attach, and it stays not ready until the workers that never
+// come back time out (worker_timeout after its start); those are reported
+// offline (heartbeat_timeout) and re-created from their checkpoints, the
+// survivors keep their epochs, the total is exact.
+func TestMasterFailoverWithLostWorkers(t *testing.T) {
+	c := NewCluster(t, Options{})
+	w := c.StartWitness()
+	c.Start(JobManager, "mgr-1")
+	jm1 := c.Start(JobMaster, "jm-1")
+	jm2 := c.Start(JobMaster, "jm-2")
+	wk1 := c.Start(Worker, "wk-1")
+	wk2 := c.Start(Worker, "wk-2")
+	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
+	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
+
+	const workers, target = 4, 250
+	c.Counter("lost", workers, target, 20)
+	j := c.WaitJob("lost", 20*time.Second, "running", func(j *api.Job) bool { return j.State == api.StateRunning })
+	before := c.WaitWorkersOnline("lost", workers, 20*time.Second)
+	c.WaitProgress("lost", 10, 20*time.Second)
+	host, other := jm1, jm2
+	if j.Node == jm2.ID {
+		host, other = jm2, jm1
+	}
+	host.Kill()
+	wk1.Kill()
+
+	final := c.WaitTerminal("lost", 60*time.Second)
+	c.CheckCounter(final, workers, target)
+	took, ok := readyTook(other, "lost", final.Epoch)
+	if !ok {
+		t.Fatalf("no master ready at epoch %d on %s", final.Epoch, other.ID)
+	}
+	t.Logf("new master ready %s after its start (worker timeout %s)", took, c.Timing.WorkerTimeout)
+	if took < c.Timing.WorkerTimeout-c.Timing.Heartbeat {
+		t.Errorf("new master ready after %s, before the lost workers could time out", took)
+	}
+	after := c.Workers("lost")
+	for i, b := range before {
+		switch {
+		case b.Node == wk1.ID && (after[i].Epoch != b.Epoch+1 || after[i].Node != wk2.ID):
+			t.Errorf("lost worker %s ended at epoch %d on %s, want re-created on %s", b.ID, after[i].Epoch, after[i].Node, wk2.ID)
+		case b.Node != wk1.ID && after[i].Epoch != b.Epoch:
+			t.Errorf("surviving worker %s re-created: epoch %d → %d", b.ID, b.Epoch, after[i].Epoch)
+		}
+	}
+	offline := 0
+	for _, ev := range c.Events("lost") {
+		if ev.Kind == api.EventWorkerOffline && ev.Epoch == final.Epoch && ev.Reason == "heartbeat_timeout" {
+			offline++
+		}
+	}
+	lost := 0
+	for _, b := range before {
+		if b.Node == wk1.ID {
+			lost++
+		}
+	}
+	if offline != lost {
+		t.Errorf("%d workers reported offline by the new master, want %d", offline, lost)
+	}
+	checkWitness(t, w)
+}
