@@ -87,6 +87,7 @@ func (b *bench) scale() error {
 		return err
 	}
 	toggleProfiles()
+	b.r.PlacementsFirstPerS = round0(float64(n) / placeSecs)
 
 	// Let the burst's garbage and first status writes settle, then watch
 	// the steady state of heartbeats only.
