@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/drover-run/drover/pkg/api"
 )
@@ -21,37 +25,73 @@ func counterSpec(id string) api.Spec {
 // (no job-master node runs, so it marks every job pending, one more CAS
 // write and event per job), and with the lease held elsewhere, which is
 // the API path alone (a replica while another leads).
+//
+// Each run is paired with a raw KV Create run just before it, so that the
+// ratio compares figures taken under the same machine load: the ratios
+// reported are the median of the runs' pairs, the rates the fastest run.
 func (b *bench) submit() error {
-	full, err := b.submitRun("bsub", false)
+	nc, err := nats.Connect(b.url, nats.Name("bench-pair"))
 	if err != nil {
 		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "bench_pair", History: 1, Storage: jetstream.FileStorage, Replicas: 1,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = js.DeleteKeyValue(ctx, "bench_pair") }()
+	payload := make([]byte, 256)
+
+	var full, api loop
+	var fullRatios, apiRatios []float64
+	for r := range max(b.o.runs, 1) {
+		raw := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
+			_, err := kv.Create(ctx, fmt.Sprintf("r%d_%d_%d", r, g, i), payload)
+			return err
+		})
+		if err := raw.check("paired KV create"); err != nil {
+			return err
+		}
+		f, err := b.submitOnce(fmt.Sprintf("bsub%d", r), false)
+		if err != nil {
+			return err
+		}
+		a, err := b.submitOnce(fmt.Sprintf("bsubapi%d", r), true)
+		if err != nil {
+			return err
+		}
+		logf("submit run %d: raw KV create %.0f/s (%s CPU), submit %.0f jobs/s (%s CPU, %.0f %%), API path alone %.0f jobs/s (%s CPU, %.0f %%)",
+			r+1, raw.rate, raw.cpu, f.rate, f.cpu, 100*f.rate/raw.rate, a.rate, a.cpu, 100*a.rate/raw.rate)
+		fullRatios, apiRatios = append(fullRatios, f.rate/raw.rate), append(apiRatios, a.rate/raw.rate)
+		if f.rate > full.rate {
+			full = f
+		}
+		if a.rate > api.rate {
+			api = a
+		}
 	}
 	b.r.SubmitJobsPerS, b.r.SubmitCPUUs = round0(full.rate), us(full.cpu)
-	logf("submit: %.0f jobs/s (%d callers), %s CPU each", full.rate, b.o.conc, full.cpu)
-	api, err := b.submitRun("bsubapi", true)
-	if err != nil {
-		return err
-	}
 	b.r.SubmitAPIOnlyJobsPerS, b.r.SubmitAPIOnlyCPUUs = round0(api.rate), us(api.cpu)
-	logf("submit, API only (lease held elsewhere): %.0f jobs/s, %s CPU each", api.rate, api.cpu)
+	b.r.SubmitToRawCreateRatio, b.r.SubmitAPIOnlyRatio = round3(median(fullRatios)), round3(median(apiRatios))
+	logf("submit: %.0f jobs/s (%d callers), %s CPU each, %.0f %% of raw KV Create (median of paired runs); API path alone: %.0f jobs/s, %s CPU each, %.0f %%",
+		full.rate, b.o.conc, full.cpu, 100**b.r.SubmitToRawCreateRatio, api.rate, api.cpu, 100**b.r.SubmitAPIOnlyRatio)
 	return nil
 }
 
-// submitRun keeps the fastest of the runs, each on a fresh deployment (its
-// own namespace), so that no run pays for the jobs an earlier one left.
-func (b *bench) submitRun(prefix string, holdLease bool) (loop, error) {
-	var best loop
-	for r := range max(b.o.runs, 1) {
-		l, err := b.submitOnce(fmt.Sprintf("%s%d", prefix, r), holdLease)
-		if err != nil {
-			return l, err
-		}
-		logf("submit run %d (%s): %.0f jobs/s, %s CPU each", r+1, prefix, l.rate, l.cpu)
-		if l.rate > best.rate {
-			best = l
-		}
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
 	}
-	return best, nil
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func (b *bench) submitOnce(prefix string, holdLease bool) (loop, error) {
