@@ -161,9 +161,12 @@ func (l *leader) run(ctx context.Context) {
 			return
 		case f := <-l.posts:
 			f()
-		case now := <-tick.C:
+		case <-tick.C:
+			// The receive time, not the tick's: after a stall the pending
+			// tick carries the time it was due.
+			now := time.Now()
 			l.unstall(now)
-			l.reconcile(time.Now())
+			l.reconcile(now)
 		case <-gauge.C:
 			l.updateGauge()
 		}
