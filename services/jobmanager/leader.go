@@ -34,6 +34,13 @@ type leader struct {
 	sem   chan struct{}
 	// jobs holds the non-terminal jobs.
 	jobs map[string]*ljob
+	// active is what the tick visits: the live jobs but the parked ones,
+	// which no node could take and which wait for their retry in parked,
+	// in time order. Without it, a backlog of jobs waiting for capacity
+	// costs a visit of each every 50 ms.
+	active map[string]*ljob
+	parked []parkedJob
+	ticks  int
 	// masters holds the latest master record of every live job, and
 	// masterRevs its revision: epochs advance by CAS on it, without a read.
 	masters    map[string]*kvstate.MasterRecord
@@ -63,6 +70,13 @@ type ljob struct {
 	cancelSent time.Time
 	// leftNode is a node that handed this job over: never reuse it.
 	leftNode string
+	// parked: waiting in leader.parked, not in leader.active.
+	parked bool
+}
+
+type parkedJob struct {
+	lj  *ljob
+	due time.Time
 }
 
 // onNodeGone fails over at once every master of a job-master node whose
@@ -99,6 +113,7 @@ func newLeader(s *Service) *leader {
 		posts:      make(chan func(), 4096),
 		sem:        make(chan struct{}, maxParallelOps),
 		jobs:       map[string]*ljob{},
+		active:     map[string]*ljob{},
 		masters:    map[string]*kvstate.MasterRecord{},
 		masterRevs: map[string]uint64{},
 		states:     map[string]api.State{},
@@ -233,7 +248,7 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	lj := l.jobs[id]
 	if lj == nil {
 		lj = &ljob{job: j, rev: e.Revision(), lastSeen: time.Now()}
-		l.jobs[id] = lj
+		l.jobs[id], l.active[id] = lj, lj
 	} else {
 		if lj.job.Epoch != j.Epoch {
 			lj.lastSeen = time.Now()
@@ -310,8 +325,53 @@ func (l *leader) reconcile(now time.Time) {
 	if !l.synced {
 		return
 	}
-	for _, lj := range l.jobs {
+	l.ticks++
+	if l.ticks%int(time.Second/reconcileInterval) == 0 {
+		l.reindex()
+	}
+	for len(l.parked) > 0 && !now.Before(l.parked[0].due) {
+		p := l.parked[0]
+		l.parked[0] = parkedJob{}
+		l.parked = l.parked[1:]
+		lj := p.lj
+		switch {
+		case l.jobs[lj.job.ID] != lj:
+			// Ended while it waited.
+		case now.Before(lj.retryAt):
+			l.parked = append(l.parked, parkedJob{lj, lj.retryAt})
+		default:
+			lj.parked = false
+			l.active[lj.job.ID] = lj
+		}
+	}
+	for id, lj := range l.active {
+		if l.jobs[id] != lj {
+			delete(l.active, id)
+			continue
+		}
 		l.reconcileJob(lj, now)
+	}
+}
+
+// park takes a job that no node can take out of the tick's visits until
+// its retry is due.
+func (l *leader) park(lj *ljob) {
+	if lj.parked {
+		return // its entry is re-queued at its new retry when it comes up
+	}
+	lj.parked = true
+	delete(l.active, lj.job.ID)
+	l.parked = append(l.parked, parkedJob{lj, lj.retryAt})
+}
+
+// reindex puts back in active any live job that is neither there nor
+// parked, once a second: the index cannot drift from jobs for longer,
+// whatever path added a job.
+func (l *leader) reindex() {
+	for id, lj := range l.jobs {
+		if !lj.parked && l.active[id] == nil {
+			l.active[id] = lj
+		}
 	}
 }
 
@@ -418,6 +478,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	node, err := l.s.nodes.Pick(j.Type, j.Selectors, exclude)
 	if err != nil {
 		lj.retryAt = time.Now().Add(250 * time.Millisecond)
+		l.park(lj)
 		if j.State != api.StatePending {
 			l.do(lj, func(ctx context.Context) func() {
 				_, _, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
