@@ -308,6 +308,8 @@ func (c *Cluster) Start(kind Kind, id string, extra ...string) *Proc {
 		"DROVER_HTTP_ADDR":  "127.0.0.1:0",
 		"DROVER_LOG_FORMAT": "json",
 		"DROVER_LOG_LEVEL":  "info",
+		// flaky, beat and stubborn drive the failure tests.
+		"DROVER_TEST_JOB_TYPES": "true",
 	}
 	for k, v := range c.Timing.env() {
 		env[k] = v

@@ -16,6 +16,6 @@ func main() {
 	var cfg jobmanager.Config
 	svc.Main("jobmanager", &cfg, func() *config.Common { return &cfg.Common }, ":8080",
 		func(nc *nats.Conn, log *zap.Logger) (svc.Runner, error) {
-			return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Types: builtin.Registry()})
+			return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Types: builtin.For(cfg.TestJobTypes)})
 		})
 }

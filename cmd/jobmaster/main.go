@@ -16,6 +16,6 @@ func main() {
 	var cfg jobmaster.Config
 	svc.Main("jobmaster", &cfg, func() *config.Common { return &cfg.Common }, ":8081",
 		func(nc *nats.Conn, log *zap.Logger) (svc.Runner, error) {
-			return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Types: builtin.Registry()})
+			return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Types: builtin.For(cfg.TestJobTypes)})
 		})
 }

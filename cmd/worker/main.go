@@ -16,6 +16,6 @@ func main() {
 	var cfg worker.Config
 	svc.Main("worker", &cfg, func() *config.Common { return &cfg.Common }, ":8082",
 		func(nc *nats.Conn, log *zap.Logger) (svc.Runner, error) {
-			return worker.New(cfg, worker.Deps{NC: nc, Log: log, Types: builtin.Registry()})
+			return worker.New(cfg, worker.Deps{NC: nc, Log: log, Types: builtin.For(cfg.TestJobTypes)})
 		})
 }

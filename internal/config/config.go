@@ -33,6 +33,10 @@ type Common struct {
 	SystemUser  string `envconfig:"NATS_SYSTEM_USER"`
 	SystemPass  string `envconfig:"NATS_SYSTEM_PASSWORD"`
 
+	// TestJobTypes makes the stock binaries serve the test job types
+	// (flaky, beat, stubborn) that the failure tests use.
+	TestJobTypes bool `envconfig:"TEST_JOB_TYPES" default:"false"`
+
 	Prefix   string `envconfig:"PREFIX" default:"drover"`
 	Replicas int    `envconfig:"REPLICAS" default:"1"`
 

@@ -14,9 +14,23 @@ func Registry() *framework.Registry {
 	r := framework.NewRegistry()
 	r.MustRegister(counter.Type())
 	r.MustRegister(wordcount.Type())
-	// Test job types (flaky, beat, stubborn) drive the failure tests in e2e/.
+	return r
+}
+
+// TestRegistry adds the test job types (flaky, beat, stubborn) that drive
+// the failure tests; binaries serve them only with DROVER_TEST_JOB_TYPES=true.
+func TestRegistry() *framework.Registry {
+	r := Registry()
 	r.MustRegister(testjobs.FlakyType())
 	r.MustRegister(testjobs.BeatType())
 	r.MustRegister(testjobs.StubbornType())
 	return r
+}
+
+// For returns TestRegistry when withTestTypes is set, Registry otherwise.
+func For(withTestTypes bool) *framework.Registry {
+	if withTestTypes {
+		return TestRegistry()
+	}
+	return Registry()
 }

@@ -20,7 +20,7 @@ import (
 
 func startSystem(t *testing.T, jobmasters, workers int) *testsys.System {
 	t.Helper()
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	sys.AddJobManager("jm-a")
 	for i := range jobmasters {
 		sys.AddJobMaster(fmt.Sprintf("master-%d", i))
@@ -232,7 +232,7 @@ func TestCancelRunningJob(t *testing.T) {
 }
 
 func TestDurableRequestsAreAcceptedExactlyOnce(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	ctx := context.Background()
 	// The deployment existed once (streams created), then every job
 	// manager went away; requests are published meanwhile.
@@ -274,7 +274,7 @@ func TestDurableRequestsAreAcceptedExactlyOnce(t *testing.T) {
 }
 
 func TestHTTPMirrorsTheAPI(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	addr := testsys.FreeAddr(t)
 	sys.AddJobManagerHTTP("jm-http", addr)
 	sys.AddJobMaster("m0")

@@ -50,7 +50,7 @@ func readyz(t *testing.T, addr string) readiness {
 // check while NATS is down (the process stays healthy), ready again once
 // NATS is back.
 func TestHealthOfEveryService(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	addrs := map[string]string{}
 	for _, id := range []string{"jm-a", "jm-b", "m0", "w0"} {
 		addrs[id] = testsys.FreeAddr(t)

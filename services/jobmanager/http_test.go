@@ -51,7 +51,7 @@ func (a httpAnswer) code() api.Code {
 // error code with its status, hostile ids and oversized bodies, and the
 // edge cases of forwarding /api/v1/jobs/{id}/... to a job's master.
 func TestHTTPErrorsAndForwarding(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	addr := testsys.FreeAddr(t)
 	sys.AddJobManagerHTTP("jm", addr)
 	sys.AddJobMaster("m0")

@@ -159,7 +159,7 @@ func lint(t *testing.T, name string, reg prometheus.Gatherer) {
 // failover the three ways docs/operations.md describes: the job's event
 // stream, the log lines about the job, and the metrics of each service.
 func TestFailoverIsVisibleInEventsLogsAndMetrics(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	core, logs := observer.New(zapcore.DebugLevel)
 	sys.Log = zap.New(core)
 	jm := sys.AddJobManager("jm")
@@ -315,7 +315,7 @@ func TestFailoverIsVisibleInEventsLogsAndMetrics(t *testing.T) {
 // other ways a job moves: a failed master restarted by the policy, a
 // cancel the master carries out, and a cancel the leader has to force.
 func TestEventsOfRestartAndCancels(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	jm := sys.AddJobManager("jm")
 	sys.AddJobMaster("m0")
 	sys.AddWorker("w0")
@@ -417,7 +417,7 @@ func TestEventsOfRestartAndCancels(t *testing.T) {
 // moved: jobs by state, submissions and rejections, scheduling latency,
 // worker lifecycle, heartbeats and KV operations.
 func TestMetricsOfEveryServiceLintAndMove(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	jm := sys.AddJobManager("jm")
 	m0 := sys.AddJobMaster("m0")
 	w0 := sys.AddWorker("w0")
@@ -482,7 +482,7 @@ func TestMetricsOfEveryServiceLintAndMove(t *testing.T) {
 // TestHandoverEvent stops a job-master node gracefully (its SIGTERM path):
 // the master moves at once, and the event and the counter say handover.
 func TestHandoverEvent(t *testing.T) {
-	sys := testsys.Start(t, builtin.Registry())
+	sys := testsys.Start(t, builtin.TestRegistry())
 	jm := sys.AddJobManager("jm")
 	sys.AddJobMaster("m0")
 	sys.AddJobMaster("m1")
