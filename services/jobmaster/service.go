@@ -2,8 +2,6 @@ package jobmaster
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,10 +30,7 @@ type Service struct {
 	metrics *framework.Metrics
 	placer  *framework.Placer
 
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	running map[string]*framework.MasterRuntime
-	closing bool
+	masters *svc.Runs[*framework.MasterRuntime]
 }
 
 // New builds a job-master node; Run starts it.
@@ -46,7 +41,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	return &Service{Node: n, deps: deps, metrics: framework.NewMetrics(n.Registry),
 		placer:  framework.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
-		running: map[string]*framework.MasterRuntime{}}, nil
+		masters: svc.NewRuns[*framework.MasterRuntime](n.ID, "master", n.Capacity)}, nil
 }
 
 // Run serves until ctx ends, then hands its masters over and returns.
@@ -64,24 +59,17 @@ func (s *Service) Run(ctx context.Context) error {
 	go s.placer.Run(ctx, s.Store, s.Log)
 	go s.heartbeat(ctx)
 	s.Log.Info("job-master node started", zap.Int("capacity", s.Capacity), zap.Any("labels", s.Labels))
-	s.KeepPresence(ctx, s.deps.Types.Names(), s.load)
+	s.KeepPresence(ctx, s.deps.Types.Names(), s.masters.Len)
 	s.handover()
 	return nil
 }
 
-func (s *Service) load() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.running)
-}
-
-func (s *Service) masters() []wire.MasterRef {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]wire.MasterRef, 0, len(s.running))
-	for _, m := range s.running {
+// refs names every master this node runs.
+func (s *Service) refs() []wire.MasterRef {
+	var out []wire.MasterRef
+	s.masters.Each(func(m *framework.MasterRuntime) {
 		out = append(out, wire.MasterRef{Job: m.JobID(), Epoch: m.Epoch()})
-	}
+	})
 	return out
 }
 
@@ -91,7 +79,7 @@ func (s *Service) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	subj := s.Store.Space().ManagerHeartbeat()
 	for {
-		hb := wire.NodeHeartbeat{Node: s.ID, Masters: s.masters()}
+		hb := wire.NodeHeartbeat{Node: s.ID, Masters: s.refs()}
 		_ = s.deps.NC.PublishMsg(wire.NewMsg(subj, wire.KindNodeHeartbeat, 0, wire.Marshal(hb)))
 		select {
 		case <-ctx.Done():
@@ -104,16 +92,8 @@ func (s *Service) heartbeat(ctx context.Context) {
 // handover stops every master without a write and asks the leader to move
 // them now, instead of after the master timeout.
 func (s *Service) handover() {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
-	refs := s.masters()
-	s.mu.Lock()
-	for _, m := range s.running {
-		m.Stop()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	refs := s.refs()
+	s.masters.Close((*framework.MasterRuntime).Stop, 15*time.Second)
 	if len(refs) > 0 {
 		msg := wire.NewMsg(s.Store.Space().ManagerControl(), wire.KindHandover, 0,
 			wire.Marshal(wire.Handover{Node: s.ID, Masters: refs}))
@@ -138,11 +118,7 @@ func (s *Service) onControl(msg *nats.Msg) {
 	case wire.KindStopMaster:
 		var req wire.StopMaster
 		if svc.Decode(msg, &req) {
-			s.mu.Lock()
-			if m := s.running[req.Job]; m != nil && m.Epoch() <= req.Epoch {
-				m.Stop()
-			}
-			s.mu.Unlock()
+			s.masters.StopUpTo(req.Job, req.Epoch)
 			svc.Reply(msg, nil)
 		}
 	default:
@@ -158,43 +134,13 @@ func (s *Service) assign(a wire.Assign) error {
 	if !ok {
 		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", a.Job.Type, s.ID)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return api.Errorf(api.CodeUnavailable, "node %s is shutting down", s.ID)
-	}
-	if old := s.running[a.Job.ID]; old != nil {
-		switch {
-		case old.Epoch() == a.Epoch:
-			return nil
-		case old.Epoch() > a.Epoch:
-			return api.Errorf(api.CodeFailedPrecondition, "job %s already runs a newer epoch here", a.Job.ID)
-		}
-		old.Stop()
-	} else if len(s.running) >= s.Capacity {
-		return api.Errorf(api.CodeUnavailable, "node %s is full (%d masters)", s.ID, s.Capacity)
-	}
-	m, err := framework.NewMasterRuntime(framework.MasterDeps{
-		NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
-		Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
-		Storage: s.StorageConfig(),
-	}, jt, framework.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
-	if err != nil {
-		return err
-	}
-	s.running[a.Job.ID] = m
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := m.Run(context.Background())
-		if err != nil && !errors.Is(err, framework.ErrStopped) {
-			s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
-		}
-		s.mu.Lock()
-		if s.running[a.Job.ID] == m {
-			delete(s.running, a.Job.ID)
-		}
-		s.mu.Unlock()
-	}()
-	return nil
+	return s.masters.Start(a.Job.ID, a.Epoch, func() (*framework.MasterRuntime, error) {
+		return framework.NewMasterRuntime(framework.MasterDeps{
+			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
+			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
+			Storage: s.StorageConfig(),
+		}, jt, framework.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
+	}, func(_ *framework.MasterRuntime, err error) {
+		s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
+	})
 }

@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,12 +29,18 @@ type Service struct {
 	deps    Deps
 	metrics *framework.Metrics
 
-	wg sync.WaitGroup
-	mu sync.Mutex
-	// running maps job/worker to the live incarnation.
-	running map[string]*framework.WorkerRuntime
-	closing bool
+	// workers maps job/worker to the live incarnation.
+	workers *svc.Runs[*workerRun]
 }
+
+// workerRun binds a worker incarnation to its job type's constructor.
+type workerRun struct {
+	*framework.WorkerRuntime
+	factory func(framework.WorkerHandle) (framework.Worker, error)
+}
+
+func (w *workerRun) Run(ctx context.Context) error { return w.WorkerRuntime.Run(ctx, w.factory) }
+func (w *workerRun) Epoch() uint64                 { return w.Spec().Epoch }
 
 // New builds a worker node; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {
@@ -45,7 +49,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{Node: n, deps: deps, metrics: framework.NewMetrics(n.Registry),
-		running: map[string]*framework.WorkerRuntime{}}, nil
+		workers: svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity)}, nil
 }
 
 // Run serves until ctx ends, then hands its workers back and returns.
@@ -61,32 +65,16 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer stopHTTP()
 	s.Log.Info("worker node started", zap.Int("capacity", s.Capacity), zap.Any("labels", s.Labels))
-	s.KeepPresence(ctx, s.deps.Types.WorkerTypes(), s.load)
+	s.KeepPresence(ctx, s.deps.Types.WorkerTypes(), s.workers.Len)
 	s.shutdown()
 	return nil
 }
 
-func (s *Service) load() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.running)
-}
-
 // shutdown hands every worker back to its master (graceful node exit).
 func (s *Service) shutdown() {
-	s.mu.Lock()
-	s.closing = true
-	for _, w := range s.running {
-		w.Leave()
-	}
-	n := len(s.running)
-	s.mu.Unlock()
+	n := s.workers.Len()
 	s.Log.Info("worker node leaving, workers handed back", zap.Int("workers", n))
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	if !s.workers.Close(func(w *workerRun) { w.Leave() }, 10*time.Second) {
 		s.Log.Warn("workers did not stop in time")
 	}
 }
@@ -103,11 +91,7 @@ func (s *Service) onControl(msg *nats.Msg) {
 	case wire.KindStopWorker:
 		var req wire.StopWorker
 		if svc.Decode(msg, &req) {
-			s.mu.Lock()
-			if w := s.running[key(req.Job, req.Worker)]; w != nil && w.Spec().Epoch <= req.Epoch {
-				w.Stop()
-			}
-			s.mu.Unlock()
+			s.workers.StopUpTo(key(req.Job, req.Worker), req.Epoch)
 			svc.Reply(msg, nil)
 		}
 	default:
@@ -126,43 +110,16 @@ func (s *Service) create(spec framework.WorkerSpec) error {
 	if !ok {
 		return api.Errorf(api.CodeUnknownType, "worker type %q is not known on node %s", spec.Type, s.ID)
 	}
-	k := key(spec.Job, spec.Worker)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return api.Errorf(api.CodeUnavailable, "node %s is shutting down", s.ID)
-	}
-	if old := s.running[k]; old != nil {
-		switch {
-		case old.Spec().Epoch == spec.Epoch:
-			return nil // a retried create: already running
-		case old.Spec().Epoch > spec.Epoch:
-			return api.Errorf(api.CodeFailedPrecondition, "worker %s already runs a newer epoch", spec.Worker)
+	return s.workers.Start(key(spec.Job, spec.Worker), spec.Epoch, func() (*workerRun, error) {
+		rt, err := framework.NewWorkerRuntime(framework.WorkerDeps{
+			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
+			Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
+		}, spec)
+		if err != nil {
+			return nil, err
 		}
-		old.Stop()
-	} else if len(s.running) >= s.Capacity {
-		return api.Errorf(api.CodeUnavailable, "node %s is full (%d workers)", s.ID, s.Capacity)
-	}
-	rt, err := framework.NewWorkerRuntime(framework.WorkerDeps{
-		NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
-		Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
-	}, spec)
-	if err != nil {
-		return err
-	}
-	s.running[k] = rt
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := rt.Run(context.Background(), factory)
-		if err != nil && !errors.Is(err, framework.ErrStopped) {
-			rt.Logger().Info("worker ended", zap.Error(err))
-		}
-		s.mu.Lock()
-		if s.running[k] == rt {
-			delete(s.running, k)
-		}
-		s.mu.Unlock()
-	}()
-	return nil
+		return &workerRun{WorkerRuntime: rt, factory: factory}, nil
+	}, func(w *workerRun, err error) {
+		w.Logger().Info("worker ended", zap.Error(err))
+	})
 }
