@@ -231,7 +231,7 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 		// to decode it again.
 		l.states[id] = lj.job.State
 		if lj.job.State.Terminal() {
-			delete(l.jobs, id)
+			l.drop(id)
 		}
 		return
 	}
@@ -242,7 +242,7 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	l.states[id] = j.State
 	if j.State.Terminal() {
-		delete(l.jobs, id)
+		l.drop(id)
 		return
 	}
 	lj := l.jobs[id]
@@ -260,13 +260,21 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	l.reconcileJob(lj, time.Now())
 }
 
+// drop forgets what the leader kept of a job that is over; its state
+// stays counted for the jobs gauge.
+func (l *leader) drop(id string) {
+	delete(l.jobs, id)
+	delete(l.masters, id)
+	delete(l.masterRevs, id)
+}
+
 func (l *leader) onMaster(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return
 	}
 	m, err := kvstate.DecodeMaster(e)
-	if err != nil {
-		return
+	if err != nil || l.states[m.Job].Terminal() {
+		return // an ended job's master needs no tracking
 	}
 	l.masters[m.Job], l.masterRevs[m.Job] = m, e.Revision()
 	if lj := l.jobs[m.Job]; lj != nil {
