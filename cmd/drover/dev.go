@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"net"
@@ -152,6 +154,7 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 	natsURL := c.g.natsURL
 	external := c.getenv("DROVER_NATS_URL") != "" || c.explicit["nats-url"]
 	var ns *server.Server
+	var sysPass string
 	if external {
 		mux.line("dev", "using the NATS server at "+natsURL+"; no embedded server")
 	} else {
@@ -159,7 +162,8 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 		if err != nil {
 			return err
 		}
-		ns, err = startNATS("127.0.0.1", f.port, data, natsLog{mux: mux, notices: f.natsLog})
+		sysPass = randomSecret()
+		ns, err = startNATS("127.0.0.1", f.port, data, sysPass, natsLog{mux: mux, notices: f.natsLog})
 		if err != nil {
 			return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 		}
@@ -193,7 +197,10 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 
 	for _, ch := range children {
 		if err := portFree(ch.http); err != nil {
-			mux.alert("dev", fmt.Sprintf("%s: %v; it will run without its HTTP endpoints (choose other ports with --http-base-port)", ch.name, err))
+			mux.alert("dev", fmt.Sprintf("%s: %v; it will refuse to start (choose other ports with --http-base-port)", ch.name, err))
+		}
+		if sysPass != "" && ch.name == "jobmanager" {
+			ch.env = append(ch.env, "DROVER_NATS_SYSTEM_USER="+devSysUser, "DROVER_NATS_SYSTEM_PASSWORD="+sysPass)
 		}
 	}
 
@@ -415,4 +422,11 @@ func selfPath() string {
 		}
 	}
 	return exe
+}
+
+// randomSecret returns a password for this run's embedded system account.
+func randomSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

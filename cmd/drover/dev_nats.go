@@ -4,14 +4,24 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
-// startNATS runs the embedded JetStream server of `drover dev`.
-func startNATS(host string, port int, dataDir string, log server.Logger) (*server.Server, error) {
+// devAccount is the embedded server's application account: clients that
+// bring no credentials (the services, drover, `nats req`) land in it.
+const devAccount, devUser, devSysUser = "DROVER", "drover", "sys"
+
+// startNATS runs the embedded JetStream server of `drover dev`. It has a
+// system account, whose password (sysPass) only the job manager gets: the
+// leader follows $SYS disconnect events and moves a crashed job-master
+// node's masters within milliseconds (docs/failover.md).
+func startNATS(host string, port int, dataDir, sysPass string, log server.Logger) (*server.Server, error) {
 	// Say clearly why the port is unusable; the server's own failure to
 	// listen surfaces only as "not ready".
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
@@ -25,15 +35,30 @@ func startNATS(host string, port int, dataDir string, log server.Logger) (*serve
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("nats data directory: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: "drover-dev",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dataDir,
-		NoSigs:     true, // the launcher owns the signals
-		MaxPayload: 8 << 20,
+	// The server keeps only a bcrypt hash of the system password.
+	hash, err := bcrypt.GenerateFromPassword([]byte(sysPass), bcrypt.MinCost)
+	if err != nil {
+		return nil, fmt.Errorf("nats config: %w", err)
 	}
+	conf := filepath.Join(dataDir, "nats-dev.conf")
+	body := fmt.Sprintf(`accounts {
+  %s { jetstream: enabled, users: [ { user: %q } ] }
+  SYS { users: [ { user: %q, password: %q } ] }
+}
+system_account: SYS
+no_auth_user: %q
+`, devAccount, devUser, devSysUser, hash, devUser)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, fmt.Errorf("nats config: %w", err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		return nil, fmt.Errorf("nats config: %w", err)
+	}
+	opts.ServerName, opts.Host, opts.Port = "drover-dev", host, port
+	opts.JetStream, opts.StoreDir = true, dataDir
+	opts.NoSigs = true // the launcher owns the signals
+	opts.MaxPayload = 8 << 20
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats server: %w", err)
@@ -60,7 +85,13 @@ func (l natsLog) Noticef(format string, v ...any) {
 	}
 }
 func (l natsLog) Warnf(format string, v ...any) {
-	l.mux.line("nats", "WARN "+fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, "Plaintext passwords detected") {
+		// The no-auth application user has no password at all; the
+		// system password is a bcrypt hash. Nothing to warn about.
+		return
+	}
+	l.mux.line("nats", "WARN "+msg)
 }
 func (l natsLog) Errorf(format string, v ...any) {
 	l.mux.alert("nats", "ERROR "+fmt.Sprintf(format, v...))
