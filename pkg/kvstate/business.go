@@ -48,7 +48,7 @@ func (b *Business) Get(ctx context.Context, key string) (_ []byte, _ uint64, err
 	if err := validateKey(key); err != nil {
 		return nil, 0, err
 	}
-	e, err := getEntry(ctx, b.s.state, businessKey(b.job, key))
+	e, err := b.s.get(ctx, b.s.state, businessKey(b.job, key))
 	if err != nil {
 		return nil, 0, err
 	}

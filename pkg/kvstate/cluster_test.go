@@ -61,6 +61,26 @@ func TestFencingOnAReplicatedStream(t *testing.T) {
 			t.Fatalf("parallel fenced write by the current epoch failed: %v", err)
 		}
 	}
+	// Reads on R3 go through the stream leader: every acknowledged write is
+	// seen, a deleted key is not found.
+	for i := range n {
+		v, rev, err := kv.Get(ctx, fmt.Sprintf("k%d", i))
+		if err != nil || string(v) != "v" || rev == 0 {
+			t.Fatalf("leader read of k%d: %q rev %d, %v", i, v, rev, err)
+		}
+	}
+	if err := kv.Delete(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := kv.Get(ctx, "k1"); !errors.Is(err, kvstate.ErrNotFound) {
+		t.Fatalf("deleted key: %v, want ErrNotFound", err)
+	}
+	if _, _, err := kv.Get(ctx, "never"); !errors.Is(err, kvstate.ErrNotFound) {
+		t.Fatalf("missing key: %v, want ErrNotFound", err)
+	}
+	if m, _, err := st.GetMaster(ctx, "j"); err != nil || m.Epoch != 1 {
+		t.Fatalf("master record through the leader: %+v %v", m, err)
+	}
 	if _, _, err := st.AdvanceEpoch(ctx, "j", func(*kvstate.MasterRecord) {}); err != nil {
 		t.Fatal(err)
 	}

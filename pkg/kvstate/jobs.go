@@ -38,7 +38,7 @@ func (s *Store) CreateJob(ctx context.Context, job *api.Job) (_ uint64, err erro
 // GetJob reads one job record and its revision.
 func (s *Store) GetJob(ctx context.Context, id string) (_ *api.Job, _ uint64, err error) {
 	defer s.observe("get_job", time.Now(), &err)
-	e, err := getEntry(ctx, s.jobs, id)
+	e, err := s.get(ctx, s.jobs, id)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -128,7 +128,7 @@ func (s *Store) ReleaseLease(ctx context.Context, rev uint64) (err error) {
 
 // LeaseHolder returns the current leader, "" if none.
 func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
-	e, err := getEntry(ctx, s.leader, leaseKey)
+	e, err := s.get(ctx, s.leader, leaseKey)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}
@@ -146,7 +146,7 @@ func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
 // timer: past it, it takes the lease over with RenewLease at that revision,
 // a CAS that fails if the holder renewed meanwhile.
 func (s *Store) LeaseExpiry(ctx context.Context, ttl time.Duration) (at time.Time, rev uint64, ok bool, err error) {
-	e, err := getEntry(ctx, s.leader, leaseKey)
+	e, err := s.get(ctx, s.leader, leaseKey)
 	if errors.Is(err, ErrNotFound) {
 		return time.Time{}, 0, false, nil
 	}

@@ -96,7 +96,7 @@ func (s *Store) GetMaster(ctx context.Context, job string) (_ *MasterRecord, _ u
 	if err := topics.ValidateID("job", job); err != nil {
 		return nil, 0, err
 	}
-	e, err := getEntry(ctx, s.state, masterKey(job))
+	e, err := s.get(ctx, s.state, masterKey(job))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -264,7 +264,7 @@ func (s *Store) ListWorkers(ctx context.Context, job string) (_ []WorkerEntry, e
 // GetWorker reads one worker record and its revision.
 func (s *Store) GetWorker(ctx context.Context, job, worker string) (_ *WorkerRecord, _ uint64, err error) {
 	defer s.observe("get_worker", time.Now(), &err)
-	e, err := getEntry(ctx, s.state, workerKey(job, worker))
+	e, err := s.get(ctx, s.state, workerKey(job, worker))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -83,7 +83,9 @@ type Store struct {
 	leader jetstream.KeyValue
 	// statePrefix is the subject prefix of state bucket keys ($KV.<bucket>.).
 	statePrefix string
-	observer    Observer
+	// replicas of the buckets: above 1, reads go through the stream leader.
+	replicas int
+	observer Observer
 }
 
 // Open creates (idempotently) and opens every bucket and stream.
@@ -91,7 +93,8 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	opts.defaults()
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer}
+	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer,
+		replicas: opts.Replicas}
 	var err error
 	if s.jobs, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.JobsBucket(), Description: "Drover job records", History: 1,
