@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -256,18 +254,8 @@ func readCounts(t *testing.T, c *Cluster, bucket, name string) map[string]int64 
 		t.Fatal(err)
 	}
 	defer r.Close()
-	out := map[string]int64{}
-	sc := bufio.NewScanner(r)
-	prev := ""
-	for sc.Scan() {
-		word, count, ok := strings.Cut(sc.Text(), "\t")
-		n, err := strconv.ParseInt(count, 10, 64)
-		if !ok || err != nil || word <= prev {
-			t.Fatalf("output line %q after %q", sc.Text(), prev)
-		}
-		out[word], prev = n, word
-	}
-	if err := sc.Err(); err != nil {
+	out, err := wordcount.ReadOutput(r)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out

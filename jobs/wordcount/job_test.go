@@ -1,7 +1,6 @@
 package wordcount_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,18 +188,8 @@ func readOutput(t *testing.T, ctx context.Context, objs *objstore.Client, bucket
 		t.Fatal(err)
 	}
 	defer r.Close()
-	out := map[string]int64{}
-	sc := bufio.NewScanner(r)
-	prev := ""
-	for sc.Scan() {
-		w, c, ok := strings.Cut(sc.Text(), "\t")
-		n, err := strconv.ParseInt(c, 10, 64)
-		if !ok || err != nil || w <= prev {
-			t.Fatalf("output line %q after %q", sc.Text(), prev)
-		}
-		out[w], prev = n, w
-	}
-	if err := sc.Err(); err != nil {
+	out, err := wordcount.ReadOutput(r)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -2,6 +2,7 @@ package wordcount
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -20,17 +21,45 @@ func (l *lineReader) next() (word string, n int64, ok bool, err error) {
 	if !l.sc.Scan() {
 		return "", 0, false, l.sc.Err()
 	}
-	line := l.sc.Bytes()
-	for i := len(line) - 1; i > 0; i-- {
-		if line[i] == '\t' {
-			n, err := parseCount(line[i+1:])
-			if err != nil {
-				break
-			}
-			return string(line[:i]), n, true, nil
-		}
+	w, n, err := splitCountLine(l.sc.Bytes())
+	if err != nil {
+		return "", 0, false, err
 	}
-	return "", 0, false, fmt.Errorf("malformed count line %q", line)
+	return string(w), n, true, nil
+}
+
+// splitCountLine parses one "word\tcount" line; the word may itself hold tabs.
+func splitCountLine(line []byte) (word []byte, n int64, err error) {
+	tab := bytes.LastIndexByte(line, '\t')
+	if tab <= 0 {
+		return nil, 0, fmt.Errorf("malformed count line %q", line)
+	}
+	n, err = parseCount(line[tab+1:])
+	if err != nil {
+		return nil, 0, fmt.Errorf("malformed count line %q", line)
+	}
+	return line[:tab], n, nil
+}
+
+// ReadOutput reads a wordcount output object ("word\tcount" lines sorted by
+// word) into a map, and fails if a line is malformed or out of order.
+func ReadOutput(r io.Reader) (map[string]int64, error) {
+	out := map[string]int64{}
+	lines := newLineReader(r)
+	prev := ""
+	for {
+		w, n, ok, err := lines.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		if w <= prev {
+			return nil, fmt.Errorf("output line %q after %q: not sorted", w, prev)
+		}
+		out[w], prev = n, w
+	}
 }
 
 // lineWriter writes "word\tcount\n" lines.

@@ -135,21 +135,16 @@ func (r *reducer) merge(ctx context.Context, name string) error {
 	return readCounts(rd, func(w []byte, n int64) { r.counts.Add(w, n) })
 }
 
-// readCounts parses "word\tcount\n" lines.
+// readCounts parses "word\tcount\n" lines without a string per word.
 func readCounts(rd io.Reader, f func(word []byte, n int64)) error {
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
-		line := sc.Bytes()
-		tab := bytes.LastIndexByte(line, '\t')
-		if tab <= 0 {
-			return fmt.Errorf("malformed count line %q", line)
-		}
-		n, err := parseCount(line[tab+1:])
+		w, n, err := splitCountLine(sc.Bytes())
 		if err != nil {
-			return fmt.Errorf("malformed count line %q", line)
+			return err
 		}
-		f(line[:tab], n)
+		f(w, n)
 	}
 	return sc.Err()
 }

@@ -178,3 +178,15 @@ func TestGenerator(t *testing.T) {
 		t.Fatal("multi-byte words missing")
 	}
 }
+
+func TestReadOutput(t *testing.T) {
+	got, err := ReadOutput(strings.NewReader("a\t2\nb\tc\t3\nz\t10\n"))
+	if err != nil || len(got) != 3 || got["a"] != 2 || got["b\tc"] != 3 || got["z"] != 10 {
+		t.Fatalf("ReadOutput = %v, %v", got, err)
+	}
+	for _, bad := range []string{"b\t1\na\t1\n", "a\t1\na\t2\n", "a 1\n", "a\tx\n", "\t1\n"} {
+		if _, err := ReadOutput(strings.NewReader(bad)); err == nil {
+			t.Errorf("ReadOutput(%q) accepted", bad)
+		}
+	}
+}
