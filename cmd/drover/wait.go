@@ -9,33 +9,22 @@ import (
 )
 
 func waitCommand() *command {
-	return &command{
-		name:    "wait",
-		args:    "ID...",
-		summary: "Block until the jobs end, showing state and progress; exit 0 if all finished, 3 otherwise.",
-		setup: func(fs *flag.FlagSet) runner {
-			var within time.Duration
-			fs.DurationVar(&within, "wait-timeout", 0, "give up after this long (0: never)")
-			return func(ctx context.Context, c *cli, args []string) error {
-				if err := requireArgs(args, 1, -1, "job ID"); err != nil {
-					return err
-				}
-				if within < 0 {
-					return usagef("--wait-timeout must not be negative")
-				}
-				return c.withClient(func(cl *client.Client) error {
-					return c.waitJobs(ctx, cl, args, waitOptions{within: within})
-				})
-			}
-		},
-	}
+	return waitingCommand("wait",
+		"Block until the jobs end, showing state and progress; exit 0 if all finished, 3 otherwise.", false)
 }
 
 func watchCommand() *command {
+	return waitingCommand("watch",
+		"Follow jobs live: a progress bar per job and their events as they arrive, then the results.", true)
+}
+
+// waitingCommand builds wait and watch, which differ only in whether the
+// jobs' events are shown.
+func waitingCommand(name, summary string, events bool) *command {
 	return &command{
-		name:    "watch",
+		name:    name,
 		args:    "ID...",
-		summary: "Follow jobs live: a progress bar per job and their events as they arrive, then the results.",
+		summary: summary,
 		setup: func(fs *flag.FlagSet) runner {
 			var within time.Duration
 			fs.DurationVar(&within, "wait-timeout", 0, "give up after this long (0: never)")
@@ -47,7 +36,7 @@ func watchCommand() *command {
 					return usagef("--wait-timeout must not be negative")
 				}
 				return c.withClient(func(cl *client.Client) error {
-					return c.waitJobs(ctx, cl, args, waitOptions{within: within, events: true})
+					return c.waitJobs(ctx, cl, args, waitOptions{within: within, events: events})
 				})
 			}
 		},

@@ -87,9 +87,9 @@ func Start(t testing.TB, types *framework.Registry) *System {
 	return s
 }
 
-func (s *System) common(id string) config.Common {
+func (s *System) common(id, httpAddr string) config.Common {
 	return config.Common{NATSURL: s.Server.ClientURL(), Prefix: topics.DefaultPrefix, Replicas: 1,
-		NodeID: id, LogFormat: "json", LogLevel: "warn", Timing: s.Timing}
+		NodeID: id, HTTPAddr: httpAddr, LogFormat: "json", LogLevel: "warn", Timing: s.Timing}
 }
 
 type runner interface{ Run(context.Context) error }
@@ -119,9 +119,7 @@ func (s *System) AddJobManager(id string) *Proc { return s.AddJobManagerHTTP(id,
 
 // AddJobManagerHTTP starts a job manager replica serving HTTP on addr.
 func (s *System) AddJobManagerHTTP(id, addr string) *Proc {
-	common := s.common(id)
-	common.HTTPAddr = addr
-	cfg := jobmanager.Config{Common: common, RestartBackoff: 100 * time.Millisecond,
+	cfg := jobmanager.Config{Common: s.common(id, addr), RestartBackoff: 100 * time.Millisecond,
 		RestartMaxBackoff: time.Second, MaxRestarts: 3}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
@@ -133,9 +131,7 @@ func (s *System) AddJobMaster(id string) *Proc { return s.AddJobMasterHTTP(id, "
 
 // AddJobMasterHTTP starts a job-master node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddJobMasterHTTP(id, addr string) *Proc {
-	common := s.common(id)
-	common.HTTPAddr = addr
-	cfg := jobmaster.Config{Node: config.Node{Common: common}}
+	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id, addr)}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
@@ -146,9 +142,7 @@ func (s *System) AddWorker(id string) *Proc { return s.AddWorkerHTTP(id, "") }
 
 // AddWorkerHTTP starts a worker node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddWorkerHTTP(id, addr string) *Proc {
-	common := s.common(id)
-	common.HTTPAddr = addr
-	cfg := worker.Config{Node: config.Node{Common: common}}
+	cfg := worker.Config{Node: config.Node{Common: s.common(id, addr)}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
