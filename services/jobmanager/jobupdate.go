@@ -1,0 +1,118 @@
+package jobmanager
+
+import (
+	"context"
+	"time"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/api"
+)
+
+// updateJob applies fn with CAS and publishes an event when the job's
+// state, epoch or node changed.
+func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, error) {
+	j, _, err := s.updateJobFrom(ctx, &api.Job{ID: id}, 0, fn)
+	return j, err
+}
+
+// updateJobFrom is updateJob from a record held at rev (0: read it first);
+// it returns the record and its new revision.
+func (s *Service) updateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn func(*api.Job) error) (*api.Job, uint64, error) {
+	return s.updateJobWhy(ctx, cur, rev, "", fn)
+}
+
+// updateJobWhy is updateJobFrom for a change whose reason the job record
+// cannot tell: why a master moved, the reason of a master_moved event.
+// State changes explain themselves (transitionReason).
+func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, why string, fn func(*api.Job) error) (*api.Job, uint64, error) {
+	var before api.Job
+	j, nrev, err := s.store.UpdateJobFrom(ctx, cur, rev, func(j *api.Job) error {
+		before = *j
+		if err := fn(j); err != nil {
+			return err
+		}
+		j.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return j, nrev, err
+	}
+	switch {
+	case before.State != j.State:
+		s.publishEvent(j, api.EventState, transitionReason(&before, j))
+	case before.Epoch != j.Epoch && j.Epoch > 0:
+		s.publishEvent(j, api.EventMasterMoved, why)
+	}
+	return j, nrev, nil
+}
+
+// Reasons of state events (docs/operations.md). A master_moved event's
+// reason is the leader's: timeout (its node went silent) or handover (its
+// node shut down).
+const (
+	ReasonSubmitted       = "submitted"        // → created
+	ReasonAssigned        = "assigned"         // created or pending (no capacity before) → running
+	ReasonRestart         = "restart"          // pending after a failure, its backoff over → running
+	ReasonNoCapacity      = "no_capacity"      // no job-master node can take the job → pending
+	ReasonMasterFailed    = "master_failed"    // → pending (restart after backoff) or failed (error says why)
+	ReasonMasterFinished  = "master_finished"  // → finished
+	ReasonCancelRequested = "cancel_requested" // → canceling, or → canceled when no master ran
+	ReasonMasterCanceled  = "master_canceled"  // canceling → canceled by the master
+	ReasonForced          = "forced"           // canceling → canceled by the leader (cancel_timeout, dead master)
+)
+
+// transitionReason names why a job went from before to after; every state
+// transition the job manager makes is told apart by the records alone.
+func transitionReason(before, after *api.Job) string {
+	switch after.State {
+	case api.StateCreated:
+		return ReasonSubmitted
+	case api.StateRunning:
+		if before.State == api.StatePending && before.NextAttemptAt != nil {
+			return ReasonRestart
+		}
+		return ReasonAssigned
+	case api.StatePending:
+		if after.NextAttemptAt != nil {
+			return ReasonMasterFailed
+		}
+		return ReasonNoCapacity
+	case api.StateCanceling:
+		return ReasonCancelRequested
+	case api.StateCanceled:
+		switch {
+		case before.State != api.StateRunning && before.State != api.StateCanceling:
+			return ReasonCancelRequested
+		case after.Epoch != before.Epoch:
+			return ReasonForced
+		}
+		return ReasonMasterCanceled
+	case api.StateFinished:
+		return ReasonMasterFinished
+	case api.StateFailed:
+		return ReasonMasterFailed
+	}
+	return ""
+}
+
+func (s *Service) publishEvent(j *api.Job, kind, reason string) {
+	subj, err := s.store.Space().JobEvents(j.ID)
+	if err != nil {
+		return
+	}
+	ev := api.Event{Job: j.ID, Kind: kind, State: j.State, Epoch: j.Epoch, Node: j.Node, Reason: reason,
+		Error: j.Error, Time: time.Now().UTC()}
+	if j.State.Terminal() {
+		ev.Detail = j.Detail
+	}
+	_ = s.deps.NC.Publish(subj, wire.Marshal(ev))
+}
+
+// sendCancel asks the job's master to cancel (OnCancel).
+func (s *Service) sendCancel(j *api.Job) {
+	subj, err := s.store.Space().MasterInbox(j.ID)
+	if err != nil {
+		return
+	}
+	_ = s.deps.NC.PublishMsg(wire.NewMsg(subj, wire.KindCancel, j.Epoch, nil))
+}
