@@ -142,6 +142,11 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 		return err
 	}
 	children := f.children(binDir)
+	httpEnv, note, err := devHTTPAuth(f.data, children[0].http, c.getenv)
+	if err != nil {
+		return err
+	}
+	children[0].env, children[0].note = append(children[0].env, httpEnv...), note
 	names := []string{"dev", "nats"}
 	for _, ch := range children {
 		names = append(names, ch.name)
@@ -395,6 +400,7 @@ func (c *cli) banner(natsURL string, external bool, f *devFlags, children []*chi
 	if addr := children[0].http; addr != "" && !strings.HasSuffix(addr, ":0") {
 		fmt.Fprintf(&b, "Job manager HTTP: http://%s (/api/v1/jobs, /metrics, /readyz)\n", addr)
 	}
+	b.WriteString(children[0].note)
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "Submit a job with the nats CLI:")
 	fmt.Fprintf(&b, "  nats%s req %s.api.v1.jobs.submit '{\"type\":\"counter\",\"config\":{\"workers\":4,\"target\":100}}'\n", natsFlag, c.g.prefix)

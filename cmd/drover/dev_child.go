@@ -15,6 +15,7 @@ type child struct {
 	path string
 	env  []string // added to the launcher's environment, overriding it
 	http string   // its HTTP listener, for the banner
+	note string   // more lines for the banner (the job manager's console and token)
 
 	cmd    *exec.Cmd
 	out    *lineWriter

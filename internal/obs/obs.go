@@ -5,6 +5,7 @@ package obs
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,7 +65,12 @@ type Check func(ctx context.Context) error
 
 // Server is the operator HTTP listener.
 type Server struct {
-	Mux    *http.ServeMux
+	Mux *http.ServeMux
+	// Handler, when set, serves instead of Mux (Mux behind a middleware).
+	Handler http.Handler
+	// CertFile and KeyFile, when both set, make Start serve HTTPS only.
+	CertFile, KeyFile string
+
 	reg    *prometheus.Registry
 	checks map[string]Check
 	info   func() map[string]any
@@ -122,16 +128,33 @@ func (s *Server) Start(addr string, log *zap.Logger) (bound string, stop func(),
 	if addr == "" {
 		return "", func() {}, nil
 	}
+	h := s.Handler
+	if h == nil {
+		h = s.Mux
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log.Named("http"))}
+	tlsOn := s.CertFile != "" || s.KeyFile != ""
+	if tlsOn {
+		// Load now, so a bad certificate stops the start-up, not the first request.
+		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		if err != nil {
+			return "", nil, fmt.Errorf("obs: TLS certificate: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("obs: listen %s: %w", addr, err)
 	}
-	log.Info("http listening", zap.String("addr", ln.Addr().String()))
-	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("http listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsOn))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if tlsOn {
+			serve = func() error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", zap.Error(err))
 		}
 	}()

@@ -55,6 +55,11 @@ type System struct {
 	// Log is the logger every service added from now on writes to (tests
 	// may replace it, e.g. with a zaptest/observer core).
 	Log *zap.Logger
+	// HTTPTokens and HTTPAnonymous configure the HTTP authentication of job
+	// managers added from now on (DROVER_HTTP_TOKENS, DROVER_HTTP_ANONYMOUS).
+	// Start opens the API to anonymous callers, explicitly: tests of
+	// other things need no tokens; the authentication tests set their own.
+	HTTPTokens, HTTPAnonymous string
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -76,7 +81,7 @@ func Start(t testing.TB, types *framework.Registry) *System {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	s := &System{t: t, Server: srv, Types: types, Timing: FastTiming(),
-		Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), procs: map[string]*Proc{}}
+		Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), procs: map[string]*Proc{}, HTTPAnonymous: "admin"}
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -119,8 +124,16 @@ func (s *System) AddJobManager(id string) *Proc { return s.AddJobManagerHTTP(id,
 
 // AddJobManagerHTTP starts a job manager replica serving HTTP on addr.
 func (s *System) AddJobManagerHTTP(id, addr string) *Proc {
-	cfg := jobmanager.Config{Common: s.common(id, addr), RestartBackoff: 100 * time.Millisecond,
-		RestartMaxBackoff: time.Second, MaxRestarts: 3}
+	return s.AddJobManagerWith(id, func(c *jobmanager.Config) { c.HTTPAddr = addr })
+}
+
+// AddJobManagerWith starts a job manager replica with the system's
+// settings as changed by edit.
+func (s *System) AddJobManagerWith(id string, edit func(*jobmanager.Config)) *Proc {
+	cfg := jobmanager.Config{Common: s.common(id, ""), RestartBackoff: 100 * time.Millisecond,
+		RestartMaxBackoff: time.Second, MaxRestarts: 3, HTTPTokens: s.HTTPTokens, HTTPAnonymous: s.HTTPAnonymous,
+		UIMaxStreams: 64}
+	edit(&cfg)
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return jobmanager.New(cfg, jobmanager.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})

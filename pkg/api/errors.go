@@ -18,6 +18,11 @@ const (
 	CodeTooLarge           Code = "too_large"
 	CodeUnavailable        Code = "unavailable"
 	CodeInternal           Code = "internal"
+	// CodeUnauthenticated: the HTTP request carries no valid credential and
+	// anonymous callers may not do what it asks.
+	CodeUnauthenticated Code = "unauthenticated"
+	// CodePermissionDenied: the caller is known but its role does not allow it.
+	CodePermissionDenied Code = "permission_denied"
 )
 
 // Error is the coded error of the public API.
@@ -65,6 +70,10 @@ func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeInvalidArgument:
 		return 400
+	case CodeUnauthenticated:
+		return 401
+	case CodePermissionDenied:
+		return 403
 	case CodeNotFound:
 		return 404
 	case CodeAlreadyExists:

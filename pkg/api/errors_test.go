@@ -11,6 +11,8 @@ import (
 func TestEveryCodeHasItsHTTPStatus(t *testing.T) {
 	for code, want := range map[Code]int{
 		CodeInvalidArgument:     400,
+		CodeUnauthenticated:     401,
+		CodePermissionDenied:    403,
 		CodeNotFound:            404,
 		CodeAlreadyExists:       409,
 		CodeFailedPrecondition:  412,

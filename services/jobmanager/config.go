@@ -21,6 +21,22 @@ type Config struct {
 	MaxRestarts       int           `envconfig:"MAX_RESTARTS" default:"10"`
 	// PurgeFinished removes a finished job's worker and business records.
 	PurgeFinished bool `envconfig:"PURGE_FINISHED" default:"false"`
+
+	// HTTP API authentication (docs/operations.md, "HTTP authentication").
+	// HTTPTokensFile holds lines "<role> <token>"; HTTPTokens is
+	// "<role>:<token>,…". Both may be set; roles are read, submit, admin.
+	HTTPTokensFile string `envconfig:"HTTP_TOKENS_FILE"`
+	HTTPTokens     string `envconfig:"HTTP_TOKENS"`
+	// HTTPAnonymous is the role of a request without a token: none, read,
+	// submit or admin. Empty means read when no token is configured (the
+	// API is read-only until tokens are), none when tokens are.
+	HTTPAnonymous string `envconfig:"HTTP_ANONYMOUS"`
+	// HTTPTLSCert and HTTPTLSKey make the listener serve HTTPS only.
+	HTTPTLSCert string `envconfig:"HTTP_TLS_CERT"`
+	HTTPTLSKey  string `envconfig:"HTTP_TLS_KEY"`
+	// UIMaxStreams bounds the console's live streams (Server-Sent Events)
+	// open at once on this replica; one more is refused with 503.
+	UIMaxStreams int `envconfig:"UI_MAX_STREAMS" default:"64"`
 }
 
 // Validate checks the config.
@@ -28,6 +44,15 @@ func (c *Config) Validate() error {
 	errs := []error{c.Common.Validate()}
 	if c.RestartBackoff <= 0 || c.RestartMaxBackoff < c.RestartBackoff {
 		errs = append(errs, fmt.Errorf("%w: DROVER_RESTART_BACKOFF must be positive and at most DROVER_RESTART_MAX_BACKOFF", config.ErrInvalid))
+	}
+	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
+		errs = append(errs, fmt.Errorf("%w: DROVER_HTTP_TLS_CERT and DROVER_HTTP_TLS_KEY go together", config.ErrInvalid))
+	}
+	if c.UIMaxStreams < 0 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_UI_MAX_STREAMS must not be negative", config.ErrInvalid))
+	}
+	if _, err := c.httpAuth(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %v", config.ErrInvalid, err))
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_MAX_RESTARTS must not be negative", config.ErrInvalid))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
@@ -56,6 +58,8 @@ func (s *Service) newHTTP() *obs.Server {
 	mux.HandleFunc(apiRoot, func(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, api.Reply{Error: api.Errorf(api.CodeNotFound, "no API route %s %s", r.Method, r.URL.Path)})
 	})
+	srv.Handler = s.auth.guard(mux)
+	srv.CertFile, srv.KeyFile = s.cfg.HTTPTLSCert, s.cfg.HTTPTLSKey
 	return srv
 }
 
@@ -76,7 +80,7 @@ func (s *Service) apiRoutes() []route {
 	space := func() topics.Space { return s.store.Space() }
 	reply := func(w http.ResponseWriter, subject string, rep api.Reply) {
 		s.countReply(subject, rep.Error)
-		writeReply(w, rep)
+		writeReply(w, s.public(rep))
 	}
 	return []route{
 		{"POST /api/v1/jobs", s.httpBody(func(w http.ResponseWriter, r *http.Request, b []byte) {
@@ -129,11 +133,21 @@ func (s *Service) httpBody(h func(http.ResponseWriter, *http.Request, []byte)) h
 	return func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(io.LimitReader(r.Body, api.MaxPayload+1))
 		if err != nil {
-			writeReply(w, api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "read body: %v", err)})
+			writeReply(w, api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "the request body could not be read")})
 			return
 		}
 		h(w, r, b)
 	}
+}
+
+// public keeps the text of an internal error in the log: an HTTP client
+// gets its code and a fixed message.
+func (s *Service) public(rep api.Reply) api.Reply {
+	if rep.Error != nil && rep.Error.Code == api.CodeInternal {
+		s.log.Error("HTTP request failed", zap.String("error", rep.Error.Message))
+		rep.Error = api.Errorf(api.CodeInternal, "internal error; the job manager logged it")
+	}
+	return rep
 }
 
 func writeReply(w http.ResponseWriter, rep api.Reply) {
@@ -145,7 +159,9 @@ func writeReply(w http.ResponseWriter, rep api.Reply) {
 }
 
 // forward sends /api/v1/jobs/{id}/<rest> to the job's master over NATS; the
-// master serves the routes it registered in OnOpenAPIInitialized.
+// master serves the routes it registered in OnOpenAPIInitialized. The
+// master is job code: what it gets is the caller's request without its
+// credentials, and what it answers is checked before a client sees it.
 func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := invalidID("job", id); err != nil {
@@ -154,7 +170,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	j, _, err := s.store.GetJob(r.Context(), id)
 	if err != nil {
-		writeReply(w, api.Reply{Error: api.AsError(storeError(err))})
+		writeReply(w, s.public(api.Reply{Error: api.AsError(storeError(err))}))
 		return
 	}
 	if j.State.Terminal() && s.serveEnded(w, r, j) {
@@ -171,25 +187,74 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	subj, _ := s.store.Space().MasterHTTP(id)
 	req := wire.HTTPRequest{Method: r.Method, Path: "/" + r.PathValue("rest"), Query: r.URL.RawQuery,
-		Header: r.Header, Body: body}
+		Header: forwardedHeader(r.Header), Body: body}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	msg, err := s.deps.NC.RequestWithContext(ctx, subj, wire.Marshal(req))
 	if err != nil {
-		writeReply(w, api.Reply{Error: api.Errorf(api.CodeUnavailable, "master of job %s did not answer: %v", id, err)})
+		s.log.Warn("forwarded request not answered", zap.String("job_id", id), zap.Uint64("epoch", j.Epoch), zap.Error(err))
+		writeReply(w, api.Reply{Error: api.Errorf(api.CodeUnavailable, "the master of job %s did not answer", id)})
 		return
 	}
 	var resp wire.HTTPResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		writeReply(w, api.Reply{Error: api.Errorf(api.CodeInternal, "bad answer from master: %v", err)})
+	if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Status == 0 {
+		resp.Status = http.StatusOK
+		if err != nil {
+			resp.Status = -1
+		}
+	}
+	// A 1xx is no final answer and anything outside 100–599 is no status.
+	if resp.Status < 200 || resp.Status > 599 {
+		s.log.Warn("master answered a forwarded request badly", zap.String("job_id", id), zap.Uint64("epoch", j.Epoch),
+			zap.Int("status", resp.Status), zap.Int("bytes", len(msg.Data)))
+		writeReply(w, api.Reply{Error: api.Errorf(api.CodeInternal, "the master of job %s gave an invalid answer", id)})
 		return
 	}
+	h := w.Header()
 	for k, v := range resp.Header {
-		w.Header()[k] = v
+		if k = http.CanonicalHeaderKey(k); forwardedAnswerHeaders[k] {
+			h[k] = slices.Clone(v)
+		}
 	}
-	if resp.Status == 0 {
-		resp.Status = http.StatusOK
-	}
+	// The answer is job code's, served from the console's origin: it may
+	// not run script there nor be sniffed into something else.
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(resp.Status)
 	_, _ = w.Write(resp.Body)
+}
+
+// forwardedAnswerHeaders are the headers of a master's answer a client
+// gets; the rest (cookies, redirects, CORS, hop-by-hop) are dropped.
+var forwardedAnswerHeaders = map[string]bool{
+	"Content-Type": true, "Content-Language": true, "Cache-Control": true, "Expires": true,
+	"Etag": true, "Last-Modified": true, "Allow": true, "Retry-After": true,
+}
+
+// hopByHop are the headers of one connection (RFC 9110 §7.6.1), never forwarded.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Proxy-Connection": true,
+}
+
+// forwardedHeader is the caller's header without its credentials (the
+// job's master is job code), proxy and hop-by-hop headers, including those
+// the Connection header names.
+func forwardedHeader(in http.Header) http.Header {
+	drop := map[string]bool{}
+	for _, v := range in.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			drop[http.CanonicalHeaderKey(strings.TrimSpace(name))] = true
+		}
+	}
+	out := http.Header{}
+	for k, v := range in {
+		k = http.CanonicalHeaderKey(k)
+		switch {
+		case k == "Authorization" || k == "Cookie" || strings.HasPrefix(k, "Proxy-") || hopByHop[k] || drop[k]:
+			continue
+		}
+		out[k] = slices.Clone(v)
+	}
+	return out
 }

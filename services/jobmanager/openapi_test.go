@@ -64,7 +64,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	doc := loadOpenAPI(t)
 	ops := doc.documented()
 
-	s := &Service{deps: Deps{Registry: obs.NewRegistry()}}
+	s := &Service{deps: Deps{Registry: obs.NewRegistry()}, auth: &httpAuth{anonymous: RoleAdmin}}
 	registered := []string{"GET /metrics", "GET /healthz", "GET /readyz"}
 	for _, rt := range s.apiRoutes() {
 		if method, path, ok := strings.Cut(rt.pattern, " "); ok {
@@ -108,7 +108,8 @@ func TestOpenAPIErrorStatusesFollowTheCodes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	mapped := map[string]bool{"405": true, "504": true}
 	for _, c := range []api.Code{api.CodeInvalidArgument, api.CodeNotFound, api.CodeAlreadyExists, api.CodeUnknownType,
-		api.CodeFailedPrecondition, api.CodeTooLarge, api.CodeUnavailable, api.CodeInternal} {
+		api.CodeFailedPrecondition, api.CodeTooLarge, api.CodeUnavailable, api.CodeInternal,
+		api.CodeUnauthenticated, api.CodePermissionDenied} {
 		mapped[strconv.Itoa(c.HTTPStatus())] = true
 	}
 	for path, item := range doc.Paths {

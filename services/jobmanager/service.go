@@ -46,6 +46,7 @@ type Service struct {
 	sys        *nats.Conn
 	sysAccount string
 	http       *obs.Server
+	auth       *httpAuth
 }
 
 // queueGroup makes every replica answer API requests, each request once.
@@ -63,8 +64,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Types = framework.NewRegistry()
 	}
 	id := cfg.NodeIDOr("jobmanager")
+	auth, err := cfg.httpAuth()
+	if err != nil {
+		return nil, err
+	}
 	return &Service{
-		cfg: cfg, deps: deps, id: id,
+		cfg: cfg, deps: deps, id: id, auth: auth,
 		log:     deps.Log.With(zap.String("replica", id)),
 		metrics: newMetrics(deps.Registry),
 		nodes:   framework.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
