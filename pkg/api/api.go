@@ -115,6 +115,24 @@ type Reply struct {
 	Error   *Error   `json:"error,omitempty"`
 }
 
+// The success replies of each request. Their arrays are always present
+// (empty, not null) so that a client can range over them without checks.
+type (
+	JobReply struct {
+		Job *Job `json:"job"`
+	}
+	ListReply struct {
+		Jobs []Job  `json:"jobs"`
+		Next string `json:"next,omitempty"`
+	}
+	NodesReply struct {
+		Nodes []Node `json:"nodes"`
+	}
+	WorkersReply struct {
+		Workers []Worker `json:"workers"`
+	}
+)
+
 // Node is a job-master or worker node as it announces itself.
 type Node struct {
 	ID        string            `json:"id"`
@@ -149,6 +167,32 @@ type Event struct {
 	Error       *Error          `json:"error,omitempty"`
 	Detail      json.RawMessage `json:"detail,omitempty"`
 	Time        time.Time       `json:"time"`
+}
+
+// StreamEvent is an event as the events history returns it: the event and
+// its sequence in the events stream. Truncated says its detail was left out
+// because it alone would not fit in a reply.
+type StreamEvent struct {
+	Seq uint64 `json:"seq"`
+	Event
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// EventsRequest asks for a job's events, oldest first, from SinceSeq (a
+// stream sequence, typically the Next of the previous reply) or else from
+// SinceTime; with neither, from the first event the stream keeps.
+type EventsRequest struct {
+	ID        string     `json:"id"`
+	SinceSeq  uint64     `json:"since_seq,omitempty"`
+	SinceTime *time.Time `json:"since_time,omitempty"`
+	Limit     int        `json:"limit,omitempty"`
+}
+
+// EventsReply is the reply to an EventsRequest. Next is the sequence to ask
+// from to continue, with no event missed or repeated.
+type EventsReply struct {
+	Events []StreamEvent `json:"events"`
+	Next   uint64        `json:"next"`
 }
 
 // Event kinds.

@@ -38,6 +38,16 @@ func (c *Client) Space() topics.Space { return c.space }
 // Call sends a raw request to subject and decodes the reply envelope,
 // returning its coded error as an *api.Error.
 func (c *Client) Call(ctx context.Context, subject string, req any) (*api.Reply, error) {
+	var rep api.Reply
+	if err := c.call(ctx, subject, req, &rep); err != nil {
+		return &rep, err
+	}
+	return &rep, nil
+}
+
+// call sends req to subject and decodes a success reply into out; a coded
+// error reply is returned as an *api.Error.
+func (c *Client) call(ctx context.Context, subject string, req any, out any) error {
 	var body []byte
 	switch r := req.(type) {
 	case []byte:
@@ -45,7 +55,7 @@ func (c *Client) Call(ctx context.Context, subject string, req any) (*api.Reply,
 	default:
 		b, err := json.Marshal(req)
 		if err != nil {
-			return nil, fmt.Errorf("client: encode request: %w", err)
+			return fmt.Errorf("client: encode request: %w", err)
 		}
 		body = b
 	}
@@ -56,16 +66,21 @@ func (c *Client) Call(ctx context.Context, subject string, req any) (*api.Reply,
 	}
 	msg, err := c.nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
-		return nil, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("no answer on %s: %v", subject, err)}
+		return &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("no answer on %s: %v", subject, err)}
 	}
-	var rep api.Reply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return nil, fmt.Errorf("client: decode reply: %w", err)
+	var failed struct {
+		Error *api.Error `json:"error"`
 	}
-	if rep.Error != nil {
-		return &rep, rep.Error
+	if err := json.Unmarshal(msg.Data, &failed); err != nil {
+		return fmt.Errorf("client: decode reply: %w", err)
 	}
-	return &rep, nil
+	if failed.Error != nil {
+		return failed.Error
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("client: decode reply: %w", err)
+	}
+	return nil
 }
 
 func (c *Client) job(ctx context.Context, subject string, req any) (*api.Job, error) {
@@ -119,6 +134,16 @@ func (c *Client) Workers(ctx context.Context, id string) ([]api.Worker, error) {
 		return nil, err
 	}
 	return rep.Workers, nil
+}
+
+// Events returns a page of a job's events, oldest first, and the sequence
+// to ask from for the next page (or for events that happen later).
+func (c *Client) Events(ctx context.Context, req api.EventsRequest) ([]api.StreamEvent, uint64, error) {
+	var rep api.EventsReply
+	if err := c.call(ctx, c.space.APIEvents(), req, &rep); err != nil {
+		return nil, 0, err
+	}
+	return rep.Events, rep.Next, nil
 }
 
 // SubmitDurable publishes a submission on the durable requests stream; it is

@@ -82,6 +82,9 @@ func (s Space) APIWorkers() string {
 	return s.join("api", "v1", "jobs", "workers")
 }
 
+// APIEvents is the subject of the events history of a job.
+func (s Space) APIEvents() string { return s.join("api", "v1", "jobs", "events") }
+
 // JobRequests is the durable submit subject, captured by the requests stream.
 func (s Space) JobRequests() string { return s.join("jobs", "requests") }
 

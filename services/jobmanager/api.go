@@ -25,6 +25,12 @@ const (
 	maxListLimit   = 1000
 	defaultListLim = 100
 	maxRestartsCap = 1000
+
+	defaultEventsLimit = 100
+	maxEventsLimit     = 1000
+	// eventsReplyBytes bounds the events of one reply, leaving room for
+	// the envelope under api.MaxPayload.
+	eventsReplyBytes = api.MaxPayload - 4<<10
 )
 
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
@@ -287,6 +293,36 @@ func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out, nil
+}
+
+// events returns a page of a job's history from the events stream. The job
+// need not exist any more: its events outlive it for the stream's max age.
+func (s *Service) events(ctx context.Context, body []byte) ([]api.StreamEvent, uint64, error) {
+	var req api.EventsRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, 0, err
+	}
+	if err := invalidID("job", req.ID); err != nil {
+		return nil, 0, err
+	}
+	if req.Limit < 0 || req.Limit > maxEventsLimit {
+		return nil, 0, api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxEventsLimit)
+	}
+	if req.Limit == 0 {
+		req.Limit = defaultEventsLimit
+	}
+	if req.SinceSeq > 0 && req.SinceTime != nil {
+		return nil, 0, api.Errorf(api.CodeInvalidArgument, "give since_seq or since_time, not both")
+	}
+	q := kvstate.EventsQuery{Job: req.ID, SinceSeq: req.SinceSeq, Limit: req.Limit, MaxBytes: eventsReplyBytes}
+	if req.SinceTime != nil {
+		q.SinceTime = *req.SinceTime
+	}
+	evs, next, err := s.store.JobEvents(ctx, q)
+	if err != nil {
+		return nil, 0, storeError(err)
+	}
+	return evs, next, nil
 }
 
 // jobFields are the fields of a log line about a job: job_id, epoch and

@@ -78,13 +78,21 @@ type route struct {
 func (s *Service) apiRoutes() []route {
 	// The store opens in Run; routes read its namespace when they answer.
 	space := func() topics.Space { return s.store.Space() }
-	reply := func(w http.ResponseWriter, subject string, rep api.Reply) {
-		s.countReply(subject, rep.Error)
-		writeReply(w, s.public(rep))
+	serve := func(w http.ResponseWriter, r *http.Request, subject string, h handler, body []byte) {
+		rep, e := s.answer(r.Context(), subject, h, body)
+		if e != nil {
+			writeReply(w, api.Reply{Error: e})
+			return
+		}
+		obs.WriteJSON(w, http.StatusOK, rep)
+	}
+	badQuery := func(w http.ResponseWriter, subject string, e *api.Error) {
+		s.countReply(subject, e)
+		writeReply(w, api.Reply{Error: e})
 	}
 	return []route{
 		{"POST /api/v1/jobs", s.httpBody(func(w http.ResponseWriter, r *http.Request, b []byte) {
-			reply(w, space().APISubmit(), s.replyJob(s.submit)(r.Context(), b))
+			serve(w, r, space().APISubmit(), jobHandler(s.submit), b)
 		})},
 		{"GET /api/v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
@@ -92,28 +100,59 @@ func (s *Service) apiRoutes() []route {
 			if l := q.Get("limit"); l != "" {
 				n, err := strconv.Atoi(l)
 				if err != nil {
-					reply(w, space().APIList(), api.Reply{Error: api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", l)})
+					badQuery(w, space().APIList(), api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", l))
 					return
 				}
 				req.Limit = n
 			}
-			reply(w, space().APIList(), s.replyList(r.Context(), wire.Marshal(req)))
+			serve(w, r, space().APIList(), s.replyList, wire.Marshal(req))
 		}},
 		{"GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-			reply(w, space().APIGet(), s.replyJob(s.get)(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
+			serve(w, r, space().APIGet(), jobHandler(s.get), wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
 		}},
 		{"POST /api/v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-			reply(w, space().APICancel(), s.replyJob(s.cancel)(r.Context(), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")})))
+			serve(w, r, space().APICancel(), jobHandler(s.cancel), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")}))
 		}},
 		{"GET /api/v1/jobs/{id}/workers", func(w http.ResponseWriter, r *http.Request) {
-			reply(w, space().APIWorkers(), s.replyWorkers(r.Context(), wire.Marshal(api.GetRequest{ID: r.PathValue("id")})))
+			serve(w, r, space().APIWorkers(), s.replyWorkers, wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
+		}},
+		{"GET /api/v1/jobs/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+			req, e := eventsQuery(r)
+			if e != nil {
+				badQuery(w, space().APIEvents(), e)
+				return
+			}
+			serve(w, r, space().APIEvents(), s.replyEvents, wire.Marshal(req))
 		}},
 		{"GET /api/v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-			reply(w, space().APINodes(), s.replyNodes(r.Context(), nil))
+			serve(w, r, space().APINodes(), s.replyNodes, nil)
 		}},
 		// Every other path under a job goes to the job's master.
 		{"/api/v1/jobs/{id}/{rest...}", s.forward},
 	}
+}
+
+// eventsQuery reads ?since=<seq|RFC 3339 time>&limit=N.
+func eventsQuery(r *http.Request) (api.EventsRequest, *api.Error) {
+	q := r.URL.Query()
+	req := api.EventsRequest{ID: r.PathValue("id")}
+	if v := q.Get("since"); v != "" {
+		if seq, err := strconv.ParseUint(v, 10, 64); err == nil {
+			req.SinceSeq = seq
+		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			req.SinceTime = &t
+		} else {
+			return req, api.Errorf(api.CodeInvalidArgument, "since %q is neither a sequence nor an RFC 3339 time", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return req, api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", v)
+		}
+		req.Limit = n
+	}
+	return req, nil
 }
 
 // methodNotAllowed answers 405 in the API's error shape.

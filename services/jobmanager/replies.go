@@ -8,50 +8,78 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 )
 
-func (s *Service) replyJob(f func(context.Context, []byte) (*api.Job, error)) func(context.Context, []byte) api.Reply {
-	return func(ctx context.Context, b []byte) api.Reply {
+// handler answers one API request: the success reply (one of pkg/api's
+// *Reply types) or a coded error. The NATS and HTTP APIs both call it.
+type handler func(ctx context.Context, body []byte) (any, error)
+
+func jobHandler(f func(context.Context, []byte) (*api.Job, error)) handler {
+	return func(ctx context.Context, b []byte) (any, error) {
 		j, err := f(ctx, b)
 		if err != nil {
-			return api.Reply{Error: api.AsError(err)}
+			return nil, err
 		}
-		return api.Reply{Job: j}
+		return api.JobReply{Job: j}, nil
 	}
 }
 
-func (s *Service) replyList(ctx context.Context, b []byte) api.Reply {
+func (s *Service) replyList(ctx context.Context, b []byte) (any, error) {
 	jobs, next, err := s.list(ctx, b)
 	if err != nil {
-		return api.Reply{Error: api.AsError(err)}
+		return nil, err
 	}
 	if jobs == nil {
 		jobs = []api.Job{}
 	}
-	return api.Reply{Jobs: jobs, Next: next}
+	return api.ListReply{Jobs: jobs, Next: next}, nil
 }
 
-func (s *Service) replyNodes(ctx context.Context, b []byte) api.Reply {
+func (s *Service) replyNodes(ctx context.Context, b []byte) (any, error) {
 	if err := decodeStrict(b, &struct{}{}); err != nil {
-		return api.Reply{Error: api.AsError(err)}
+		return nil, err
 	}
 	nodes, err := s.store.ListNodes(ctx, "")
 	if err != nil {
-		return api.Reply{Error: api.AsError(storeError(err))}
+		return nil, storeError(err)
 	}
 	if nodes == nil {
 		nodes = []api.Node{}
 	}
-	return api.Reply{Nodes: nodes}
+	return api.NodesReply{Nodes: nodes}, nil
 }
 
-func (s *Service) replyWorkers(ctx context.Context, b []byte) api.Reply {
+func (s *Service) replyWorkers(ctx context.Context, b []byte) (any, error) {
 	ws, err := s.workers(ctx, b)
 	if err != nil {
-		return api.Reply{Error: api.AsError(err)}
+		return nil, err
 	}
 	if ws == nil {
 		ws = []api.Worker{}
 	}
-	return api.Reply{Workers: ws}
+	return api.WorkersReply{Workers: ws}, nil
+}
+
+func (s *Service) replyEvents(ctx context.Context, b []byte) (any, error) {
+	evs, next, err := s.events(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return api.EventsReply{Events: evs, Next: next}, nil
+}
+
+// answer runs h and counts the outcome: the reply to send, or the coded
+// error (internal text logged, not sent).
+func (s *Service) answer(ctx context.Context, subject string, h handler, body []byte) (any, *api.Error) {
+	rep, err := h(ctx, body)
+	var e *api.Error
+	if err != nil {
+		e = api.AsError(err)
+	}
+	s.countReply(subject, e)
+	if e != nil && e.Code == api.CodeInternal {
+		// countReply logged the text; the client learns only the code.
+		e = api.Errorf(api.CodeInternal, "internal error (the job manager's log has the detail)")
+	}
+	return rep, e
 }
 
 func (s *Service) countReply(subject string, e *api.Error) {

@@ -93,13 +93,14 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.openSystem(ctx)()
 
 	space := st.Space()
-	handlers := map[string]func(context.Context, []byte) api.Reply{
-		space.APISubmit():  s.replyJob(s.submit),
-		space.APIGet():     s.replyJob(s.get),
-		space.APICancel():  s.replyJob(s.cancel),
+	handlers := map[string]handler{
+		space.APISubmit():  jobHandler(s.submit),
+		space.APIGet():     jobHandler(s.get),
+		space.APICancel():  jobHandler(s.cancel),
 		space.APIList():    s.replyList,
 		space.APINodes():   s.replyNodes,
 		space.APIWorkers(): s.replyWorkers,
+		space.APIEvents():  s.replyEvents,
 	}
 	// Requests are handled concurrently, up to maxInflight: each waits on
 	// a KV round trip, and one at a time would cap the API at one round
@@ -133,8 +134,10 @@ func (s *Service) Run(ctx context.Context) error {
 				// job may well have been stored.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				defer cancel()
-				rep := h(rctx, msg.Data)
-				s.countReply(subj, rep.Error)
+				rep, e := s.answer(rctx, subj, h, msg.Data)
+				if e != nil {
+					rep = api.Reply{Error: e}
+				}
 				_ = msg.Respond(wire.Marshal(rep))
 			}()
 		})
