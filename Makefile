@@ -26,7 +26,7 @@ REST_PKGS         = $(shell $(GO) list ./... | grep -v -e '/pkg/' -e '/internal/
 
 BENCH_ARGS ?=
 
-.PHONY: all build run test fmt-check vet test-race test-rest bench bench-quick \
+.PHONY: all build run test fmt-check vet test-race test-rest test-examples bench bench-quick \
 	images e2e-compose clean
 
 all: build
@@ -38,14 +38,24 @@ build:
 run: build
 	./$(BIN)/drover dev
 
-test: fmt-check vet test-race test-rest
+test: fmt-check vet test-race test-rest test-examples
+
+# Modules of their own (go.mod with a replace to this repository): built
+# and tested as a job author outside this module would.
+EXAMPLES         := examples/hello
 
 fmt-check:
-	@out="$$(gofmt -l $$($(GO) list -f '{{.Dir}}' ./...) | sed 's|^$(CURDIR)/||')"; \
+	@out="$$(gofmt -l $$($(GO) list -f '{{.Dir}}' ./...) $(EXAMPLES) | sed 's|^$(CURDIR)/||')"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
+
+test-examples:
+	@for m in $(EXAMPLES); do \
+		echo "(cd $$m && $(GO) vet ./... && $(GO) test -timeout $(REST_TIMEOUT) $(TESTFLAGS) ./...)"; \
+		(cd $$m && $(GO) vet ./... && $(GO) test -timeout $(REST_TIMEOUT) $(TESTFLAGS) ./...) || exit 1; \
+	done
 
 test-race:
 	$(GO) test -race -p $(TEST_P) -timeout $(RACE_TIMEOUT) $(TESTFLAGS) $(RACE_PKGS)

@@ -34,10 +34,8 @@ type Config struct {
 
 func parse(raw json.RawMessage) (Config, error) {
 	c := Config{Workers: 2, Greeting: "hello"}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return c, err
-		}
+	if err := framework.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("hello config: %w", err)
 	}
 	if c.Workers < 1 || c.Workers > 100 {
 		return c, errors.New("hello: workers must be 1..100")

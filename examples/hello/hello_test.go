@@ -15,10 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/drover-run/drover/examples/hello"
-	"github.com/drover-run/drover/internal/natstest"
-	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
+	"github.com/drover-run/drover/pkg/drovertest"
 	"github.com/drover-run/drover/pkg/objstore"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -37,7 +36,7 @@ func checkDetail(t *testing.T, j *api.Job, workers int) {
 
 // TestInProcess runs the example job on an in-process system.
 func TestInProcess(t *testing.T) {
-	sys := testsys.Start(t, hello.Registry())
+	sys := drovertest.Start(t, hello.Registry())
 	sys.AddJobManager("mgr")
 	sys.AddJobMaster("jm")
 	sys.AddWorker("wk")
@@ -52,7 +51,7 @@ func TestInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDetail(t, j, 3)
-	_, js := natstest.Connect(t, sys.Server)
+	_, js := drovertest.Connect(t, sys.Server)
 	b, err := objstore.New(js, topics.MustNew(topics.DefaultPrefix), objstore.Options{}).OpenBucket(ctx, "hello")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +76,7 @@ func TestBinaries(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	srv := natstest.RunServer(t)
+	srv := drovertest.RunServer(t)
 	for _, bin := range []string{"jobmanager", "hello-jobmaster", "hello-worker"} {
 		cmd := exec.Command(filepath.Join(dir, bin))
 		cmd.Env = []string{"DROVER_NATS_URL=" + srv.ClientURL(), "DROVER_HTTP_ADDR=127.0.0.1:0",
@@ -114,7 +113,7 @@ func TestBinaries(t *testing.T) {
 	spec := api.Spec{ID: "h2", Type: hello.Name, Config: json.RawMessage(`{"workers":2,"greeting":"hi"}`)}
 	// The job manager accepts the type once the job-master node announced it.
 	var serr error
-	natstest.Eventually(t, 30*time.Second, "submit accepted", func() bool {
+	drovertest.Eventually(t, 30*time.Second, "submit accepted", func() bool {
 		_, serr = cl.Submit(ctx, spec)
 		return serr == nil
 	})

@@ -46,25 +46,55 @@ func Main(name string, cfg config.Validator, common func() *config.Common, defau
 		os.Exit(2)
 	}
 	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, name, c, log, build); err != nil {
+		log.Error("service stopped", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+}
+
+// Serve is Main for a caller that owns the process: it loads the config,
+// builds the logger, connects and runs the service until ctx ends, and
+// returns what went wrong instead of exiting.
+func Serve(ctx context.Context, name string, cfg config.Validator, common func() *config.Common, defaultHTTP string,
+	build func(nc *nats.Conn, log *zap.Logger) (Runner, error)) error {
+	if err := config.Load(cfg); err != nil {
+		return fmt.Errorf("%s: invalid configuration: %w", name, err)
+	}
+	c := common()
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = defaultHTTP
+	}
+	log, err := obs.NewLogger(c.LogFormat, c.LogLevel)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer func() { _ = log.Sync() }()
+	return run(ctx, name, c, log, build)
+}
+
+// run connects to NATS, builds the service and runs it until ctx ends.
+func run(ctx context.Context, name string, c *config.Common, log *zap.Logger,
+	build func(nc *nats.Conn, log *zap.Logger) (Runner, error)) error {
 	log = log.With(zap.String("service", name))
 	nc, err := c.Connect(name, log)
 	if err != nil {
-		log.Fatal("nats", zap.Error(err))
+		return fmt.Errorf("nats: %w", err)
 	}
 	defer nc.Close()
 	svc, err := build(nc, log)
 	if err != nil {
-		log.Fatal("build service", zap.Error(err))
+		return fmt.Errorf("build service: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := svc.Run(ctx); err != nil {
-		log.Error("service stopped", zap.Error(err))
-		_ = nc.Drain()
-		os.Exit(1)
-	}
+	err = svc.Run(ctx)
 	_ = nc.Drain()
+	if err != nil {
+		return err
+	}
 	log.Info("stopped")
+	return nil
 }
 
 func healthcheck(addr string) int {

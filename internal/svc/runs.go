@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/pkg/api"
-	"github.com/drover-run/drover/pkg/framework"
 )
 
 // Incarnation is a master or worker incarnation a node runs.
@@ -38,7 +38,7 @@ func NewRuns[I Incarnation](node, what string, capacity int) *Runs[I] {
 
 // Start runs the incarnation build returns under key, unless the same or a
 // newer epoch already runs there. ended is called (off the lock) when a
-// run ends with anything but framework.ErrStopped.
+// run ends with anything but runtime.ErrStopped.
 func (r *Runs[I]) Start(key string, epoch uint64, build func() (I, error), ended func(I, error)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -65,7 +65,7 @@ func (r *Runs[I]) Start(key string, epoch uint64, build func() (I, error), ended
 	go func() {
 		defer r.wg.Done()
 		err := inc.Run(context.Background())
-		if err != nil && !errors.Is(err, framework.ErrStopped) && ended != nil {
+		if err != nil && !errors.Is(err, runtime.ErrStopped) && ended != nil {
 			ended(inc, err)
 		}
 		r.mu.Lock()

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/pkg/api"
-	"github.com/drover-run/drover/pkg/framework"
 )
 
 type fakeInc struct {
@@ -24,7 +24,7 @@ func (f *fakeInc) Stop() {
 		close(f.stop)
 	}
 }
-func (f *fakeInc) Run(context.Context) error { <-f.stop; return framework.ErrStopped }
+func (f *fakeInc) Run(context.Context) error { <-f.stop; return runtime.ErrStopped }
 
 func (f *fakeInc) stopped() bool {
 	select {

@@ -1,9 +1,9 @@
 package svc
 
-import "github.com/drover-run/drover/pkg/framework"
+import "github.com/drover-run/drover/internal/runtime"
 
 // StorageConfig is the bucket storage the node gives its masters and workers.
-func (n *Node) StorageConfig() framework.StorageConfig {
-	return framework.StorageConfig{Enabled: n.Cfg.StorageEnabled(), WorkBucket: n.Cfg.WorkBucket(),
+func (n *Node) StorageConfig() runtime.StorageConfig {
+	return runtime.StorageConfig{Enabled: n.Cfg.StorageEnabled(), WorkBucket: n.Cfg.WorkBucket(),
 		Replicas: n.Cfg.Replicas}
 }

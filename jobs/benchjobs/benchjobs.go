@@ -5,7 +5,6 @@
 package benchjobs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,12 +34,8 @@ type FanoutConfig struct {
 // ParseFanout decodes and checks a Fanout config.
 func ParseFanout(raw json.RawMessage) (FanoutConfig, error) {
 	c := FanoutConfig{Workers: 1}
-	if len(raw) > 0 && string(raw) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("bench-fanout config: %w", err)
-		}
+	if err := framework.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("bench-fanout config: %w", err)
 	}
 	if c.Workers < 1 || c.Workers > MaxWorkers {
 		return c, fmt.Errorf("bench-fanout config: workers must be 1..%d, got %d", MaxWorkers, c.Workers)

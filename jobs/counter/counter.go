@@ -5,7 +5,6 @@
 package counter
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/pkg/framework"
-	"github.com/drover-run/drover/pkg/kvstate"
 )
 
 // Name is the job type name.
@@ -44,12 +42,8 @@ type Config struct {
 // ParseConfig decodes and checks a config, applying defaults.
 func ParseConfig(raw json.RawMessage) (Config, error) {
 	c := Config{Workers: 1, Target: 10, IntervalMS: 10, MaxWorkerRestarts: 3}
-	if len(raw) > 0 && string(raw) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("counter config: %w", err)
-		}
+	if err := framework.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("counter config: %w", err)
 	}
 	switch {
 	case c.Workers < 1 || c.Workers > MaxWorkers:
@@ -202,7 +196,7 @@ func (m *master) OnOpenAPIInitialized(r framework.Router) {
 
 func readCount(ctx context.Context, kv framework.KV, id string) (int, error) {
 	v, _, err := kv.Get(ctx, countKey(id))
-	if errors.Is(err, kvstate.ErrNotFound) {
+	if errors.Is(err, framework.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {

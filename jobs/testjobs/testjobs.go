@@ -17,7 +17,6 @@
 package testjobs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +27,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/pkg/framework"
-	"github.com/drover-run/drover/pkg/kvstate"
 )
 
 // Job type names.
@@ -60,19 +58,10 @@ type BeatConfig struct {
 	Beats int `json:"beats,omitempty"`
 }
 
-func decodeStrict(raw json.RawMessage, v any) error {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
 // ParseFlaky decodes and checks a flaky config.
 func ParseFlaky(raw json.RawMessage) (FlakyConfig, error) {
 	var c FlakyConfig
-	if err := decodeStrict(raw, &c); err != nil {
+	if err := framework.DecodeConfig(raw, &c); err != nil {
 		return c, fmt.Errorf("flaky config: %w", err)
 	}
 	if c.FailTimes < 0 || c.FailTimes > 1000 || c.RunMS < 0 || c.RunMS > 600_000 {
@@ -84,7 +73,7 @@ func ParseFlaky(raw json.RawMessage) (FlakyConfig, error) {
 // ParseBeat decodes and checks a beat or stubborn config.
 func ParseBeat(raw json.RawMessage) (BeatConfig, error) {
 	c := BeatConfig{Workers: 1, IntervalMS: 50, Burst: 1}
-	if err := decodeStrict(raw, &c); err != nil {
+	if err := framework.DecodeConfig(raw, &c); err != nil {
 		return c, fmt.Errorf("beat config: %w", err)
 	}
 	if c.Workers < 0 || c.Workers > 100 || c.IntervalMS < 1 || c.IntervalMS > 60_000 ||
@@ -315,7 +304,7 @@ func (b *beatWorker) Tick(ctx context.Context) error {
 
 func readInt(ctx context.Context, kv framework.KV, key string) (int, error) {
 	v, _, err := kv.Get(ctx, key)
-	if errors.Is(err, kvstate.ErrNotFound) {
+	if errors.Is(err, framework.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {

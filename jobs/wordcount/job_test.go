@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/jobs/wordcount"
 	"github.com/drover-run/drover/pkg/api"
@@ -148,13 +149,13 @@ func TestJobInProcess(t *testing.T) {
 		t.Fatalf("unknown route of an ended job: %d", code)
 	}
 
-	work, err := objs.OpenBucket(ctx, framework.DefaultWorkBucket)
+	work, err := objs.OpenBucket(ctx, runtime.DefaultWorkBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		l, err := work.List(ctx, framework.ScratchPrefix("wc"))
+		l, err := work.List(ctx, runtime.ScratchPrefix("wc"))
 		if err == nil && len(l) == 0 {
 			break
 		}

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/pkg/framework"
-	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/objstore"
 )
 
@@ -162,4 +161,4 @@ func committedTasks(ctx context.Context, kv framework.KV) (map[int]bool, error) 
 	return out, nil
 }
 
-func isNotFound(err error) bool { return errors.Is(err, kvstate.ErrNotFound) }
+func isNotFound(err error) bool { return errors.Is(err, framework.ErrNotFound) }

@@ -23,7 +23,6 @@
 package wordcount
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,9 +90,7 @@ func ParseConfig(raw json.RawMessage, job string) (Config, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return c, errors.New("wordcount config: bucket is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := framework.DecodeConfig(raw, &c); err != nil {
 		return c, fmt.Errorf("wordcount config: %w", err)
 	}
 	if c.OutputBucket == "" {

@@ -1,9 +1,9 @@
 // Package framework is Drover's SDK for job authors: the interfaces a job
 // type implements (JobMaster, Worker), the handles the runtime gives them
-// (MasterHandle, WorkerHandle), and the registry of job types that the
-// job-master and worker nodes run. It also holds the runtimes that drive
-// one master or one worker incarnation, so a custom binary needs nothing
-// but this package and the node services.
+// (MasterHandle, WorkerHandle), their options and errors, the storage
+// interfaces, and the registry of job types that the job-master and worker
+// nodes run. It holds no runtime: the nodes drive incarnations
+// (internal/runtime), and a custom binary runs them with pkg/node.
 //
 // Every callback of a master runs on that master's single loop goroutine,
 // and every callback of a worker on its worker's loop: job code needs no
@@ -36,20 +36,21 @@ const (
 	OfflineTimeout        = "heartbeat_timeout"
 	OfflineNodeLeaving    = "node_leaving"
 	OfflineDispatchFailed = "dispatch_failed"
-	OfflineLost           = "lost"
 )
 
-// Sentinel errors.
+// Sentinel errors, tested with errors.Is.
 var (
-	ErrFenced        = errors.New("framework: fenced by a newer epoch")
-	ErrSelfFenced    = errors.New("framework: no acknowledged heartbeat within worker_self_fence")
-	ErrStopped       = errors.New("framework: stopped")
+	// ErrFenced: a newer incarnation exists; the write was refused and the
+	// runtime stops this incarnation.
+	ErrFenced = errors.New("framework: fenced by a newer epoch")
+	// ErrNotFound: KV.Get of a key that does not exist.
+	ErrNotFound      = errors.New("framework: not found")
 	ErrWorkerExists  = errors.New("framework: worker already live")
 	ErrUnknownWorker = errors.New("framework: unknown worker")
-	ErrNoCapacity    = errors.New("framework: no worker node with free capacity matches")
-	ErrUnknownType   = errors.New("framework: unknown type")
-	ErrNotReady      = errors.New("framework: master not ready")
-	ErrExited        = errors.New("framework: exited")
+	// ErrNoCapacity reaches OnWorkerDispatched when no worker node with
+	// free capacity matches the worker's type and selectors.
+	ErrNoCapacity = errors.New("framework: no worker node with free capacity matches")
+	ErrExited     = errors.New("framework: exited")
 )
 
 // permanent marks an error that a restart cannot fix.
@@ -89,10 +90,10 @@ type WorkerInfo struct {
 func (w WorkerInfo) Live() bool { return w.State == "created" || w.State == "online" }
 
 // KV is a job's business key/value state. Keys are dot-separated tokens of
-// [A-Za-z0-9_-]; a job never sees another job's keys. Every write is fenced
-// by the writer's epoch: once a newer incarnation exists it fails with an
-// error wrapping ErrFenced-equivalent kvstate.ErrStaleEpoch, and the
-// runtime stops the stale writer.
+// [A-Za-z0-9_-]; a job never sees another job's keys. Get of a missing key
+// fails with an error wrapping ErrNotFound. Every write is fenced by the
+// writer's epoch: once a newer incarnation exists it fails with an error
+// wrapping ErrFenced, and the runtime stops the stale writer.
 type KV interface {
 	Get(ctx context.Context, key string) ([]byte, uint64, error)
 	Put(ctx context.Context, key string, val []byte) (uint64, error)
@@ -110,23 +111,25 @@ type Router interface {
 }
 
 // CreateOption tunes CreateWorker.
-type CreateOption func(*createOptions) error
+type CreateOption func(*CreateOptions) error
 
-type createOptions struct {
-	id        string
-	selectors map[string]string
+// CreateOptions are what the CreateOption values of one CreateWorker call
+// set; the runtime reads them.
+type CreateOptions struct {
+	ID        string
+	Selectors map[string]string
 }
 
 // WithWorkerID gives the worker a stable id. Creating an id whose previous
 // incarnation has ended starts a new incarnation (a higher worker epoch),
 // which fences the old one.
 func WithWorkerID(id string) CreateOption {
-	return func(o *createOptions) error { o.id = id; return nil }
+	return func(o *CreateOptions) error { o.ID = id; return nil }
 }
 
 // WithSelectors places the worker only on nodes whose labels match.
 func WithSelectors(sel map[string]string) CreateOption {
-	return func(o *createOptions) error { o.selectors = sel; return nil }
+	return func(o *CreateOptions) error { o.Selectors = sel; return nil }
 }
 
 // MasterHandle is what the runtime gives a job master.

@@ -2,15 +2,8 @@ package framework
 
 import (
 	"context"
-	"errors"
 	"io"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/objstore"
 )
 
@@ -25,19 +18,6 @@ import (
 // unless the master called KeepScratch(true). A master that fails with a
 // retryable error keeps it, so the next attempt finds what the last one
 // committed.
-
-// DefaultWorkBucket is the bucket that holds every job's scratch space.
-const DefaultWorkBucket = "work"
-
-// StorageConfig is what a node gives its masters and workers. The zero
-// value disables bucket storage.
-type StorageConfig struct {
-	Enabled bool
-	// WorkBucket holds the jobs' scratch spaces; "" means DefaultWorkBucket.
-	WorkBucket string
-	// Replicas of the buckets created on demand (1, or 3 in a cluster).
-	Replicas int
-}
 
 // ObjectInfo describes a stored object.
 type ObjectInfo = objstore.ObjectInfo
@@ -86,123 +66,3 @@ type Storage interface {
 	// ends (e.g. to inspect intermediate data). A worker's call does nothing.
 	KeepScratch(keep bool)
 }
-
-// ScratchPrefix is where a job's scratch objects live in the work bucket.
-func ScratchPrefix(job string) string { return "jobs/" + job + "/" }
-
-// ScratchKey is the business-KV key the SDK writes (fenced) before a job
-// first uses its scratch space, so the cleanup of a job that never did
-// costs one read instead of a listing of the work bucket.
-const ScratchKey = "drover-scratch"
-
-// storage is the Storage of one master or worker incarnation.
-type storage struct {
-	cfg  StorageConfig
-	job  string
-	c    *objstore.Client
-	kv   KV
-	keep atomic.Bool
-
-	mu     sync.Mutex
-	marked bool
-}
-
-// newStorage returns nil when bucket storage is disabled.
-func newStorage(cfg StorageConfig, st *kvstate.Store, job string, kv KV) *storage {
-	if !cfg.Enabled || st == nil {
-		return nil
-	}
-	if cfg.WorkBucket == "" {
-		cfg.WorkBucket = DefaultWorkBucket
-	}
-	return &storage{cfg: cfg, job: job, kv: kv,
-		c: objstore.New(st.JetStream(), st.Space(), objstore.Options{Replicas: cfg.Replicas})}
-}
-
-// handle returns what a handle's Storage() reports.
-func (s *storage) handle() (Storage, bool) {
-	if s == nil {
-		return nil, false
-	}
-	return s, true
-}
-
-func (s *storage) Bucket(ctx context.Context, name string) (Bucket, error) {
-	b, err := s.c.OpenBucket(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-func (s *storage) CreateBucket(ctx context.Context, name string) (Bucket, error) {
-	b, err := s.c.Bucket(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-func (s *storage) Scratch(ctx context.Context) (Bucket, error) {
-	if err := s.mark(ctx); err != nil {
-		return nil, err
-	}
-	b, err := s.c.Bucket(ctx, s.cfg.WorkBucket)
-	if err != nil {
-		return nil, err
-	}
-	return b.Sub(ScratchPrefix(s.job)), nil
-}
-
-func (s *storage) KeepScratch(keep bool) { s.keep.Store(keep) }
-
-// mark records, once per incarnation, that the job uses its scratch space.
-func (s *storage) mark(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.marked {
-		return nil
-	}
-	if _, err := s.kv.Put(ctx, ScratchKey, []byte("1")); err != nil {
-		return err
-	}
-	s.marked = true
-	return nil
-}
-
-// cleanScratch deletes the job's scratch space once the job has ended for
-// good. It runs after the master's final record was written, so a fenced
-// (stale) master never gets here, and a terminal job is never restarted:
-// nobody can need the data any more. A crash before it is done leaves the
-// objects behind (see docs/writing-jobs.md).
-func (m *MasterRuntime) cleanScratch(reason ExitReason, retryable bool) {
-	s := m.stor
-	if s == nil || s.keep.Load() || (reason == ExitFailed && retryable) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, _, err := s.kv.Get(ctx, ScratchKey); errors.Is(err, kvstate.ErrNotFound) {
-		return // the job never used its scratch space
-	}
-	b, err := s.c.OpenBucket(ctx, s.cfg.WorkBucket)
-	if errors.Is(err, objstore.ErrBucketNotFound) {
-		return
-	}
-	if err != nil {
-		m.log.Warn("scratch cleanup", zap.Error(err))
-		return
-	}
-	n, err := b.Sub(ScratchPrefix(m.job.ID)).DeletePrefix(ctx, "")
-	if err != nil {
-		m.log.Warn("scratch cleanup", zap.Int("deleted", n), zap.Error(err))
-		return
-	}
-	if n > 0 {
-		m.log.Info("scratch deleted", zap.Int("objects", n))
-	}
-}
-
-func (h *masterHandle) Storage() (Storage, bool) { return h.m.stor.handle() }
-
-func (h *workerHandle) Storage() (Storage, bool) { return h.w.stor.handle() }

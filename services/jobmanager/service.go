@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/obs"
+	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
@@ -36,7 +37,7 @@ type Service struct {
 	log     *zap.Logger
 	metrics *metrics
 	store   *kvstate.Store
-	nodes   *framework.Placer
+	nodes   *placement.Placer
 	leading atomic.Bool
 	// leaseUntil (Unix ns) is when the lease this replica holds may lapse,
 	// less a margin; 0 when it holds none.
@@ -72,7 +73,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, deps: deps, id: id, auth: auth,
 		log:     deps.Log.With(zap.String("replica", id)),
 		metrics: newMetrics(deps.Registry),
-		nodes:   framework.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
+		nodes:   placement.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
 	}, nil
 }
 

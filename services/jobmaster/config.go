@@ -1,5 +1,5 @@
 // Package jobmaster is the job-master node service: it hosts many job masters,
-// each a framework.MasterRuntime, reports them to the job manager every
+// each a runtime.MasterRuntime, reports them to the job manager every
 // heartbeat, and on SIGTERM hands them over to other nodes at once.
 package jobmaster
 

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/placement"
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
@@ -27,10 +29,10 @@ type Deps struct {
 type Service struct {
 	*svc.Node
 	deps    Deps
-	metrics *framework.Metrics
-	placer  *framework.Placer
+	metrics *runtime.Metrics
+	placer  *placement.Placer
 
-	masters *svc.Runs[*framework.MasterRuntime]
+	masters *svc.Runs[*runtime.MasterRuntime]
 }
 
 // New builds a job-master node; Run starts it.
@@ -39,9 +41,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{Node: n, deps: deps, metrics: framework.NewMetrics(n.Registry),
-		placer:  framework.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
-		masters: svc.NewRuns[*framework.MasterRuntime](n.ID, "master", n.Capacity)}, nil
+	return &Service{Node: n, deps: deps, metrics: runtime.NewMetrics(n.Registry),
+		placer:  placement.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
+		masters: svc.NewRuns[*runtime.MasterRuntime](n.ID, "master", n.Capacity)}, nil
 }
 
 // Run serves until ctx ends, then hands its masters over and returns.
@@ -67,7 +69,7 @@ func (s *Service) Run(ctx context.Context) error {
 // refs names every master this node runs.
 func (s *Service) refs() []wire.MasterRef {
 	var out []wire.MasterRef
-	s.masters.Each(func(m *framework.MasterRuntime) {
+	s.masters.Each(func(m *runtime.MasterRuntime) {
 		out = append(out, wire.MasterRef{Job: m.JobID(), Epoch: m.Epoch()})
 	})
 	return out
@@ -93,7 +95,7 @@ func (s *Service) heartbeat(ctx context.Context) {
 // them now, instead of after the master timeout.
 func (s *Service) handover() {
 	refs := s.refs()
-	s.masters.Close((*framework.MasterRuntime).Stop, 15*time.Second)
+	s.masters.Close((*runtime.MasterRuntime).Stop, 15*time.Second)
 	if len(refs) > 0 {
 		msg := wire.NewMsg(s.Store.Space().ManagerControl(), wire.KindHandover, 0,
 			wire.Marshal(wire.Handover{Node: s.ID, Masters: refs}))
@@ -134,13 +136,13 @@ func (s *Service) assign(a wire.Assign) error {
 	if !ok {
 		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", a.Job.Type, s.ID)
 	}
-	return s.masters.Start(a.Job.ID, a.Epoch, func() (*framework.MasterRuntime, error) {
-		return framework.NewMasterRuntime(framework.MasterDeps{
+	return s.masters.Start(a.Job.ID, a.Epoch, func() (*runtime.MasterRuntime, error) {
+		return runtime.NewMasterRuntime(runtime.MasterDeps{
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
 			Storage: s.StorageConfig(),
-		}, jt, framework.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
-	}, func(_ *framework.MasterRuntime, err error) {
+		}, jt, runtime.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
+	}, func(_ *runtime.MasterRuntime, err error) {
 		s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
 	})
 }

@@ -1,5 +1,5 @@
 // Package worker is the worker node service: it hosts many workers, each a
-// framework.WorkerRuntime, announces its capacity and labels, and on
+// runtime.WorkerRuntime, announces its capacity and labels, and on
 // SIGTERM hands its workers back to their masters at once.
 package worker
 

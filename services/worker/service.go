@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
@@ -27,7 +28,7 @@ type Deps struct {
 type Service struct {
 	*svc.Node
 	deps    Deps
-	metrics *framework.Metrics
+	metrics *runtime.Metrics
 
 	// workers maps job/worker to the live incarnation.
 	workers *svc.Runs[*workerRun]
@@ -35,7 +36,7 @@ type Service struct {
 
 // workerRun binds a worker incarnation to its job type's constructor.
 type workerRun struct {
-	*framework.WorkerRuntime
+	*runtime.WorkerRuntime
 	factory func(framework.WorkerHandle) (framework.Worker, error)
 }
 
@@ -48,7 +49,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{Node: n, deps: deps, metrics: framework.NewMetrics(n.Registry),
+	return &Service{Node: n, deps: deps, metrics: runtime.NewMetrics(n.Registry),
 		workers: svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity)}, nil
 }
 
@@ -84,7 +85,7 @@ func key(job, worker string) string { return job + "/" + worker }
 func (s *Service) onControl(msg *nats.Msg) {
 	switch wire.Kind(msg) {
 	case wire.KindCreate:
-		var spec framework.WorkerSpec
+		var spec runtime.WorkerSpec
 		if svc.Decode(msg, &spec) {
 			svc.Reply(msg, s.create(spec))
 		}
@@ -99,7 +100,7 @@ func (s *Service) onControl(msg *nats.Msg) {
 	}
 }
 
-func (s *Service) create(spec framework.WorkerSpec) error {
+func (s *Service) create(spec runtime.WorkerSpec) error {
 	if err := topics.ValidateID("job", spec.Job); err != nil {
 		return api.Errorf(api.CodeInvalidArgument, "%v", err)
 	}
@@ -111,7 +112,7 @@ func (s *Service) create(spec framework.WorkerSpec) error {
 		return api.Errorf(api.CodeUnknownType, "worker type %q is not known on node %s", spec.Type, s.ID)
 	}
 	return s.workers.Start(key(spec.Job, spec.Worker), spec.Epoch, func() (*workerRun, error) {
-		rt, err := framework.NewWorkerRuntime(framework.WorkerDeps{
+		rt, err := runtime.NewWorkerRuntime(runtime.WorkerDeps{
 			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
 			Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
 		}, spec)

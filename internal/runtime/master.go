@@ -1,4 +1,9 @@
-package framework
+// Package runtime drives job incarnations: one master (MasterRuntime) or
+// one worker (WorkerRuntime) of a job type registered in a
+// framework.Registry, with their heartbeats, fenced writes, storage,
+// metrics and HTTP routes. The job-master and worker node services run
+// them; job authors never see this package.
+package runtime
 
 import (
 	"context"
@@ -13,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -23,7 +30,7 @@ import (
 type MasterDeps struct {
 	NC     *nats.Conn
 	Store  *kvstate.Store
-	Placer *Placer
+	Placer *placement.Placer
 	Log    *zap.Logger
 	// Registerer receives job authors' metrics (wrapped with job labels).
 	Registerer prometheus.Registerer
@@ -46,6 +53,12 @@ type Assignment struct {
 	Rev   uint64
 }
 
+// Errors a Run ends with besides the job's own.
+var (
+	ErrStopped    = errors.New("runtime: stopped")
+	ErrSelfFenced = errors.New("runtime: no acknowledged heartbeat within worker_self_fence")
+)
+
 // scanInterval is how often a master checks worker timeouts and readiness.
 const scanInterval = 50 * time.Millisecond
 
@@ -56,7 +69,7 @@ const maxParallelDispatch = 128
 // its workers' heartbeats and its fenced writes.
 type MasterRuntime struct {
 	deps  MasterDeps
-	jt    JobType
+	jt    framework.JobType
 	job   api.Job
 	epoch uint64
 	fence *kvstate.Fence
@@ -64,10 +77,10 @@ type MasterRuntime struct {
 	log   *zap.Logger
 	space topics.Space
 	inbox string
-	kv    *kvstate.Business
+	kv    jobKV
 	stor  *storage
 	reg   *trackingRegisterer
-	impl  JobMaster
+	impl  framework.JobMaster
 
 	mu      sync.Mutex
 	workers map[string]*mworker
@@ -95,7 +108,7 @@ type MasterRuntime struct {
 }
 
 type mworker struct {
-	info     WorkerInfo
+	info     framework.WorkerInfo
 	inbox    string
 	lastSeen time.Time
 	// attached: this incarnation heartbeated to this master.
@@ -107,13 +120,13 @@ type mworker struct {
 }
 
 type exitRequest struct {
-	reason ExitReason
+	reason framework.ExitReason
 	err    error
 	detail any
 }
 
 // NewMasterRuntime prepares a master incarnation; Run starts it.
-func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime, error) {
+func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*MasterRuntime, error) {
 	space := deps.Store.Space()
 	inbox, err := space.MasterInbox(a.Job.ID)
 	if err != nil {
@@ -146,7 +159,7 @@ func NewMasterRuntime(deps MasterDeps, jt JobType, a Assignment) (*MasterRuntime
 	}
 	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
 		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
-	m.kv = deps.Store.Business(a.Job.ID, m.fence, m.onRefused)
+	m.kv = newJobKV(deps.Store.Business(a.Job.ID, m.fence, m.onRefused))
 	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID, m.kv)
 	return m, nil
 }
@@ -211,7 +224,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	}
 	if rec.Epoch != m.epoch || rev != m.fence.Rev() {
 		m.log.Warn("master record moved before start", zap.Uint64("record_epoch", rec.Epoch))
-		return fmt.Errorf("%w: record at epoch %d", ErrFenced, rec.Epoch)
+		return fmt.Errorf("%w: record at epoch %d", framework.ErrFenced, rec.Epoch)
 	}
 	m.rec = rec
 
@@ -224,7 +237,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 
 	m.impl, err = m.jt.NewMaster(&masterHandle{m: m})
 	if err != nil {
-		return m.exit(ExitFailed, Permanent(fmt.Errorf("build master: %w", err)), nil)
+		return m.exit(framework.ExitFailed, framework.Permanent(fmt.Errorf("build master: %w", err)), nil)
 	}
 	router := newRouter()
 	m.impl.OnOpenAPIInitialized(router)
@@ -245,7 +258,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		}
 	}
 	recovering := m.rec.Initialized
-	var ended []WorkerInfo
+	var ended []framework.WorkerInfo
 	m.mu.Lock()
 	for _, we := range workers {
 		r := we.Record
@@ -518,14 +531,14 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		if node := msg.Header.Get(wire.HdrNode); node != "" && m.deps.Placer != nil {
 			m.deps.Placer.Forget(node)
 		}
-		return m.declareLost(ctx, id, we, OfflineNodeLeaving)
+		return m.declareLost(ctx, id, we, framework.OfflineNodeLeaving)
 	}
 	m.mu.Unlock()
 	return nil
 }
 
 // offline reports an ended worker to the job.
-func (m *MasterRuntime) offline(info WorkerInfo, reason string) error {
+func (m *MasterRuntime) offline(info framework.WorkerInfo, reason string) error {
 	m.deps.Metrics.WorkerOfflines.WithLabelValues(offlineLabel(reason)).Inc()
 	m.event(api.EventWorkerOffline, &info, reason)
 	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
@@ -587,7 +600,7 @@ func (m *MasterRuntime) scan(ctx context.Context) error {
 	}
 	for _, w := range silent {
 		m.deps.Metrics.HeartbeatsMissed.Inc()
-		if err := m.declareLost(ctx, w.info.ID, w.info.Epoch, OfflineTimeout); err != nil {
+		if err := m.declareLost(ctx, w.info.ID, w.info.Epoch, framework.OfflineTimeout); err != nil {
 			return err
 		}
 	}
@@ -620,12 +633,12 @@ func (m *MasterRuntime) checkReady() {
 // epoch, that the job ended; any other error fails the master.
 func (m *MasterRuntime) fail(err error) error {
 	switch {
-	case errors.Is(err, ErrFenced):
+	case errors.Is(err, framework.ErrFenced):
 		return err
 	case errors.Is(err, kvstate.ErrStaleEpoch):
 		return m.fenced(err)
 	}
-	return m.exit(ExitFailed, err, nil)
+	return m.exit(framework.ExitFailed, err, nil)
 }
 
 // writeFailed turns a failed write into the right end: fenced if stale.
@@ -651,21 +664,21 @@ func (m *MasterRuntime) fenced(err error) error {
 	if m.impl != nil {
 		m.impl.Stop(context.Background())
 	}
-	return fmt.Errorf("%w: %v", ErrFenced, err)
+	return fmt.Errorf("%w: %v", framework.ErrFenced, err)
 }
 
 // exit persists the master's end, stops its workers and tells the leader.
-func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
+func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	m.rec.State = kvstate.MasterState(reason)
 	m.rec.Error, m.rec.Retryable = nil, false
 	if cause != nil {
 		m.rec.Error = api.AsError(cause)
-		if m.rec.Error.Code == api.CodeInternal && reason == ExitFailed {
+		if m.rec.Error.Code == api.CodeInternal && reason == framework.ExitFailed {
 			m.rec.Error = &api.Error{Code: api.CodeFailedPrecondition, Message: cause.Error()}
 		}
-		m.rec.Retryable = !IsPermanent(cause)
+		m.rec.Retryable = !framework.IsPermanent(cause)
 	}
 	if detail != nil {
 		b, err := marshalAny(detail)
@@ -687,7 +700,7 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 	// workers stopped: a stale master must not stop the workers its
 	// successor leads.
 	m.mu.Lock()
-	var live []WorkerInfo
+	var live []framework.WorkerInfo
 	for _, w := range m.workers {
 		if w.info.Live() {
 			live = append(live, w.info)
@@ -718,7 +731,7 @@ func (m *MasterRuntime) exit(reason ExitReason, cause error, detail any) error {
 // event publishes a master or worker event on the job's event subject. Its
 // epoch is the master's; a worker event names the worker, its incarnation
 // and its node.
-func (m *MasterRuntime) event(kind string, w *WorkerInfo, reason string) {
+func (m *MasterRuntime) event(kind string, w *framework.WorkerInfo, reason string) {
 	subj, err := m.space.JobEvents(m.job.ID)
 	if err != nil {
 		return
@@ -731,7 +744,7 @@ func (m *MasterRuntime) event(kind string, w *WorkerInfo, reason string) {
 }
 
 func tickInterval(v any, def time.Duration) time.Duration {
-	if t, ok := v.(TickIntervaler); ok {
+	if t, ok := v.(framework.TickIntervaler); ok {
 		if d := t.TickInterval(); d > 0 {
 			return d
 		}
@@ -754,17 +767,17 @@ func marshalAny(v any) (json.RawMessage, error) {
 	return json.Marshal(v)
 }
 
-func infoFromRecord(r *kvstate.WorkerRecord) WorkerInfo {
-	return WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
+func infoFromRecord(r *kvstate.WorkerRecord) framework.WorkerInfo {
+	return framework.WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
 		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail}
 }
 
-func recordFromInfo(job string, w *WorkerInfo) *kvstate.WorkerRecord {
+func recordFromInfo(job string, w *framework.WorkerInfo) *kvstate.WorkerRecord {
 	return &kvstate.WorkerRecord{Job: job, ID: w.ID, Type: w.Type, Config: w.Config, Node: w.Node,
 		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail}
 }
 
-func offlineReason(w WorkerInfo) string {
+func offlineReason(w framework.WorkerInfo) string {
 	if w.Reason != "" {
 		return w.Reason
 	}

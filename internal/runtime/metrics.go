@@ -1,10 +1,12 @@
-package framework
+package runtime
 
 import (
 	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/drover-run/drover/pkg/framework"
 )
 
 // Metrics are the runtime's own series, shared by every master or worker
@@ -33,11 +35,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		WorkerCreations: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "worker_creations_total", Help: "Workers created by masters."}),
 		WorkerOnlines: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
-			Name: "worker_onlines_total", Help: "Worker incarnations that attached to a master (first heartbeat)."}),
+			Name: "worker_onlines_total", Help: "framework.Worker incarnations that attached to a master (first heartbeat)."}),
 		WorkerOfflines: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "worker_offlines_total", Help: "Workers reported offline to their master, by reason."}, []string{"reason"}),
 		HeartbeatsReceived: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
-			Name: "heartbeats_received_total", Help: "Worker heartbeats received by masters."}),
+			Name: "heartbeats_received_total", Help: "framework.Worker heartbeats received by masters."}),
 		HeartbeatsSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "heartbeats_sent_total", Help: "Heartbeats sent by workers."}),
 		HeartbeatsMissed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
@@ -91,8 +93,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c *C) {
 // offlineReasons bounds the reason label of worker_offlines_total: a
 // reason comes from a worker's message, so an unknown one is "other".
 var offlineReasons = map[string]bool{
-	OfflineTimeout: true, OfflineNodeLeaving: true, OfflineDispatchFailed: true, OfflineLost: true, offlineJobEnded: true,
-	string(ExitFinished): true, string(ExitFailed): true, string(ExitCanceled): true,
+	framework.OfflineTimeout: true, framework.OfflineNodeLeaving: true, framework.OfflineDispatchFailed: true, offlineJobEnded: true,
+	string(framework.ExitFinished): true, string(framework.ExitFailed): true, string(framework.ExitCanceled): true,
 }
 
 // offlineJobEnded is the reason of the workers a master stops as it exits

@@ -1,4 +1,4 @@
-package framework_test
+package runtime_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
@@ -160,11 +161,11 @@ func TestStorage(t *testing.T) {
 	objs := objstore.New(js, topics.MustNew(topics.DefaultPrefix), objstore.Options{})
 
 	scratchOf := func(job string) []string {
-		b, err := objs.OpenBucket(context.Background(), framework.DefaultWorkBucket)
+		b, err := objs.OpenBucket(context.Background(), runtime.DefaultWorkBucket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		list, err := b.List(context.Background(), framework.ScratchPrefix(job))
+		list, err := b.List(context.Background(), runtime.ScratchPrefix(job))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +225,7 @@ func TestStorage(t *testing.T) {
 	if got := scratchOf("s2"); len(got) != 2 {
 		t.Fatalf("s2 scratch: %v", got)
 	}
-	name, _ := topics.MustNew(topics.DefaultPrefix).ObjectBucket(framework.DefaultWorkBucket)
+	name, _ := topics.MustNew(topics.DefaultPrefix).ObjectBucket(runtime.DefaultWorkBucket)
 	st, err := js.Stream(context.Background(), "OBJ_"+name)
 	if err != nil {
 		t.Fatal(err)

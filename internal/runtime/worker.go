@@ -1,4 +1,4 @@
-package framework
+package runtime
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
 )
 
@@ -47,9 +48,9 @@ type WorkerRuntime struct {
 	logp   atomic.Pointer[epochLogger]
 	fence  *kvstate.Fence
 	rec    *kvstate.WorkerRecord
-	kv     *kvstate.Business
+	kv     jobKV
 	stor   *storage
-	impl   Worker
+	impl   framework.Worker
 	master string // master inbox subject
 
 	masterEpoch atomic.Uint64
@@ -90,7 +91,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	w.masterEpoch.Store(spec.MasterEpoch)
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
-	w.kv = deps.Store.Business(spec.Job, w.fence, w.onRefused)
+	w.kv = newJobKV(deps.Store.Business(spec.Job, w.fence, w.onRefused))
 	w.stor = newStorage(deps.Storage, deps.Store, spec.Job, w.kv)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
@@ -165,7 +166,7 @@ func (w *WorkerRuntime) newMsg(kind string, data []byte) *nats.Msg {
 
 // Run runs the worker until it exits (nil), is fenced (ErrFenced),
 // fences itself (ErrSelfFenced) or is stopped (ErrStopped).
-func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Worker, error)) error {
+func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHandle) (framework.Worker, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	space := w.deps.Store.Space()
@@ -207,10 +208,10 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Wor
 
 	w.impl, err = factory(&workerHandle{w: w})
 	if err != nil {
-		return w.exit(ExitFailed, Permanent(err), nil)
+		return w.exit(framework.ExitFailed, framework.Permanent(err), nil)
 	}
 	if err := w.call(func() error { return w.impl.Init(ctx) }); err != nil {
-		return w.exit(ExitFailed, err, nil)
+		return w.exit(framework.ExitFailed, err, nil)
 	}
 	tick := time.NewTicker(tickInterval(w.impl, 100*time.Millisecond))
 	defer tick.Stop()
@@ -234,11 +235,11 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(WorkerHandle) (Wor
 			if err := w.call(func() error {
 				return w.impl.OnMasterMessage(ctx, msg.Header.Get(wire.HdrTopic), msg.Data)
 			}); err != nil {
-				return w.exit(ExitFailed, err, nil)
+				return w.exit(framework.ExitFailed, err, nil)
 			}
 		case <-tick.C:
 			if err := w.call(func() error { return w.impl.Tick(ctx) }); err != nil {
-				return w.exit(ExitFailed, err, nil)
+				return w.exit(framework.ExitFailed, err, nil)
 			}
 		}
 	}
@@ -363,11 +364,11 @@ func (w *WorkerRuntime) stopped() error {
 func (w *WorkerRuntime) fenced(err error) error {
 	w.logger().Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
 	w.closeImpl()
-	return fmt.Errorf("%w: %v", ErrFenced, err)
+	return fmt.Errorf("%w: %v", framework.ErrFenced, err)
 }
 
 // exit persists the worker's end in its record and tells the master.
-func (w *WorkerRuntime) exit(reason ExitReason, cause error, detail any) error {
+func (w *WorkerRuntime) exit(reason framework.ExitReason, cause error, detail any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ex := wire.WorkerExit{State: string(reason)}
@@ -398,7 +399,7 @@ func (h *workerHandle) JobID() string           { return h.w.spec.Job }
 func (h *workerHandle) WorkerID() string        { return h.w.spec.Worker }
 func (h *workerHandle) Epoch() uint64           { return h.w.spec.Epoch }
 func (h *workerHandle) Config() json.RawMessage { return h.w.spec.Config }
-func (h *workerHandle) KV() KV                  { return h.w.kv }
+func (h *workerHandle) KV() framework.KV        { return h.w.kv }
 func (h *workerHandle) Logger() *zap.Logger     { return h.w.logger() }
 
 func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
@@ -422,7 +423,7 @@ func (h *workerHandle) SendMessage(_ context.Context, topic string, payload []by
 	return h.w.deps.NC.PublishMsg(m)
 }
 
-func (h *workerHandle) Exit(reason ExitReason, err error, detail any) {
+func (h *workerHandle) Exit(reason framework.ExitReason, err error, detail any) {
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
 	if h.w.exitReq == nil {

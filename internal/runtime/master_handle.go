@@ -1,4 +1,4 @@
-package framework
+package runtime
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -24,14 +26,14 @@ func (h *masterHandle) JobID() string                  { return h.m.job.ID }
 func (h *masterHandle) JobType() string                { return h.m.job.Type }
 func (h *masterHandle) Config() json.RawMessage        { return h.m.job.Config }
 func (h *masterHandle) Epoch() uint64                  { return h.m.epoch }
-func (h *masterHandle) KV() KV                         { return h.m.kv }
+func (h *masterHandle) KV() framework.KV               { return h.m.kv }
 func (h *masterHandle) Logger() *zap.Logger            { return h.m.log }
 func (h *masterHandle) Metrics() prometheus.Registerer { return h.m.reg }
 func (h *masterHandle) IsMasterReady() bool            { return h.m.ready.Load() }
 
-func (h *masterHandle) Workers() []WorkerInfo {
+func (h *masterHandle) Workers() []framework.WorkerInfo {
 	h.m.mu.Lock()
-	out := make([]WorkerInfo, 0, len(h.m.workers))
+	out := make([]framework.WorkerInfo, 0, len(h.m.workers))
 	for _, w := range h.m.workers {
 		out = append(out, w.info)
 	}
@@ -40,12 +42,12 @@ func (h *masterHandle) Workers() []WorkerInfo {
 	return out
 }
 
-func (h *masterHandle) Worker(id string) (WorkerInfo, bool) {
+func (h *masterHandle) Worker(id string) (framework.WorkerInfo, bool) {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
 	w, ok := h.m.workers[id]
 	if !ok {
-		return WorkerInfo{}, false
+		return framework.WorkerInfo{}, false
 	}
 	return w.info, true
 }
@@ -68,7 +70,7 @@ func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, 
 	w, ok := h.m.workers[workerID]
 	if !ok || !w.info.Live() {
 		h.m.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrUnknownWorker, workerID)
+		return fmt.Errorf("%w: %s", framework.ErrUnknownWorker, workerID)
 	}
 	inbox, epoch := w.inbox, w.info.Epoch
 	h.m.mu.Unlock()
@@ -78,7 +80,7 @@ func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, 
 	return h.m.deps.NC.PublishMsg(msg)
 }
 
-func (h *masterHandle) Exit(reason ExitReason, err error, detail any) {
+func (h *masterHandle) Exit(reason framework.ExitReason, err error, detail any) {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
 	if h.m.exitReq == nil {
@@ -87,9 +89,9 @@ func (h *masterHandle) Exit(reason ExitReason, err error, detail any) {
 	h.m.wake()
 }
 
-func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, config any, opts ...CreateOption) (string, error) {
+func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, config any, opts ...framework.CreateOption) (string, error) {
 	m := h.m
-	var o createOptions
+	var o framework.CreateOptions
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return "", err
@@ -102,9 +104,9 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.exitReq != nil {
-		return "", ErrExited
+		return "", framework.ErrExited
 	}
-	id := o.id
+	id := o.ID
 	if id == "" {
 		m.seq++
 		id = fmt.Sprintf("w%d-%d", m.epoch, m.seq)
@@ -113,21 +115,24 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 		return "", err
 	}
 	if w := m.workers[id]; w != nil && w.info.Live() {
-		return "", fmt.Errorf("%w: %s", ErrWorkerExists, id)
+		return "", fmt.Errorf("%w: %s", framework.ErrWorkerExists, id)
 	}
 	epoch := m.epochs[id] + 1
 	m.epochs[id] = epoch
 	inbox, _ := m.space.WorkerInbox(m.job.ID, id)
 	w := &mworker{
-		info:     WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated), Config: cfg},
+		info:     framework.WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated), Config: cfg},
 		inbox:    inbox,
 		lastSeen: time.Now(),
 	}
 	node, perr := "", error(nil)
 	if m.deps.Placer == nil {
-		perr = ErrNoCapacity
+		perr = framework.ErrNoCapacity
 	} else {
-		node, perr = m.deps.Placer.Pick(workerType, o.selectors, "")
+		node, perr = m.deps.Placer.Pick(workerType, o.Selectors, "")
+		if errors.Is(perr, placement.ErrNoCapacity) {
+			perr = framework.ErrNoCapacity
+		}
 	}
 	w.info.Node = node
 	m.workers[id] = w
@@ -139,7 +144,7 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 
 // dispatch writes the worker record and asks the chosen node to start it,
 // then reports the outcome on the loop (OnWorkerDispatched).
-func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
+func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 	select {
 	case m.sem <- struct{}{}:
 		defer func() { <-m.sem }()
@@ -162,7 +167,7 @@ func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
 		if err != nil {
 			// Record the failure so a later recovery does not wait for it.
 			rec := recordFromInfo(m.job.ID, &info)
-			rec.State, rec.Reason = kvstate.WorkerFailed, OfflineDispatchFailed
+			rec.State, rec.Reason = kvstate.WorkerFailed, framework.OfflineDispatchFailed
 			if _, werr := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec); errors.Is(werr, kvstate.ErrStaleEpoch) {
 				m.onRefused(werr)
 				return
@@ -172,7 +177,7 @@ func (m *MasterRuntime) dispatch(info WorkerInfo, err error) {
 	m.post(func() { m.dispatched(info.ID, info.Epoch, err) })
 }
 
-func (m *MasterRuntime) requestCreate(ctx context.Context, info WorkerInfo, rev uint64) error {
+func (m *MasterRuntime) requestCreate(ctx context.Context, info framework.WorkerInfo, rev uint64) error {
 	subj, err := m.space.NodeControl(topics.KindWorker, info.Node)
 	if err != nil {
 		return err
@@ -209,24 +214,24 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 		return
 	}
 	if err != nil && w.info.Live() {
-		w.info.State, w.info.Reason = string(kvstate.WorkerFailed), OfflineDispatchFailed
+		w.info.State, w.info.Reason = string(kvstate.WorkerFailed), framework.OfflineDispatchFailed
 	}
 	info := w.info
 	m.mu.Unlock()
 	if err != nil {
 		// The job hears of it through OnWorkerDispatched; operators through
 		// the same offline event and metric as any worker that ended.
-		m.deps.Metrics.WorkerOfflines.WithLabelValues(OfflineDispatchFailed).Inc()
-		m.event(api.EventWorkerOffline, &info, OfflineDispatchFailed)
+		m.deps.Metrics.WorkerOfflines.WithLabelValues(framework.OfflineDispatchFailed).Inc()
+		m.event(api.EventWorkerOffline, &info, framework.OfflineDispatchFailed)
 		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Uint64("worker_epoch", epoch),
 			zap.String("worker_node", info.Node), zap.Error(err))
 	}
 	if cerr := m.call(func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
-		m.Exit(ExitFailed, cerr)
+		m.Exit(framework.ExitFailed, cerr)
 	}
 }
 
 // Exit is the runtime-side exit request (from a failing callback).
-func (m *MasterRuntime) Exit(reason ExitReason, err error) {
+func (m *MasterRuntime) Exit(reason framework.ExitReason, err error) {
 	(&masterHandle{m: m}).Exit(reason, err, nil)
 }

@@ -1,4 +1,4 @@
-package framework_test
+package runtime_test
 
 import (
 	"context"

@@ -1,7 +1,11 @@
-package framework
+// Package placement picks nodes: the least loaded live node of a kind with
+// free capacity, matching labels, serving the wanted type. Masters place
+// workers with it; the job manager's leader places masters.
+package placement
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +16,9 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
 )
+
+// ErrNoCapacity: no live node of the kind with free capacity matches.
+var ErrNoCapacity = errors.New("placement: no node with free capacity matches")
 
 // Placer picks nodes of one kind: the least loaded live node with free
 // capacity whose labels match and which serves the wanted type. Masters use

@@ -1,0 +1,54 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+
+	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/kvstate"
+)
+
+// jobKV is the framework.KV of one incarnation: kvstate's business KV,
+// whose errors also match the SDK's sentinels, so job code tests
+// framework.ErrNotFound and framework.ErrFenced without importing kvstate.
+type jobKV struct{ b *kvstate.Business }
+
+func newJobKV(b *kvstate.Business) jobKV { return jobKV{b: b} }
+
+func (k jobKV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	v, rev, err := k.b.Get(ctx, key)
+	return v, rev, sdkError(err)
+}
+
+func (k jobKV) Put(ctx context.Context, key string, val []byte) (uint64, error) {
+	rev, err := k.b.Put(ctx, key, val)
+	return rev, sdkError(err)
+}
+
+func (k jobKV) Delete(ctx context.Context, key string) error {
+	return sdkError(k.b.Delete(ctx, key))
+}
+
+func (k jobKV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := k.b.Keys(ctx, prefix)
+	return keys, sdkError(err)
+}
+
+// sdkError makes err also match the SDK sentinel of its kind; its text is
+// unchanged and it still matches the kvstate sentinel.
+func sdkError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kvstate.ErrNotFound):
+		return &bothError{err: err, sdk: framework.ErrNotFound}
+	case errors.Is(err, kvstate.ErrStaleEpoch):
+		return &bothError{err: err, sdk: framework.ErrFenced}
+	}
+	return err
+}
+
+type bothError struct{ err, sdk error }
+
+func (e *bothError) Error() string   { return e.err.Error() }
+func (e *bothError) Unwrap() []error { return []error{e.err, e.sdk} }
