@@ -33,6 +33,7 @@ type stubManager struct {
 	nodes   []api.Node
 	gets    atomic.Int64
 	lists   []api.ListRequest
+	events  []api.StreamEvent // the history emit keeps, seq = index+1
 }
 
 func newStubManager(t *testing.T) *stubManager {
@@ -72,10 +73,45 @@ func newStubManager(t *testing.T) *stubManager {
 	handle(m.space.APIWorkers(), func(data []byte) api.Reply {
 		return m.byID(data, func(j *api.Job) api.Reply { return api.Reply{Workers: m.workers[j.ID]} })
 	})
+	if _, err := nc.Subscribe(m.space.APIEvents(), m.history); err != nil {
+		t.Fatal(err)
+	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// emit adds an event to the history and publishes it live, as the events
+// stream would.
+func (m *stubManager) emit(ev api.Event) {
+	m.mu.Lock()
+	m.events = append(m.events, api.StreamEvent{Seq: uint64(len(m.events) + 1), Event: ev})
+	m.mu.Unlock()
+	b, _ := json.Marshal(ev)
+	subj, _ := m.space.JobEvents(ev.Job)
+	if err := m.nc.Publish(subj, b); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *stubManager) history(msg *nats.Msg) {
+	var req api.EventsRequest
+	_ = json.Unmarshal(msg.Data, &req)
+	m.mu.Lock()
+	rep := api.EventsReply{Events: []api.StreamEvent{}, Next: uint64(len(m.events) + 1)}
+	for _, ev := range m.events {
+		if ev.Job == req.ID && ev.Seq >= req.SinceSeq && (req.SinceTime == nil || !ev.Time.Before(*req.SinceTime)) {
+			if req.Limit > 0 && len(rep.Events) == req.Limit {
+				rep.Next = ev.Seq
+				break
+			}
+			rep.Events = append(rep.Events, ev)
+		}
+	}
+	m.mu.Unlock()
+	b, _ := json.Marshal(rep)
+	_ = msg.Respond(b)
 }
 
 func (m *stubManager) submit(data []byte) api.Reply {
@@ -388,6 +424,8 @@ func TestWatchShowsEvents(t *testing.T) {
 	ctx := deadline(t, 20*time.Second)
 	m.put(api.Job{ID: "a", Type: "counter", State: api.StateRunning}, counterWorker("w0", 1, 10))
 	m.put(api.Job{ID: "b", Type: "counter", State: api.StateRunning})
+	// What happened before watch started comes first, from the history.
+	m.emit(api.Event{Job: "a", Kind: api.EventState, State: api.StateRunning, Epoch: 1, Reason: "assigned", Time: time.Now()})
 
 	var out, errb syncBuffer
 	c := newCLI(strings.NewReader(""), &out, &errb, func(k string) string {
@@ -397,14 +435,9 @@ func TestWatchShowsEvents(t *testing.T) {
 	go func() { done <- c.run(ctx, []string{"watch", "a", "b"}) }()
 	m.waitForGets(t, 2)
 
-	ev := api.Event{Job: "a", Kind: api.EventWorkerOnline, Worker: "w0", Node: "worker-1", Epoch: 1, Time: time.Now()}
-	b, _ := json.Marshal(ev)
-	subj, _ := m.space.JobEvents("a")
-	if err := m.nc.Publish(subj, b); err != nil {
-		t.Fatal(err)
-	}
+	m.emit(api.Event{Job: "a", Kind: api.EventWorkerOnline, Worker: "w0", Node: "worker-1", Epoch: 1, Time: time.Now()})
 	natstest.Eventually(t, 10*time.Second, "the event to show", func() bool {
-		return strings.Contains(out.String(), "a worker_online worker=w0 node=worker-1 epoch=1")
+		return strings.Contains(out.String(), "a worker_online worker=w0 node=worker-1 epoch=1 seq=2")
 	})
 	m.set("a", func(j *api.Job) { j.State = api.StateFinished })
 	m.set("b", func(j *api.Job) { j.State = api.StateFailed })
@@ -415,6 +448,12 @@ func TestWatchShowsEvents(t *testing.T) {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("watch output lacks %q:\n%s", w, out.String())
 		}
+	}
+	// Each event once, history first.
+	text := out.String()
+	if strings.Count(text, "seq=1") != 1 || strings.Count(text, "seq=2") != 1 ||
+		strings.Index(text, "a state running") > strings.Index(text, "a worker_online") {
+		t.Errorf("events shown out of order or twice:\n%s", text)
 	}
 }
 
@@ -429,9 +468,7 @@ func TestWatchJSONStream(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- c.run(ctx, []string{"--json", "watch", "a"}) }()
 	m.waitForGets(t, 2)
-	b, _ := json.Marshal(api.Event{Job: "a", Kind: api.EventState, State: api.StateFinished})
-	subj, _ := m.space.JobEvents("a")
-	_ = m.nc.Publish(subj, b)
+	m.emit(api.Event{Job: "a", Kind: api.EventState, State: api.StateFinished})
 	natstest.Eventually(t, 10*time.Second, "the event", func() bool { return strings.Contains(out.String(), `{"event":`) })
 	m.set("a", func(j *api.Job) { j.State = api.StateFinished })
 	if code := <-done; code != 0 {

@@ -88,6 +88,7 @@ func commands() []*command {
 		cancelCommand(),
 		waitCommand(),
 		watchCommand(),
+		eventsCommand(),
 		nodesCommand(),
 		workersCommand(),
 		putCommand(),

@@ -53,16 +53,16 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 	}
 	ids = unique(ids)
 	evc := make(chan *nats.Msg, 256)
+	feeds := map[string]*eventFeed{} // by the subject of the job's events
+	var inOrder []*eventFeed
 	for _, id := range ids {
-		subj, err := cl.Space().JobEvents(id)
+		f, err := newEventFeed(cl, api.EventsRequest{ID: id}, evc)
 		if err != nil {
-			return &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
+			return err
 		}
-		sub, err := cl.Conn().ChanSubscribe(subj, evc)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", subj, err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
+		defer f.close()
+		feeds[f.live.Subject] = f
+		inOrder = append(inOrder, f)
 	}
 	jobs := make([]*tracked, len(ids))
 	for i, id := range ids {
@@ -73,6 +73,22 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 	view.stamp = !c.g.json
 	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
+	// watch shows each job's history first, then what happens next.
+	showHistory := func(f *eventFeed) {
+		if !o.events {
+			return
+		}
+		evs, err := f.read(ctx, c.g.timeout)
+		for _, ev := range evs {
+			c.showEvent(view, ev)
+		}
+		if err != nil && ctx.Err() == nil {
+			view.above(fmt.Sprintf("%s %s: events not available: %v\n", time.Now().Format("15:04:05.000"), f.req.ID, err))
+		}
+	}
+	for _, f := range inOrder {
+		showHistory(f)
+	}
 	for {
 		for _, t := range jobs {
 			if err := c.refresh(ctx, cl, t, o.allowMissing); err != nil {
@@ -81,7 +97,11 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 			}
 		}
 		if allDone(jobs) {
-			// The results below say it all; no last progress frame.
+			// The results below say it all; no last progress frame. The
+			// events up to the end are shown first.
+			for _, f := range inOrder {
+				showHistory(f)
+			}
 			break
 		}
 		if live {
@@ -95,15 +115,20 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 			}
 			return ctx.Err()
 		case m := <-evc:
-			// Drain what else arrived, then re-read the jobs at once.
+			// Drain what else arrived, show what the history has since the
+			// last read of each job woken, then re-read the jobs at once.
+			woken := map[*eventFeed]bool{feeds[m.Subject]: true}
 			for more := true; more; {
-				if o.events {
-					c.showEvent(view, m)
-				}
 				select {
 				case m = <-evc:
+					woken[feeds[m.Subject]] = true
 				default:
 					more = false
+				}
+			}
+			for f := range woken {
+				if f != nil {
+					showHistory(f)
 				}
 			}
 		case <-ticker.C:
@@ -209,18 +234,13 @@ type progressJSON struct {
 }
 
 // showEvent prints one job event above the live lines.
-func (c *cli) showEvent(view *liveView, m *nats.Msg) {
-	var ev api.Event
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		view.above(fmt.Sprintf("%s malformed event on %s: %v\n", time.Now().Format("15:04:05.000"), m.Subject, err))
-		return
-	}
+func (c *cli) showEvent(view *liveView, ev api.StreamEvent) {
 	if c.g.json {
 		b, _ := json.Marshal(map[string]any{"event": ev})
 		view.above(string(b) + "\n")
 		return
 	}
-	view.above(formatEvent(ev) + "\n")
+	view.above(formatStreamEvent(ev) + "\n")
 }
 
 // formatEvent renders an event on one line: time, job, kind, then fields.
