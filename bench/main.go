@@ -32,6 +32,7 @@ type options struct {
 	workers     int
 	workerNodes int
 	hbWindow    time.Duration
+	listJobs    int
 	root        string
 }
 
@@ -50,7 +51,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick: none; \"-\" for none)")
-	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount (default all)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount,list (default all)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 0, "workers of the placement and heartbeat phase (default 10000, quick 2000)")
 	flag.IntVar(&o.workerNodes, "worker-nodes", 4, "worker node processes in the placement and heartbeat phase")
 	flag.DurationVar(&o.hbWindow, "hb-window", 0, "heartbeat measurement window (default 10s, quick 4s)")
+	flag.IntVar(&o.listJobs, "list-jobs", 0, "jobs stored in the list phase (default 10000, quick 1000)")
 	flag.Parse()
 
 	def := func(full, quick int) int {
@@ -84,6 +86,9 @@ func main() {
 	}
 	if o.workers == 0 {
 		o.workers = def(10000, 2000)
+	}
+	if o.listJobs == 0 {
+		o.listJobs = def(10000, 1000)
 	}
 	if o.hbWindow == 0 {
 		o.hbWindow = time.Duration(def(10, 4)) * time.Second

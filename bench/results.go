@@ -72,7 +72,14 @@ type results struct {
 	FailoverDisconnectP99Ms *float64          `json:"failover_sys_disconnect_p99_ms,omitempty"`
 	Failover                json.RawMessage   `json:"failover,omitempty"`
 	Wordcount               *wordcountFigures `json:"wordcount,omitempty"`
-	Env                     *env              `json:"env,omitempty"`
+	// The list API with ListJobs jobs stored (the list phase).
+	ListJobs      int      `json:"list_jobs,omitempty"`
+	ListPageP50Ms *float64 `json:"list_page_p50_ms,omitempty"`
+	ListPageP99Ms *float64 `json:"list_page_p99_ms,omitempty"`
+	ListOneP50Ms  *float64 `json:"list_limit1_p50_ms,omitempty"`
+	ListNoneP50Ms *float64 `json:"list_filter_none_p50_ms,omitempty"`
+	ListWalkMs    *float64 `json:"list_every_page_ms,omitempty"`
+	Env           *env     `json:"env,omitempty"`
 }
 
 // readFailover quotes the failover benchmark's figures (issue 3), which
@@ -220,6 +227,8 @@ func (r *results) rows() []row {
 		{"worker node RSS per worker (bytes)", f(r.HBMemBytesPerWorker, "%.0f"), ""},
 		{"failover p50 (ms), kill -9 of the master's node, heartbeat timeout", f(r.FailoverP50Ms, "%.0f"), "from bench/results/failover.json"},
 		{"failover p99 (ms)", f(r.FailoverP99Ms, "%.0f"), target(lt(r.FailoverP99Ms, 3200), "< master timeout + 200 ms = 3,200")},
+		{fmt.Sprintf("list, first page of 100 at %d jobs, p50 / p99 (ms)", r.ListJobs), pair(r.ListPageP50Ms, r.ListPageP99Ms), "O(page): limit 1 " + f(r.ListOneP50Ms, "%.2f") + " ms, a filter matching nothing " + f(r.ListNoneP50Ms, "%.2f") + " ms"},
+		{"list, every page of 1000 (ms)", f(r.ListWalkMs, "%.0f"), ""},
 		{"failover on a $SYS disconnect event, p50 / p99 (ms)", pair(r.FailoverDisconnectP50Ms, r.FailoverDisconnectP99Ms), "where the deployment grants system-account access"},
 	}
 	return append(rows, wordcountRows(r.Wordcount)...)

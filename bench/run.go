@@ -45,6 +45,7 @@ func run(o *options) error {
 		{"schedule", b.schedule},
 		{"scale", b.scale},
 		{"wordcount", b.wordcount},
+		{"list", b.list},
 	}
 	for _, p := range phases {
 		if !o.selected(p.name) {

@@ -13,7 +13,7 @@ import (
 func listCommand() *command {
 	return &command{
 		name:    "list",
-		summary: "List jobs in id order, one page at a time (--all follows every page).",
+		summary: "List jobs in the order they last changed, one page at a time (--all follows every page).",
 		setup: func(fs *flag.FlagSet) runner {
 			var req api.ListRequest
 			var state string
@@ -21,7 +21,8 @@ func listCommand() *command {
 			fs.StringVar(&state, "state", "", "only jobs in this `state` (created, pending, running, canceling, finished, failed, canceled)")
 			fs.StringVar(&req.Type, "type", "", "only jobs of this `type`")
 			fs.IntVar(&req.Limit, "limit", 0, "at most `N` jobs per page (0: the server's default)")
-			fs.StringVar(&req.After, "after", "", "start after this job `ID` (the previous page's next)")
+			fs.StringVar(&req.After, "after", "", "start at this `cursor` (the previous page's next)")
+			fs.BoolVar(&req.Detail, "detail", false, "include each job's detail (left out by default)")
 			fs.BoolVar(&all, "all", false, "follow the pagination cursor through every page")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if err := requireArgs(args, 0, 0, ""); err != nil {

@@ -79,6 +79,9 @@ type Job struct {
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	// CancelRequestedAt is set when the job entered canceling.
 	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
+	// Truncated is set on a listed job whose config and detail were left
+	// out because the job alone would not fit in a reply; get shows them.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Spec returns the client-visible spec the job was created from.
@@ -96,12 +99,19 @@ type CancelRequest struct {
 	ID string `json:"id"`
 }
 
-// ListRequest pages through jobs in id order.
+// ListRequest asks for one page of jobs, in the order their records last
+// changed. After is the Next of the previous page (an opaque cursor; empty
+// for the first page). A page holds at most Limit jobs (1..1000, default
+// 100) and may hold fewer, even none, with Next set: it is cut before the
+// reply outgrows a NATS message and after a bounded number of reads when
+// filters skip many jobs. Next is empty on the last page. Jobs come
+// without detail unless Detail is set.
 type ListRequest struct {
-	State State  `json:"state,omitempty"`
-	Type  string `json:"type,omitempty"`
-	Limit int    `json:"limit,omitempty"`
-	After string `json:"after,omitempty"`
+	State  State  `json:"state,omitempty"`
+	Type   string `json:"type,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+	After  string `json:"after,omitempty"`
+	Detail bool   `json:"detail,omitempty"`
 }
 
 // Reply is the envelope of every API reply: exactly one of Job, Jobs/Next,

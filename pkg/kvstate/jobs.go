@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -132,23 +132,40 @@ func (s *Store) UpdateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn 
 	return &j, nrev, nil
 }
 
-// ListJobs returns every job record, sorted by id.
-func (s *Store) ListJobs(ctx context.Context) (_ []api.Job, err error) {
-	defer s.observe("list_jobs", time.Now(), &err)
-	entries, err := readAll(ctx, s.jobs, ">")
-	if err != nil {
-		return nil, err
-	}
-	jobs := make([]api.Job, 0, len(entries))
-	for _, e := range entries {
-		j, err := decode[api.Job](e)
-		if err != nil {
-			continue // a record we cannot read is not listed, not fatal
+// ScanJobs reads the jobs bucket in the order its records were last
+// written (the sequence of the bucket's stream), starting after sequence
+// after: a page costs one read per record, whatever the bucket holds. It
+// reads at most max records (delete markers and unreadable records
+// count) and calls fn with each job and its sequence; fn returns false to
+// stop before that job. last is the sequence of the last record read and
+// not refused by fn (after if none): the next scan starts after it. end
+// is true when the bucket has no record past last.
+func (s *Store) ScanJobs(ctx context.Context, after uint64, max int, fn func(j *api.Job, seq uint64) bool) (last uint64, end bool, err error) {
+	defer s.observe("scan_jobs", time.Now(), &err)
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	stream, filter := "KV_"+s.jobs.Bucket(), "$KV."+s.jobs.Bucket()+".>"
+	last = after
+	for range max {
+		if last == math.MaxUint64 {
+			return last, true, nil
 		}
-		jobs = append(jobs, j)
+		m, err := s.msgGet(ctx, stream, msgGetRequest{Seq: last + 1, NextFor: filter})
+		if errors.Is(err, ErrNotFound) {
+			return last, true, nil
+		}
+		if err != nil {
+			return last, false, fmt.Errorf("kvstate: scan jobs after %d: %w", last, err)
+		}
+		if !m.deleted() {
+			var j api.Job
+			if json.Unmarshal(m.Data, &j) == nil && !fn(&j, m.Seq) {
+				return last, false, nil
+			}
+		}
+		last = m.Seq
 	}
-	sort.Slice(jobs, func(a, b int) bool { return jobs[a].ID < jobs[b].ID })
-	return jobs, nil
+	return last, false, nil
 }
 
 // WatchJobs streams every job record change, starting with the current ones.
@@ -160,4 +177,16 @@ func (s *Store) WatchJobs(ctx context.Context) (jetstream.KeyWatcher, error) {
 func DecodeJob(e jetstream.KeyValueEntry) (*api.Job, error) {
 	j, err := decode[api.Job](e)
 	return &j, err
+}
+
+// DeleteJob removes a job record. The bucket keeps a purge marker until
+// PurgeDeleted; a missing job is not an error.
+func (s *Store) DeleteJob(ctx context.Context, id string) (err error) {
+	defer s.observe("delete_job", time.Now(), &err)
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	if err := s.jobs.Purge(ctx, id); err != nil {
+		return fmt.Errorf("kvstate: delete job %s: %w", id, err)
+	}
+	return nil
 }

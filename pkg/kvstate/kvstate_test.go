@@ -3,6 +3,7 @@ package kvstate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -47,9 +48,63 @@ func TestJobCreateIsAtomic(t *testing.T) {
 	if _, _, err := st.GetJob(ctx, "nope"); !errors.Is(err, kvstate.ErrNotFound) {
 		t.Fatalf("get missing: %v", err)
 	}
-	jobs, err := st.ListJobs(ctx)
-	if err != nil || len(jobs) != 1 || jobs[0].State != api.StateRunning {
-		t.Fatalf("list: %v %v", jobs, err)
+	var jobs []api.Job
+	_, end, err := st.ScanJobs(ctx, 0, 10, func(j *api.Job, _ uint64) bool { jobs = append(jobs, *j); return true })
+	if err != nil || !end || len(jobs) != 1 || jobs[0].State != api.StateRunning {
+		t.Fatalf("scan: %v %v %v", jobs, end, err)
+	}
+}
+
+// TestScanJobsPages: a scan reads at most max records from its cursor, in
+// last-write order, skips deleted records, stops where fn refuses, and a
+// record rewritten during paging moves to the end instead of being lost.
+func TestScanJobsPages(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := st.CreateJob(ctx, &api.Job{ID: fmt.Sprintf("j%d", i), Type: "t", State: api.StateCreated}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := func(after uint64, max int, stopAt string) ([]string, uint64, bool) {
+		t.Helper()
+		var ids []string
+		last, end, err := st.ScanJobs(ctx, after, max, func(j *api.Job, _ uint64) bool {
+			if j.ID == stopAt {
+				return false
+			}
+			ids = append(ids, j.ID)
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids, last, end
+	}
+	ids, last, end := page(0, 2, "")
+	if fmt.Sprint(ids) != "[j0 j1]" || end {
+		t.Fatalf("first page %v end=%v", ids, end)
+	}
+	// j0 (seen) and j3 (not yet seen) change: j3 moves behind the cursor's
+	// end, still ahead; j0 shows again at the end.
+	for _, id := range []string{"j0", "j3"} {
+		if _, _, err := st.UpdateJob(ctx, id, func(j *api.Job) error { j.State = api.StatePending; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.DeleteJob(ctx, "j2"); err != nil {
+		t.Fatal(err)
+	}
+	ids, stop, _ := page(last, 10, "j3")
+	if fmt.Sprint(ids) != "[j4 j0]" {
+		t.Fatalf("page up to j3: %v", ids)
+	}
+	ids, last, end = page(stop, 10, "")
+	if fmt.Sprint(ids) != "[j3]" || !end {
+		t.Fatalf("last page %v end=%v", ids, end)
+	}
+	if ids, _, end := page(last, 10, ""); len(ids) != 0 || !end {
+		t.Fatalf("past the end: %v %v", ids, end)
 	}
 }
 

@@ -3,6 +3,7 @@ package kvstate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -21,47 +22,80 @@ func (s *Store) get(ctx context.Context, kv jetstream.KeyValue, key string) (jet
 	if s.replicas <= 1 {
 		return getEntry(ctx, kv, key)
 	}
+	bucket := kv.Bucket()
+	m, err := s.msgGet(ctx, "KV_"+bucket, msgGetRequest{LastFor: "$KV." + bucket + "." + key})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return nil, fmt.Errorf("kvstate: get %s: %w", key, err)
+	}
+	if m.deleted() {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return &entry{bucket: bucket, key: key, value: m.Data, rev: m.Seq, created: m.Time, op: jetstream.KeyValuePut}, nil
+}
+
+// msgGetRequest is the body of STREAM.MSG.GET: the last message of a
+// subject, or the first at or after Seq matching NextFor.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// storedMsg is a message as STREAM.MSG.GET returns it.
+type storedMsg struct {
+	Subject string    `json:"subject"`
+	Seq     uint64    `json:"seq"`
+	Hdrs    []byte    `json:"hdrs"`
+	Data    []byte    `json:"data"`
+	Time    time.Time `json:"time"`
+}
+
+// deleted reports whether m is a KV delete or purge marker.
+func (m *storedMsg) deleted() bool {
+	if len(m.Hdrs) == 0 {
+		return false
+	}
+	hdr, err := nats.DecodeHeadersMsg(m.Hdrs)
+	if err != nil {
+		return false
+	}
+	switch strings.ToUpper(hdr.Get("KV-Operation")) {
+	case "DEL", "PURGE":
+		return true
+	}
+	return false
+}
+
+// msgGet asks the leader of stream for one message; no message is
+// ErrNotFound.
+func (s *Store) msgGet(ctx context.Context, stream string, r msgGetRequest) (*storedMsg, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	bucket := kv.Bucket()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
-	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	req, _ := json.Marshal(r)
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return nil, fmt.Errorf("kvstate: get %s: %w", key, err)
+		return nil, err
 	}
 	var resp struct {
-		Message *struct {
-			Seq  uint64    `json:"seq"`
-			Hdrs []byte    `json:"hdrs"`
-			Data []byte    `json:"data"`
-			Time time.Time `json:"time"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
+		Message *storedMsg          `json:"message"`
+		Error   *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, fmt.Errorf("kvstate: get %s: %w", key, err)
+		return nil, err
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("kvstate: get %s: %w", key, resp.Error)
+		return nil, resp.Error
 	}
 	if resp.Message == nil {
-		return nil, fmt.Errorf("kvstate: get %s: empty answer", key)
+		return nil, errors.New("empty answer")
 	}
-	op := jetstream.KeyValuePut
-	if len(resp.Message.Hdrs) > 0 {
-		hdr, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
-		if err == nil {
-			switch strings.ToUpper(hdr.Get("KV-Operation")) {
-			case "DEL", "PURGE":
-				return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
-			}
-		}
-	}
-	return &entry{bucket: bucket, key: key, value: resp.Message.Data, rev: resp.Message.Seq,
-		created: resp.Message.Time, op: op}, nil
+	return resp.Message, nil
 }
 
 // entry is a KV entry read through the stream leader.

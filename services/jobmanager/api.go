@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
@@ -28,9 +30,10 @@ const (
 
 	defaultEventsLimit = 100
 	maxEventsLimit     = 1000
-	// eventsReplyBytes bounds the events of one reply, leaving room for
-	// the envelope under api.MaxPayload.
-	eventsReplyBytes = api.MaxPayload - 4<<10
+	// replyBytes bounds the jobs or events of one list reply, leaving
+	// room for the envelope under api.MaxPayload (itself under the 1 MiB
+	// NATS default max_payload).
+	replyBytes = api.MaxPayload - 4<<10
 )
 
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
@@ -188,7 +191,16 @@ func (s *Service) get(ctx context.Context, body []byte) (*api.Job, error) {
 	return j, nil
 }
 
-func (s *Service) list(ctx context.Context, body []byte) ([]api.Job, string, error) {
+// listReads bounds the records one list page reads: the page, plus as
+// many records again (and a hundred) that the filters may skip. A page
+// that runs out of reads ends early with next set.
+func listReads(limit int) int { return 2*limit + 100 }
+
+// list answers one page of jobs in the order their records last changed,
+// reading O(limit) records (docs/architecture.md, "Listing jobs"). Jobs
+// come without detail unless asked, and the page is cut before its reply
+// outgrows budget bytes.
+func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job, string, error) {
 	var req api.ListRequest
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, "", err
@@ -196,10 +208,13 @@ func (s *Service) list(ctx context.Context, body []byte) ([]api.Job, string, err
 	if req.State != "" && !req.State.Valid() {
 		return nil, "", api.Errorf(api.CodeInvalidArgument, "unknown state %q", req.State)
 	}
+	var after uint64
 	if req.After != "" {
-		if err := invalidID("after", req.After); err != nil {
-			return nil, "", err
+		n, err := strconv.ParseUint(req.After, 10, 64)
+		if err != nil {
+			return nil, "", api.Errorf(api.CodeInvalidArgument, "after %q is not the next of an earlier page", req.After)
 		}
+		after = n
 	}
 	if req.Type != "" {
 		if err := invalidID("type", req.Type); err != nil {
@@ -212,21 +227,38 @@ func (s *Service) list(ctx context.Context, body []byte) ([]api.Job, string, err
 	if req.Limit == 0 {
 		req.Limit = defaultListLim
 	}
-	all, err := s.store.ListJobs(ctx)
+	out := make([]api.Job, 0, min(req.Limit, 64))
+	size := 0
+	last, end, err := s.store.ScanJobs(ctx, after, listReads(req.Limit), func(j *api.Job, _ uint64) bool {
+		if len(out) == req.Limit {
+			return false
+		}
+		if (req.State != "" && j.State != req.State) || (req.Type != "" && j.Type != req.Type) {
+			return true
+		}
+		if !req.Detail {
+			j.Detail = nil
+		}
+		n := len(wire.Marshal(j)) + 1
+		if size+n > budget {
+			if len(out) > 0 {
+				return false // the next page starts with it
+			}
+			// Alone it does not fit: list it without its config and
+			// detail (get shows them).
+			j.Config, j.Detail, j.Truncated = nil, nil, true
+			n = len(wire.Marshal(j)) + 1
+		}
+		out = append(out, *j)
+		size += n
+		return true
+	})
 	if err != nil {
 		return nil, "", storeError(err)
 	}
-	out := make([]api.Job, 0, req.Limit)
 	next := ""
-	for _, j := range all {
-		if j.ID <= req.After || (req.State != "" && j.State != req.State) || (req.Type != "" && j.Type != req.Type) {
-			continue
-		}
-		if len(out) == req.Limit {
-			next = out[len(out)-1].ID
-			break
-		}
-		out = append(out, j)
+	if !end {
+		next = strconv.FormatUint(last, 10)
 	}
 	return out, next, nil
 }
@@ -314,7 +346,7 @@ func (s *Service) events(ctx context.Context, body []byte) ([]api.StreamEvent, u
 	if req.SinceSeq > 0 && req.SinceTime != nil {
 		return nil, 0, api.Errorf(api.CodeInvalidArgument, "give since_seq or since_time, not both")
 	}
-	q := kvstate.EventsQuery{Job: req.ID, SinceSeq: req.SinceSeq, Limit: req.Limit, MaxBytes: eventsReplyBytes}
+	q := kvstate.EventsQuery{Job: req.ID, SinceSeq: req.SinceSeq, Limit: req.Limit, MaxBytes: replyBytes}
 	if req.SinceTime != nil {
 		q.SinceTime = *req.SinceTime
 	}

@@ -97,6 +97,14 @@ func (s *Service) apiRoutes() []route {
 		{"GET /api/v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
 			req := api.ListRequest{State: api.State(q.Get("state")), Type: q.Get("type"), After: q.Get("after")}
+			if d := q.Get("detail"); d != "" {
+				v, err := strconv.ParseBool(d)
+				if err != nil {
+					badQuery(w, space().APIList(), api.Errorf(api.CodeInvalidArgument, "detail %q is not true or false", d))
+					return
+				}
+				req.Detail = v
+			}
 			if l := q.Get("limit"); l != "" {
 				n, err := strconv.Atoi(l)
 				if err != nil {

@@ -7,17 +7,18 @@ import (
 )
 
 type metrics struct {
-	submissions   *prometheus.CounterVec
-	rejected      *prometheus.CounterVec
-	requests      *prometheus.CounterVec
-	jobs          *prometheus.GaugeVec
-	assignments   *prometheus.CounterVec
-	failovers     *prometheus.CounterVec
-	restarts      prometheus.Counter
-	forcedCancels prometheus.Counter
-	leaderChanges prometheus.Counter
-	leader        prometheus.Gauge
-	scheduleSecs  prometheus.Histogram
+	submissions     *prometheus.CounterVec
+	rejected        *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	respondFailures *prometheus.CounterVec
+	jobs            *prometheus.GaugeVec
+	assignments     *prometheus.CounterVec
+	failovers       *prometheus.CounterVec
+	restarts        prometheus.Counter
+	forcedCancels   prometheus.Counter
+	leaderChanges   prometheus.Counter
+	leader          prometheus.Gauge
+	scheduleSecs    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,6 +31,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rejections_total", Help: "Submissions refused, by path (request, durable) and error code; nothing was stored."}, []string{"path", "code"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "api_requests_total", Help: "API requests (NATS and HTTP) by operation (jobs.submit, jobs.get, jobs.list, jobs.cancel, jobs.workers, nodes.list) and result code (ok or the error code)."}, []string{"op", "code"}),
+		respondFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "api_respond_failures_total", Help: "API replies not sent as built, by operation and reason: too_large (answered too_large instead), send (not sent)."}, []string{"op", "reason"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "jobs", Help: "Jobs by state, as the leader sees them."}, []string{"state"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -49,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "schedule_seconds", Help: "Job submit to its first master running (assignment accepted by a node, job record running).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
 	}
-	reg.MustRegister(m.submissions, m.rejected, m.requests, m.jobs, m.assignments, m.failovers,
+	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.jobs, m.assignments, m.failovers,
 		m.restarts, m.forcedCancels, m.leaderChanges, m.leader, m.scheduleSecs)
 	return m
 }

@@ -3,8 +3,10 @@ package jobmanager
 import (
 	"context"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 )
 
@@ -22,8 +24,9 @@ func jobHandler(f func(context.Context, []byte) (*api.Job, error)) handler {
 	}
 }
 
+// replyList answers a page of jobs that fits in one NATS message.
 func (s *Service) replyList(ctx context.Context, b []byte) (any, error) {
-	jobs, next, err := s.list(ctx, b)
+	jobs, next, err := s.list(ctx, b, replyBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -98,4 +101,24 @@ func (s *Service) countReply(subject string, e *api.Error) {
 		}
 	}
 	s.metrics.requests.WithLabelValues(shortSubject(subject), code).Inc()
+}
+
+// respond sends the answer to an API request (rep, or the error e), never
+// over the payload limit of the connection: a reply that would be is
+// answered too_large instead. A reply not sent as built is logged and
+// counted.
+func (s *Service) respond(msg *nats.Msg, subject string, rep any, e *api.Error) {
+	if e != nil {
+		rep = api.Reply{Error: e}
+	}
+	b := wire.Marshal(rep)
+	if max := s.deps.NC.MaxPayload(); int64(len(b)) > max {
+		s.metrics.respondFailures.WithLabelValues(shortSubject(subject), "too_large").Inc()
+		s.log.Warn("api reply too large", zap.String("subject", subject), zap.Int("bytes", len(b)), zap.Int64("max_payload", max))
+		b = wire.Marshal(api.Reply{Error: api.Errorf(api.CodeTooLarge, "the reply would be %d bytes, more than the %d a message may carry", len(b), max)})
+	}
+	if err := msg.Respond(b); err != nil {
+		s.metrics.respondFailures.WithLabelValues(shortSubject(subject), "send").Inc()
+		s.log.Warn("api reply not sent", zap.String("subject", subject), zap.Int("bytes", len(b)), zap.Error(err))
+	}
 }

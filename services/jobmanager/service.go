@@ -13,7 +13,6 @@ import (
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/svc"
-	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
@@ -136,10 +135,7 @@ func (s *Service) Run(ctx context.Context) error {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				defer cancel()
 				rep, e := s.answer(rctx, subj, h, msg.Data)
-				if e != nil {
-					rep = api.Reply{Error: e}
-				}
-				_ = msg.Respond(wire.Marshal(rep))
+				s.respond(msg, subj, rep, e)
 			}()
 		})
 		if err != nil {
