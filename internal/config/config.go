@@ -207,12 +207,19 @@ type Node struct {
 	Common
 	Capacity int    `envconfig:"CAPACITY"`
 	Labels   string `envconfig:"LABELS"`
+	// CallbackTimeout bounds one call of job code (a master's or worker's
+	// callback, a route handler); one that does not return in time fails
+	// its incarnation. 0 means the runtime's default (60s).
+	CallbackTimeout time.Duration `envconfig:"CALLBACK_TIMEOUT" default:"60s"`
 	Storage
 }
 
 // Validate checks the node settings.
 func (n *Node) Validate() error {
 	errs := []error{n.Common.Validate(), n.Storage.Validate()}
+	if n.CallbackTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_CALLBACK_TIMEOUT must not be negative, got %s", ErrInvalid, n.CallbackTimeout))
+	}
 	if n.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_CAPACITY must not be negative, got %d", ErrInvalid, n.Capacity))
 	}

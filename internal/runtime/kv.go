@@ -11,9 +11,18 @@ import (
 // jobKV is the framework.KV of one incarnation: kvstate's business KV,
 // whose errors also match the SDK's sentinels, so job code tests
 // framework.ErrNotFound and framework.ErrFenced without importing kvstate.
-type jobKV struct{ b *kvstate.Business }
+//
+// Once its incarnation has ended, the KV refuses writes without trying
+// them: only abandoned job code (a callback past its bound) still calls.
+type jobKV struct {
+	b *kvstate.Business
+	c *core
+}
 
-func newJobKV(b *kvstate.Business) jobKV { return jobKV{b: b} }
+func newJobKV(b *kvstate.Business, c *core) jobKV { return jobKV{b: b, c: c} }
+
+// errEnded is what abandoned job code gets from its handles.
+var errEnded = &bothError{err: errors.New("runtime: the incarnation has ended"), sdk: framework.ErrFenced}
 
 func (k jobKV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	v, rev, err := k.b.Get(ctx, key)
@@ -21,11 +30,17 @@ func (k jobKV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 }
 
 func (k jobKV) Put(ctx context.Context, key string, val []byte) (uint64, error) {
+	if k.c.isEnded() {
+		return 0, errEnded
+	}
 	rev, err := k.b.Put(ctx, key, val)
 	return rev, sdkError(err)
 }
 
 func (k jobKV) Delete(ctx context.Context, key string) error {
+	if k.c.isEnded() {
+		return errEnded
+	}
 	return sdkError(k.b.Delete(ctx, key))
 }
 

@@ -43,6 +43,8 @@ type MasterDeps struct {
 	DispatchTimeout time.Duration
 	// Storage is the job's bucket storage (MasterHandle.Storage).
 	Storage StorageConfig
+	// CallbackTimeout bounds each call of job code (0: DefaultCallbackTimeout).
+	CallbackTimeout time.Duration
 }
 
 // Assignment is one master incarnation to run: the job, its epoch, and the
@@ -68,6 +70,7 @@ const maxParallelDispatch = 128
 // MasterRuntime drives one master incarnation: the job type's JobMaster,
 // its workers' heartbeats and its fenced writes.
 type MasterRuntime struct {
+	*core
 	deps  MasterDeps
 	jt    framework.JobType
 	job   api.Job
@@ -85,17 +88,13 @@ type MasterRuntime struct {
 	mu      sync.Mutex
 	workers map[string]*mworker
 	// epochs remembers the last epoch of every worker id, ended or not.
-	epochs  map[string]uint64
-	queue   []*nats.Msg
-	online  []string
-	seq     int
-	exitReq *exitRequest
+	epochs map[string]uint64
+	queue  []*nats.Msg
+	online []string
+	seq    int
 
 	signal   chan struct{}
 	calls    chan func()
-	stopOnce sync.Once
-	stopCh   chan struct{}
-	fencedCh chan error
 	sem      chan struct{}
 	ready    atomic.Bool
 	canceled bool
@@ -119,12 +118,6 @@ type mworker struct {
 	recovering bool
 }
 
-type exitRequest struct {
-	reason framework.ExitReason
-	err    error
-	detail any
-}
-
 // NewMasterRuntime prepares a master incarnation; Run starts it.
 func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*MasterRuntime, error) {
 	space := deps.Store.Space()
@@ -143,23 +136,23 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		fence: deps.Store.MasterFence(a.Job.ID, a.Rev),
 		log: deps.Log.With(zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch),
 			zap.String("job_type", a.Job.Type)),
-		space:    space,
-		inbox:    inbox,
-		workers:  map[string]*mworker{},
-		epochs:   map[string]uint64{},
-		signal:   make(chan struct{}, 1),
-		calls:    make(chan func(), 1024),
-		stopCh:   make(chan struct{}),
-		fencedCh: make(chan error, 1),
-		sem:      make(chan struct{}, maxParallelDispatch),
+		space:   space,
+		inbox:   inbox,
+		workers: map[string]*mworker{},
+		epochs:  map[string]uint64{},
+		signal:  make(chan struct{}, 1),
+		calls:   make(chan func(), 1024),
+		sem:     make(chan struct{}, maxParallelDispatch),
 	}
+	m.core = newCore("master", deps.Metrics, func() *zap.Logger { return m.log }, deps.CallbackTimeout)
+	m.onExit = m.wake
 	reg := deps.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
 		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
-	m.kv = newJobKV(deps.Store.Business(a.Job.ID, m.fence, m.onRefused))
+	m.kv = newJobKV(deps.Store.Business(a.Job.ID, m.fence, m.refused), m.core)
 	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID, m.kv)
 	return m, nil
 }
@@ -169,30 +162,6 @@ func (m *MasterRuntime) Epoch() uint64 { return m.epoch }
 
 // JobID returns the job id.
 func (m *MasterRuntime) JobID() string { return m.job.ID }
-
-// Stop ends the incarnation without any write (hand-over, forced stop).
-func (m *MasterRuntime) Stop() { m.stopOnce.Do(func() { close(m.stopCh) }) }
-
-// onStale tells the loop the incarnation is stale: it stops at once.
-func (m *MasterRuntime) onStale(err error) {
-	select {
-	case m.fencedCh <- err:
-	default:
-	}
-}
-
-// refused counts and logs one write the server refused because a newer
-// epoch exists: the proof, per write, that a stale master did not act.
-func (m *MasterRuntime) refused(err error) {
-	m.deps.Metrics.FencedWrites.WithLabelValues("master").Inc()
-	m.log.Warn("write refused: a newer epoch exists", zap.Error(err))
-}
-
-// onRefused is refused, then onStale.
-func (m *MasterRuntime) onRefused(err error) {
-	m.refused(err)
-	m.onStale(err)
-}
 
 // post runs f on the master's loop.
 func (m *MasterRuntime) post(f func()) {
@@ -217,6 +186,8 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	m.ctx = ctx
 	m.started = time.Now()
 	defer m.reg.unregisterAll()
+	m.begin()
+	defer m.end()
 
 	rec, rev, err := m.deps.Store.GetMaster(ctx, m.job.ID)
 	if err != nil {
@@ -235,12 +206,19 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	defer func() { _ = sub.Unsubscribe() }()
 	sub.SetPendingLimits(-1, -1)
 
-	m.impl, err = m.jt.NewMaster(&masterHandle{m: m})
-	if err != nil {
-		return m.exit(framework.ExitFailed, framework.Permanent(fmt.Errorf("build master: %w", err)), nil)
+	if err := m.guard("NewMaster", func() (err error) {
+		m.impl, err = m.jt.NewMaster(&masterHandle{m: m})
+		return err
+	}); err != nil {
+		if api.ErrorCode(err) != api.CodeJobPanic && api.ErrorCode(err) != api.CodeJobHung {
+			err = framework.Permanent(fmt.Errorf("build master: %w", err))
+		}
+		return m.exit(framework.ExitFailed, err, nil)
 	}
 	router := newRouter()
-	m.impl.OnOpenAPIInitialized(router)
+	if err := m.guard("OnOpenAPIInitialized", func() error { m.impl.OnOpenAPIInitialized(router); return nil }); err != nil {
+		return m.exit(framework.ExitFailed, err, nil)
+	}
 	if httpSubj, err := m.space.MasterHTTP(m.job.ID); err == nil {
 		hs, err := m.deps.NC.Subscribe(httpSubj, func(msg *nats.Msg) { m.serveHTTP(router, msg) })
 		if err == nil {
@@ -283,7 +261,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
 			_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindNewMaster, m.epoch, nil))
 		}
-		if err := m.call(func() error { return m.impl.OnMasterRecovered(ctx) }); err != nil {
+		if err := m.call("OnMasterRecovered", func() error { return m.impl.OnMasterRecovered(ctx) }); err != nil {
 			return m.fail(err)
 		}
 	} else {
@@ -293,7 +271,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		m.checkReady()
 		m.firstOnline = true
 		m.log.Info("master initializing")
-		if err := m.call(func() error { return m.impl.Init(ctx) }); err != nil {
+		if err := m.call("Init", func() error { return m.impl.Init(ctx) }); err != nil {
 			return m.fail(err)
 		}
 		m.rec.Initialized = true
@@ -327,11 +305,11 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			m.impl.Stop(context.Background())
+			m.stopImpl()
 			return ErrStopped
 		case <-m.stopCh:
 			m.log.Info("master stopped")
-			m.impl.Stop(context.Background())
+			m.stopImpl()
 			return ErrStopped
 		case err := <-m.fencedCh:
 			return m.fenced(err)
@@ -346,22 +324,11 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 				return m.fail(err)
 			}
 		case <-tick.C:
-			if err := m.call(func() error { return m.impl.Tick(ctx) }); err != nil {
+			if err := m.call("Tick", func() error { return m.impl.Tick(ctx) }); err != nil {
 				return m.fail(err)
 			}
 		}
 	}
-}
-
-// call runs a job callback; an error it returns fails the master, and a
-// fenced write inside it surfaces through fencedCh.
-func (m *MasterRuntime) call(f func() error) error {
-	err := f()
-	if errors.Is(err, kvstate.ErrStaleEpoch) {
-		m.onStale(err)
-		return nil
-	}
-	return err
 }
 
 // onInbox runs on the NATS goroutine: heartbeats are answered here so a
@@ -373,7 +340,7 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		return
 	}
 	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
-		m.onStale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
+		m.stale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
 		return
 	}
 	if kind != wire.KindHeartbeat {
@@ -465,7 +432,7 @@ func (m *MasterRuntime) announce(id string) error {
 		m.deps.Metrics.FirstWorkerOnlineSeconds.Observe(time.Since(m.started).Seconds())
 	}
 	m.event(api.EventWorkerOnline, &info, "")
-	return m.call(func() error { return m.impl.OnWorkerOnline(info) })
+	return m.call("OnWorkerOnline", func() error { return m.impl.OnWorkerOnline(info) })
 }
 
 // handle processes one non-heartbeat message on the loop.
@@ -477,7 +444,7 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		}
 		m.canceled = true
 		m.log.Info("master canceling")
-		return m.call(func() error { return m.impl.OnCancel(ctx) })
+		return m.call("OnCancel", func() error { return m.impl.OnCancel(ctx) })
 	}
 	id := msg.Header.Get(wire.HdrWorker)
 	we := wire.Uint(msg, wire.HdrWorkerEpoch)
@@ -509,11 +476,11 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		w.info.Status = append(json.RawMessage(nil), msg.Data...)
 		info := w.info
 		m.mu.Unlock()
-		return m.call(func() error { return m.impl.OnWorkerStatusUpdated(info, info.Status) })
+		return m.call("OnWorkerStatusUpdated", func() error { return m.impl.OnWorkerStatusUpdated(info, info.Status) })
 	case wire.KindMessage:
 		info := w.info
 		m.mu.Unlock()
-		return m.call(func() error {
+		return m.call("OnWorkerMessage", func() error {
 			return m.impl.OnWorkerMessage(info, msg.Header.Get(wire.HdrTopic), msg.Data)
 		})
 	case wire.KindExit:
@@ -543,7 +510,7 @@ func (m *MasterRuntime) offline(info framework.WorkerInfo, reason string) error 
 	m.event(api.EventWorkerOffline, &info, reason)
 	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
 		zap.String("worker_node", info.Node), zap.String("reason", reason))
-	return m.call(func() error { return m.impl.OnWorkerOffline(info, reason) })
+	return m.call("OnWorkerOffline", func() error { return m.impl.OnWorkerOffline(info, reason) })
 }
 
 // declareLost ends a worker incarnation the master can no longer count on.
@@ -643,28 +610,26 @@ func (m *MasterRuntime) fail(err error) error {
 
 // writeFailed turns a failed write into the right end: fenced if stale.
 func (m *MasterRuntime) writeFailed(err error) error {
-	if errors.Is(err, kvstate.ErrStaleEpoch) {
-		m.refused(err)
+	if m.checkWrite(err) {
 		return m.fenced(err)
 	}
 	return err
 }
 
-// takeExit returns the pending exit request, if any.
-func (m *MasterRuntime) takeExit() *exitRequest {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.exitReq
-}
-
 func (m *MasterRuntime) exiting() bool { return m.takeExit() != nil }
 
+// fenced stops the job (StopImpl) for a newer epoch.
 func (m *MasterRuntime) fenced(err error) error {
-	m.log.Warn("master fenced by a newer epoch, stopping", zap.Error(err))
+	err = m.fencedErr(err)
+	m.stopImpl()
+	return err
+}
+
+// stopImpl calls the job's Stop, if the job was built.
+func (m *MasterRuntime) stopImpl() {
 	if m.impl != nil {
-		m.impl.Stop(context.Background())
+		_ = m.guard("Stop", func() error { m.impl.Stop(context.Background()); return nil })
 	}
-	return fmt.Errorf("%w: %v", framework.ErrFenced, err)
 }
 
 // exit persists the master's end, stops its workers and tells the leader.
@@ -689,8 +654,7 @@ func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail an
 		}
 	}
 	if err := m.deps.Store.PutMaster(ctx, m.fence, m.rec); err != nil {
-		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			m.refused(err)
+		if m.checkWrite(err) {
 			return m.fenced(err)
 		}
 		m.log.Error("persist master exit", zap.Error(err))
@@ -720,7 +684,7 @@ func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail an
 	_ = m.deps.NC.PublishMsg(wire.NewMsg(m.space.ManagerControl(), wire.KindMasterExit, m.epoch,
 		wire.Marshal(wire.MasterExit{Job: m.job.ID, Epoch: m.epoch, State: string(reason)})))
 	if m.impl != nil {
-		if err := m.impl.Close(ctx); err != nil {
+		if err := m.guard("Close", func() error { return m.impl.Close(ctx) }); err != nil {
 			m.log.Warn("master close", zap.Error(err))
 		}
 	}

@@ -57,11 +57,12 @@ func (h *masterHandle) UpdateJobStatus(ctx context.Context, detail any) error {
 	if err != nil {
 		return err
 	}
+	if h.m.isEnded() {
+		return errEnded
+	}
 	h.m.rec.Detail = b
 	err = h.m.deps.Store.PutMaster(ctx, h.m.fence, h.m.rec)
-	if errors.Is(err, kvstate.ErrStaleEpoch) {
-		h.m.refused(err)
-	}
+	h.m.checkWrite(err)
 	return err
 }
 
@@ -81,12 +82,7 @@ func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, 
 }
 
 func (h *masterHandle) Exit(reason framework.ExitReason, err error, detail any) {
-	h.m.mu.Lock()
-	defer h.m.mu.Unlock()
-	if h.m.exitReq == nil {
-		h.m.exitReq = &exitRequest{reason: reason, err: err, detail: detail}
-	}
-	h.m.wake()
+	h.m.requestExit(reason, err, detail)
 }
 
 func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, config any, opts ...framework.CreateOption) (string, error) {
@@ -103,7 +99,7 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.exitReq != nil {
+	if m.takeExit() != nil {
 		return "", framework.ErrExited
 	}
 	id := o.ID
@@ -157,8 +153,7 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 	if err == nil {
 		rec := recordFromInfo(m.job.ID, &info)
 		rev, err = m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
-		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			m.onRefused(err)
+		if m.checkWrite(err) {
 			return
 		}
 	}
@@ -168,8 +163,7 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 			// Record the failure so a later recovery does not wait for it.
 			rec := recordFromInfo(m.job.ID, &info)
 			rec.State, rec.Reason = kvstate.WorkerFailed, framework.OfflineDispatchFailed
-			if _, werr := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec); errors.Is(werr, kvstate.ErrStaleEpoch) {
-				m.onRefused(werr)
+			if _, werr := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec); m.checkWrite(werr) {
 				return
 			}
 		}
@@ -226,12 +220,7 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Uint64("worker_epoch", epoch),
 			zap.String("worker_node", info.Node), zap.Error(err))
 	}
-	if cerr := m.call(func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
-		m.Exit(framework.ExitFailed, cerr)
+	if cerr := m.call("OnWorkerDispatched", func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
+		m.requestExit(framework.ExitFailed, cerr, nil)
 	}
-}
-
-// Exit is the runtime-side exit request (from a failing callback).
-func (m *MasterRuntime) Exit(reason framework.ExitReason, err error) {
-	(&masterHandle{m: m}).Exit(reason, err, nil)
 }

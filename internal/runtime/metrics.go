@@ -27,6 +27,9 @@ type Metrics struct {
 	// worker online, on first starts only.
 	FirstWorkerOnlineSeconds prometheus.Histogram
 	SelfFenced               prometheus.Counter
+	// CallbackFailures counts job callbacks that panicked or overran the
+	// callback bound, by role (master, worker) and kind (panic, hung).
+	CallbackFailures *prometheus.CounterVec
 }
 
 // NewMetrics builds the runtime metrics and registers them on reg (nil: unregistered).
@@ -56,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		SelfFenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "workers_self_fenced_total", Help: "Workers that stopped themselves after worker_self_fence without an ack."}),
+		CallbackFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "callback_failures_total", Help: "Job callbacks that panicked or did not return within the callback timeout, by role and kind; each failed its incarnation."},
+			[]string{"role", "kind"}),
 	}
 	if reg != nil {
 		// A job-master and a worker node in one process may share reg:
@@ -71,6 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		register(reg, &m.MasterReadySeconds)
 		register(reg, &m.FirstWorkerOnlineSeconds)
 		register(reg, &m.SelfFenced)
+		register(reg, &m.CallbackFailures)
 	}
 	return m
 }

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
 )
 
 // router is the Router a master registers its routes on.
@@ -66,16 +66,18 @@ func (m *MasterRuntime) serveHTTP(rt *router, msg *nats.Msg) {
 	done := make(chan struct{})
 	m.post(func() {
 		defer close(done)
-		defer func() {
-			// A job's handler must not take its node down with it.
-			if p := recover(); p != nil {
-				m.log.Error("job route panicked", zap.String("method", req.Method), zap.String("path", req.Path), zap.Any("panic", p))
-				*rec = recorder{header: http.Header{}}
-				writeError(rec, http.StatusInternalServerError, api.CodeInternal, "the job's handler for %s %s failed", req.Method, req.Path)
-			}
-		}()
 		_, pattern := rt.mux.Handler(hr)
-		rt.mux.ServeHTTP(rec, hr)
+		// A job's handler that panics or hangs fails its master, never
+		// the node; the caller gets the API's error, not the panic.
+		// The job's handler writes to its own recorder: an abandoned one
+		// must not share a variable with the reply.
+		jobRec := rec
+		if err := m.guard("route "+req.Method+" "+req.Path, func() error { rt.mux.ServeHTTP(jobRec, hr); return nil }); err != nil {
+			rec = &recorder{header: http.Header{}}
+			writeError(rec, http.StatusInternalServerError, api.CodeInternal, "the job's handler for %s %s failed", req.Method, req.Path)
+			m.requestExit(framework.ExitFailed, err, nil)
+			return
+		}
 		if pattern != "" {
 			return
 		}

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -32,6 +31,8 @@ type WorkerDeps struct {
 	SelfFence time.Duration
 	// Storage is the job's bucket storage (WorkerHandle.Storage).
 	Storage StorageConfig
+	// CallbackTimeout bounds each call of job code (0: DefaultCallbackTimeout).
+	CallbackTimeout time.Duration
 }
 
 // WorkerSpec is one worker incarnation to run.
@@ -39,6 +40,7 @@ type WorkerSpec = wire.CreateWorker
 
 // WorkerRuntime drives one worker incarnation.
 type WorkerRuntime struct {
+	*core
 	deps WorkerDeps
 	spec WorkerSpec
 	// base carries the worker's own fields; logp adds the epoch of the
@@ -57,13 +59,7 @@ type WorkerRuntime struct {
 	lastAck     atomic.Int64 // unix nanos
 	msgs        chan *nats.Msg
 	hbNow       chan struct{}
-	stopOnce    sync.Once
-	stopCh      chan struct{}
-	fencedCh    chan error
 	leaving     atomic.Bool
-
-	mu      sync.Mutex
-	exitReq *exitRequest
 }
 
 // NewWorkerRuntime prepares a worker incarnation; Run starts it.
@@ -82,16 +78,15 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		master: master,
 		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
-		fence:    deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
-		msgs:     make(chan *nats.Msg, 256),
-		hbNow:    make(chan struct{}, 1),
-		stopCh:   make(chan struct{}),
-		fencedCh: make(chan error, 1),
+		fence: deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
+		msgs:  make(chan *nats.Msg, 256),
+		hbNow: make(chan struct{}, 1),
 	}
+	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
 	w.masterEpoch.Store(spec.MasterEpoch)
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
-	w.kv = newJobKV(deps.Store.Business(spec.Job, w.fence, w.onRefused))
+	w.kv = newJobKV(deps.Store.Business(spec.Job, w.fence, w.refused), w.core)
 	w.stor = newStorage(deps.Storage, deps.Store, spec.Job, w.kv)
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
@@ -125,35 +120,11 @@ func (w *WorkerRuntime) Logger() *zap.Logger { return w.logger() }
 // Spec returns the incarnation being run.
 func (w *WorkerRuntime) Spec() WorkerSpec { return w.spec }
 
-// Stop ends the worker without any write.
-func (w *WorkerRuntime) Stop() { w.stopOnce.Do(func() { close(w.stopCh) }) }
-
 // Leave stops the worker and tells its master the node is leaving, so the
 // master re-creates it elsewhere without waiting for a timeout.
 func (w *WorkerRuntime) Leave() {
 	w.leaving.Store(true)
 	w.Stop()
-}
-
-// refused counts and logs one write the server refused because a newer
-// incarnation exists: the proof, per write, that a stale worker did not act.
-func (w *WorkerRuntime) refused(err error) {
-	w.deps.Metrics.FencedWrites.WithLabelValues("worker").Inc()
-	w.logger().Warn("write refused: a newer epoch exists", zap.Error(err))
-}
-
-// onRefused is refused, then onStale.
-func (w *WorkerRuntime) onRefused(err error) {
-	w.refused(err)
-	w.onStale(err)
-}
-
-// onStale tells the loop the incarnation is stale: it stops at once.
-func (w *WorkerRuntime) onStale(err error) {
-	select {
-	case w.fencedCh <- err:
-	default:
-	}
 }
 
 func (w *WorkerRuntime) newMsg(kind string, data []byte) *nats.Msg {
@@ -189,12 +160,13 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	// The first write checks the fence: a superseded incarnation stops here.
 	w.rec.State = kvstate.WorkerOnline
 	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
-		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			w.refused(err)
+		if w.checkWrite(err) {
 			return w.fenced(err)
 		}
 		return fmt.Errorf("worker %s: %w", w.spec.Worker, err)
 	}
+	w.begin()
+	defer w.end()
 
 	selfFenced := make(chan struct{})
 	var hbWG sync.WaitGroup
@@ -206,11 +178,16 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	defer hbWG.Wait()
 	defer cancel()
 
-	w.impl, err = factory(&workerHandle{w: w})
-	if err != nil {
-		return w.exit(framework.ExitFailed, framework.Permanent(err), nil)
+	if err := w.guard("NewWorker", func() (err error) {
+		w.impl, err = factory(&workerHandle{w: w})
+		return err
+	}); err != nil {
+		if api.ErrorCode(err) != api.CodeJobPanic && api.ErrorCode(err) != api.CodeJobHung {
+			err = framework.Permanent(err)
+		}
+		return w.exit(framework.ExitFailed, err, nil)
 	}
-	if err := w.call(func() error { return w.impl.Init(ctx) }); err != nil {
+	if err := w.call("Init", func() error { return w.impl.Init(ctx) }); err != nil {
 		return w.exit(framework.ExitFailed, err, nil)
 	}
 	tick := time.NewTicker(tickInterval(w.impl, 100*time.Millisecond))
@@ -232,32 +209,17 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 		case err := <-w.fencedCh:
 			return w.fenced(err)
 		case msg := <-w.msgs:
-			if err := w.call(func() error {
+			if err := w.call("OnMasterMessage", func() error {
 				return w.impl.OnMasterMessage(ctx, msg.Header.Get(wire.HdrTopic), msg.Data)
 			}); err != nil {
 				return w.exit(framework.ExitFailed, err, nil)
 			}
 		case <-tick.C:
-			if err := w.call(func() error { return w.impl.Tick(ctx) }); err != nil {
+			if err := w.call("Tick", func() error { return w.impl.Tick(ctx) }); err != nil {
 				return w.exit(framework.ExitFailed, err, nil)
 			}
 		}
 	}
-}
-
-func (w *WorkerRuntime) call(f func() error) error {
-	err := f()
-	if errors.Is(err, kvstate.ErrStaleEpoch) {
-		w.onStale(err)
-		return nil
-	}
-	return err
-}
-
-func (w *WorkerRuntime) takeExit() *exitRequest {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.exitReq
 }
 
 // heartbeat runs beside the job's loop, so a long Tick never silences the
@@ -347,7 +309,7 @@ func (w *WorkerRuntime) closeImpl() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.impl.Close(ctx); err != nil {
+	if err := w.guard("Close", func() error { return w.impl.Close(ctx) }); err != nil {
 		w.logger().Warn("worker close", zap.Error(err))
 	}
 }
@@ -362,9 +324,9 @@ func (w *WorkerRuntime) stopped() error {
 }
 
 func (w *WorkerRuntime) fenced(err error) error {
-	w.logger().Warn("worker fenced by a newer incarnation, stopping", zap.Error(err))
+	err = w.fencedErr(err)
 	w.closeImpl()
-	return fmt.Errorf("%w: %v", framework.ErrFenced, err)
+	return err
 }
 
 // exit persists the worker's end in its record and tells the master.
@@ -380,8 +342,7 @@ func (w *WorkerRuntime) exit(reason framework.ExitReason, cause error, detail an
 	}
 	w.rec.State, w.rec.Reason, w.rec.Error, w.rec.Detail = kvstate.WorkerState(reason), string(reason), ex.Error, ex.Detail
 	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
-		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			w.refused(err)
+		if w.checkWrite(err) {
 			return w.fenced(err)
 		}
 		w.logger().Error("persist worker exit", zap.Error(err))
@@ -407,26 +368,26 @@ func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	if err != nil {
 		return err
 	}
+	if h.w.isEnded() {
+		return errEnded
+	}
 	h.w.rec.Status = b
 	if err := h.w.deps.Store.PutWorkerAsWorker(ctx, h.w.fence, h.w.rec); err != nil {
-		if errors.Is(err, kvstate.ErrStaleEpoch) {
-			h.w.onRefused(err)
-		}
+		h.w.checkWrite(err)
 		return err
 	}
 	return h.w.deps.NC.PublishMsg(h.w.newMsg(wire.KindStatus, b))
 }
 
 func (h *workerHandle) SendMessage(_ context.Context, topic string, payload []byte) error {
+	if h.w.isEnded() {
+		return errEnded
+	}
 	m := h.w.newMsg(wire.KindMessage, payload)
 	m.Header.Set(wire.HdrTopic, topic)
 	return h.w.deps.NC.PublishMsg(m)
 }
 
 func (h *workerHandle) Exit(reason framework.ExitReason, err error, detail any) {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	if h.w.exitReq == nil {
-		h.w.exitReq = &exitRequest{reason: reason, err: err, detail: detail}
-	}
+	h.w.requestExit(reason, err, detail)
 }

@@ -51,7 +51,10 @@ type System struct {
 	Server *server.Server
 	Types  *framework.Registry
 	Timing config.Timing
-	Client *client.Client
+	// CallbackTimeout is the job-callback bound of nodes added from now on
+	// (0: the runtime's default).
+	CallbackTimeout time.Duration
+	Client          *client.Client
 	// Log is the logger every service added from now on writes to (tests
 	// may replace it, e.g. with a zaptest/observer core).
 	Log *zap.Logger
@@ -144,7 +147,7 @@ func (s *System) AddJobMaster(id string) *Proc { return s.AddJobMasterHTTP(id, "
 
 // AddJobMasterHTTP starts a job-master node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddJobMasterHTTP(id, addr string) *Proc {
-	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id, addr)}}
+	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
@@ -155,7 +158,7 @@ func (s *System) AddWorker(id string) *Proc { return s.AddWorkerHTTP(id, "") }
 
 // AddWorkerHTTP starts a worker node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddWorkerHTTP(id, addr string) *Proc {
-	cfg := worker.Config{Node: config.Node{Common: s.common(id, addr)}}
+	cfg := worker.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})

@@ -17,13 +17,14 @@ func Registry() *framework.Registry {
 	return r
 }
 
-// TestRegistry adds the test job types (flaky, beat, stubborn) that drive
+// TestRegistry adds the test job types (flaky, beat, stubborn, crash) that drive
 // the failure tests; binaries serve them only with DROVER_TEST_JOB_TYPES=true.
 func TestRegistry() *framework.Registry {
 	r := Registry()
 	r.MustRegister(testjobs.FlakyType())
 	r.MustRegister(testjobs.BeatType())
 	r.MustRegister(testjobs.StubbornType())
+	r.MustRegister(testjobs.CrashType())
 	return r
 }
 

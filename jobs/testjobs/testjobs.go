@@ -12,6 +12,8 @@
 //     middle of a write, which makes it the fencing tests' zombie.
 //   - stubborn: a beat job whose master ignores OnCancel, so only the job
 //     manager's forced cancel can end it.
+//   - crash: its code panics, hangs or kills its process at a chosen place
+//     (crash.go); it drives the isolation tests.
 //
 // They are harmless in a deployment but of no use there.
 package testjobs

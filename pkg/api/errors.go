@@ -23,6 +23,15 @@ const (
 	CodeUnauthenticated Code = "unauthenticated"
 	// CodePermissionDenied: the caller is known but its role does not allow it.
 	CodePermissionDenied Code = "permission_denied"
+	// CodeJobPanic: job code (a callback of the job's master or worker)
+	// panicked; that incarnation failed, nothing else did.
+	CodeJobPanic Code = "job_panic"
+	// CodeJobHung: a job callback did not return within the node's
+	// DROVER_CALLBACK_TIMEOUT; that incarnation failed.
+	CodeJobHung Code = "job_hung"
+	// CodeCrashLoop: the job's masters kept dying with the nodes that ran
+	// them; it was quarantined (failed) instead of being moved again.
+	CodeCrashLoop Code = "crash_loop"
 )
 
 // Error is the coded error of the public API.

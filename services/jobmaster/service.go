@@ -140,7 +140,7 @@ func (s *Service) assign(a wire.Assign) error {
 		return runtime.NewMasterRuntime(runtime.MasterDeps{
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
-			Storage: s.StorageConfig(),
+			Storage: s.StorageConfig(), CallbackTimeout: s.Cfg.CallbackTimeout,
 		}, jt, runtime.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
 	}, func(_ *runtime.MasterRuntime, err error) {
 		s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))

@@ -115,6 +115,7 @@ func (s *Service) create(spec runtime.WorkerSpec) error {
 		rt, err := runtime.NewWorkerRuntime(runtime.WorkerDeps{
 			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
 			Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
+			CallbackTimeout: s.Cfg.CallbackTimeout,
 		}, spec)
 		if err != nil {
 			return nil, err
