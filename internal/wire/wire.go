@@ -156,7 +156,7 @@ type ControlReply struct {
 
 // Marshal encodes v; the types here always encode.
 func Marshal(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := api.Encode(v)
 	if err != nil {
 		panic("wire: " + err.Error())
 	}

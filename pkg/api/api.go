@@ -176,7 +176,10 @@ type Event struct {
 	Reason      string          `json:"reason,omitempty"`
 	Error       *Error          `json:"error,omitempty"`
 	Detail      json.RawMessage `json:"detail,omitempty"`
-	Time        time.Time       `json:"time"`
+	// Request is the sequence of a durable request in the requests
+	// stream, on request_rejected events.
+	Request uint64    `json:"request,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // StreamEvent is an event as the events history returns it: the event and
@@ -212,6 +215,10 @@ const (
 	EventWorkerOnline  = "worker_online"
 	EventWorkerOffline = "worker_offline"
 	EventMasterReady   = "master_ready"
+	// EventRequestRejected is published on drover.events.requests.rejected
+	// when a durable request can not be stored; Job is its id if it had
+	// one, Error says why.
+	EventRequestRejected = "request_rejected"
 )
 
 // Worker is one worker of a job as the API shows it.

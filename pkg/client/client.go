@@ -53,7 +53,7 @@ func (c *Client) call(ctx context.Context, subject string, req any, out any) err
 	case []byte:
 		body = r
 	default:
-		b, err := json.Marshal(req)
+		b, err := api.Encode(req)
 		if err != nil {
 			return fmt.Errorf("client: encode request: %w", err)
 		}
@@ -157,7 +157,7 @@ func (c *Client) SubmitDurable(ctx context.Context, spec api.Spec) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(spec)
+	b, err := api.Encode(spec)
 	if err != nil {
 		return err
 	}

@@ -16,14 +16,33 @@ import (
 // maxCASRetries bounds an optimistic update loop under contention.
 const maxCASRetries = 32
 
-// CreateJob stores a new job record; a job with the same id yields ErrExists.
+// MaxJobRecordBytes bounds a new job record as stored (JSON): a request
+// under api.MaxPayload whose encoding does not grow fits, with room for
+// the fields the job manager adds.
+const MaxJobRecordBytes = 640 << 10
+
+// encodeJob is the stored encoding of a job record (api.Encode: a record
+// is about as large as the request it came from).
+func encodeJob(j *api.Job) ([]byte, error) {
+	b, err := api.Encode(j)
+	if err != nil {
+		return nil, fmt.Errorf("kvstate: encode job %s: %w", j.ID, err)
+	}
+	return b, nil
+}
+
+// CreateJob stores a new job record; a job with the same id yields
+// ErrExists, a record whose encoding exceeds MaxJobRecordBytes ErrTooLarge.
 func (s *Store) CreateJob(ctx context.Context, job *api.Job) (_ uint64, err error) {
 	defer s.observe("create_job", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	b, err := json.Marshal(job)
+	b, err := encodeJob(job)
 	if err != nil {
-		return 0, fmt.Errorf("kvstate: encode job %s: %w", job.ID, err)
+		return 0, err
+	}
+	if len(b) > MaxJobRecordBytes {
+		return 0, fmt.Errorf("%w: job %s would be stored as %d bytes, at most %d", ErrTooLarge, job.ID, len(b), MaxJobRecordBytes)
 	}
 	rev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Create(ctx, job.ID, b) })
 	if isWrongLastSeq(err) {
@@ -78,9 +97,9 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*api.Job) erro
 			fnErr = true
 			return j, rev, err
 		}
-		b, err := json.Marshal(j)
+		b, err := encodeJob(j)
 		if err != nil {
-			return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", id, err)
+			return nil, 0, err
 		}
 		nrev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Update(ctx, id, b, rev) })
 		if isWrongLastSeq(err) {
@@ -113,9 +132,9 @@ func (s *Store) UpdateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn 
 	} else if err != nil {
 		return &j, rev, err
 	}
-	b, err := json.Marshal(&j)
+	b, err := encodeJob(&j)
 	if err != nil {
-		return nil, 0, fmt.Errorf("kvstate: encode job %s: %w", j.ID, err)
+		return nil, 0, err
 	}
 	start := time.Now()
 	nrev, err := retryBusy(ctx, func() (uint64, error) { return s.jobs.Update(ctx, j.ID, b, rev) })

@@ -2,8 +2,10 @@ package kvstate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -244,5 +246,21 @@ func TestLease(t *testing.T) {
 	}
 	if h, _ := st.LeaseHolder(ctx); h != "r2" {
 		t.Fatalf("holder = %q", h)
+	}
+}
+
+// TestCreateJobRefusesTooLargeRecords: the bound is on the stored
+// encoding, and characters json.Marshal would escape do not count sixfold.
+func TestCreateJobRefusesTooLargeRecords(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	cfg := func(c string, n int) json.RawMessage {
+		return json.RawMessage(`{"p":"` + strings.Repeat(c, n) + `"}`)
+	}
+	if _, err := st.CreateJob(ctx, &api.Job{ID: "big", Type: "t", Config: cfg("a", kvstate.MaxJobRecordBytes)}); !errors.Is(err, kvstate.ErrTooLarge) {
+		t.Fatalf("record over the bound: %v, want ErrTooLarge", err)
+	}
+	if _, err := st.CreateJob(ctx, &api.Job{ID: "lt", Type: "t", Config: cfg("<", kvstate.MaxJobRecordBytes/2)}); err != nil {
+		t.Fatalf("'<' counted more than once: %v", err)
 	}
 }

@@ -24,6 +24,8 @@ var (
 	ErrExists     = errors.New("kvstate: already exists")
 	ErrConflict   = errors.New("kvstate: too many concurrent updates")
 	ErrNotLeader  = errors.New("kvstate: lease lost")
+	// ErrTooLarge: the record would exceed its bound (see MaxJobRecordBytes).
+	ErrTooLarge = errors.New("kvstate: record too large")
 )
 
 // DefaultTimeout bounds a call whose context has no deadline.
@@ -55,7 +57,7 @@ type Observer func(op string, took time.Duration, err error)
 // missing key or a fenced write.
 func IsFailure(err error) bool {
 	return err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) &&
-		!errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrNotLeader)
+		!errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrTooLarge)
 }
 
 func (o *Options) defaults() {
@@ -130,7 +132,7 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: space.EventsStream(), Description: "Drover job events",
-		Subjects: []string{space.JobEventsPattern()}, MaxAge: opts.EventsMaxAge,
+		Subjects: []string{space.JobEventsPattern(), space.RequestRejections()}, MaxAge: opts.EventsMaxAge,
 		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, fmt.Errorf("kvstate: create events stream: %w", err)

@@ -96,6 +96,12 @@ func (s Space) JobEvents(job string) (string, error) {
 	return s.join("events", "jobs", job), nil
 }
 
+// RequestRejections is the subject of the rejections of durable requests
+// (drover.jobs.requests): a request that can not be stored is answered
+// here, with its stream sequence and coded error. The events stream
+// keeps them with the job events.
+func (s Space) RequestRejections() string { return s.join("events", "requests", "rejected") }
+
 // JobEventsPattern matches every job's events.
 func (s Space) JobEventsPattern() string { return s.join("events", "jobs", ">") }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
@@ -371,6 +372,8 @@ func storeError(err error) error {
 		return ae
 	case errors.Is(err, kvstate.ErrNotFound):
 		return api.Errorf(api.CodeNotFound, "%v", err)
+	case errors.Is(err, kvstate.ErrTooLarge), errors.Is(err, nats.ErrMaxPayload):
+		return api.Errorf(api.CodeTooLarge, "the job is too large once encoded for storage (at most %d bytes)", kvstate.MaxJobRecordBytes)
 	case errors.Is(err, topics.ErrInvalidID):
 		return api.Errorf(api.CodeInvalidArgument, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -19,6 +19,11 @@ type Config struct {
 	RestartBackoff    time.Duration `envconfig:"RESTART_BACKOFF" default:"1s"`
 	RestartMaxBackoff time.Duration `envconfig:"RESTART_MAX_BACKOFF" default:"1m"`
 	MaxRestarts       int           `envconfig:"MAX_RESTARTS" default:"10"`
+	// RequestMaxDeliver bounds the deliveries of a durable request whose
+	// storing failed for a reason that may pass; after the last it is
+	// rejected (unavailable). Requests that can never be stored are
+	// rejected at the first.
+	RequestMaxDeliver int `envconfig:"REQUEST_MAX_DELIVER" default:"5"`
 	// PurgeFinished removes a finished job's worker and business records.
 	PurgeFinished bool `envconfig:"PURGE_FINISHED" default:"false"`
 
@@ -53,6 +58,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.httpAuth(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %v", config.ErrInvalid, err))
+	}
+	if c.RequestMaxDeliver < 1 || c.RequestMaxDeliver > 100 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_REQUEST_MAX_DELIVER must be 1..100", config.ErrInvalid))
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_MAX_RESTARTS must not be negative", config.ErrInvalid))
