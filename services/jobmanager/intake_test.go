@@ -41,8 +41,8 @@ func TestDurableIntakeNeverLoops(t *testing.T) {
 
 	cfg, _ := json.Marshal(map[string]string{"bucket": "in", "prefix": strings.Repeat("a", 600<<10)})
 	bad := map[string]api.Code{
-		`{"type":`: api.CodeInvalidArgument,
-		`{"id":"x1","type":"nosuchtype"}`:                         api.CodeUnknownType,
+		`{"type":`:                        api.CodeInvalidArgument,
+		`{"id":"x1","type":"nosuchtype"}`: api.CodeUnknownType,
 		`{"id":"x2","type":"wordcount","config":` + string(cfg) + `}`: api.CodeTooLarge,
 	}
 	want := map[uint64]api.Code{}
