@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/drover-run/drover/internal/buildinfo"
 )
 
 // NewLogger builds the logger of a service, writing to stderr: "json"
@@ -53,10 +55,15 @@ func newLogger(format, level string, out zapcore.WriteSyncer) (*zap.Logger, erro
 	return zap.New(zapcore.NewCore(enc, out, lvl), opts...), nil
 }
 
-// NewRegistry returns a registry with the Go and process collectors.
+// NewRegistry returns a registry with the Go and process collectors and
+// drover_build_info, so every service says which build it runs.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "drover", Name: "build_info",
+		Help: "Always 1; the labels describe the running build."}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), build)
 	return reg
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/drover-run/drover/internal/buildinfo"
 )
 
 func TestJSONLogsAreOneObjectPerLineWithTheJobFields(t *testing.T) {
@@ -110,7 +112,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		t.Errorf("/healthz without NATS = %d: the process is alive", code)
 	}
 	code, _, body = get(t, srv.Mux, "/metrics")
-	if code != 200 || !strings.Contains(body, "drover_test_things_total 3") || !strings.Contains(body, "go_goroutines") {
+	if code != 200 || !strings.Contains(body, "drover_test_things_total 3") || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, `drover_build_info{goversion="go`) || !strings.Contains(body, `version="`+buildinfo.Version()+`"} 1`) {
 		t.Errorf("/metrics = %d %.300s", code, body)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {

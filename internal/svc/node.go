@@ -3,12 +3,16 @@ package svc
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/buildinfo"
 	"github.com/drover-run/drover/internal/config"
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/pkg/api"
@@ -93,11 +97,55 @@ func (n *Node) ServeHTTP() (stop func(), err error) {
 	return stop, nil
 }
 
+// announce adds the node's micro service, whose one endpoint, status,
+// answers the node's presence; the returned stop removes it.
+func (n *Node) announce(node func() api.Node) (stop func(), err error) {
+	me := node()
+	md := map[string]string{"kind": n.Kind, "node": n.ID, "capacity": strconv.Itoa(n.Capacity),
+		"types": strings.Join(me.Types, ","), "prefix": n.Store.Space().Prefix()}
+	for k, v := range n.Labels {
+		md["label."+k] = v
+	}
+	subj, err := n.Store.Space().NodeStatus(n.Kind, n.ID)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := micro.AddService(n.NC, micro.Config{
+		Name: "drover-" + n.Kind, Version: buildinfo.Version(),
+		Description: "Drover " + n.Kind + " node " + n.ID,
+		Metadata:    md,
+		StatsHandler: func(*micro.Endpoint) any {
+			return map[string]int{"load": node().Load, "capacity": n.Capacity}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
+		_ = req.RespondJSON(node())
+	}), micro.WithEndpointSubject(subj), micro.WithEndpointQueueGroupDisabled(),
+		micro.WithEndpointMetadata(map[string]string{"request": "{}", "reply": "Node {kind, labels, capacity, load, …}"})); err != nil {
+		_ = srv.Stop()
+		return nil, err
+	}
+	return func() { _ = srv.Stop() }, nil
+}
+
 // KeepPresence announces the node every heartbeat until ctx ends, then
 // removes the announcement. load reports what the node runs now.
+//
+// Meanwhile the node is also a NATS micro service, drover-<kind>, so `nats
+// micro ls` shows it with its kind, labels and capacity as metadata and
+// its load in STATS (and from its status endpoint).
 func (n *Node) KeepPresence(ctx context.Context, types []string, load func() int) {
-	KeepPresence(ctx, n.Store, n.Cfg.Heartbeat, n.Log, func() api.Node {
+	node := func() api.Node {
 		return api.Node{ID: n.ID, Kind: n.Kind, Labels: n.Labels, Capacity: n.Capacity, Load: load(),
-			Types: types, HTTPAddr: n.httpAddr, StartedAt: n.started}
-	})
+			Types: types, HTTPAddr: n.httpAddr, StartedAt: n.started, UpdatedAt: time.Now().UTC()}
+	}
+	if stop, err := n.announce(node); err != nil {
+		n.Log.Warn("not announced as a micro service", zap.Error(err))
+	} else {
+		defer stop()
+	}
+	KeepPresence(ctx, n.Store, n.Cfg.Heartbeat, n.Log, node)
 }

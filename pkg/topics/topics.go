@@ -154,6 +154,15 @@ func (s Space) NodeControl(kind, node string) (string, error) {
 	return s.join("p2p", "node", kind, node), nil
 }
 
+// NodeStatus answers with one node's presence (its micro endpoint).
+func (s Space) NodeStatus(kind, node string) (string, error) {
+	subj, err := s.NodeControl(kind, node)
+	if err != nil {
+		return "", err
+	}
+	return subj + ".status", nil
+}
+
 // ManagerHeartbeat receives job-master nodes' heartbeats (their masters and epochs).
 func (s Space) ManagerHeartbeat() string { return s.join("p2p", "manager", "hb") }
 

@@ -3,10 +3,8 @@ package jobmanager
 import (
 	"context"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
-	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 )
 
@@ -107,18 +105,15 @@ func (s *Service) countReply(subject string, e *api.Error) {
 // over the payload limit of the connection: a reply that would be is
 // answered too_large instead. A reply not sent as built is logged and
 // counted.
-func (s *Service) respond(msg *nats.Msg, subject string, rep any, e *api.Error) {
-	if e != nil {
-		rep = api.Reply{Error: e}
-	}
-	b := wire.Marshal(rep)
-	if max := s.deps.NC.MaxPayload(); int64(len(b)) > max {
+func (s *Service) respond(reply, subject string, rep any, e *api.Error) {
+	msg := replyMsg(reply, rep, e)
+	if max := s.deps.NC.MaxPayload(); int64(len(msg.Data)) > max {
 		s.metrics.respondFailures.WithLabelValues(shortSubject(subject), "too_large").Inc()
-		s.log.Warn("api reply too large", zap.String("subject", subject), zap.Int("bytes", len(b)), zap.Int64("max_payload", max))
-		b = wire.Marshal(api.Reply{Error: api.Errorf(api.CodeTooLarge, "the reply would be %d bytes, more than the %d a message may carry", len(b), max)})
+		s.log.Warn("api reply too large", zap.String("subject", subject), zap.Int("bytes", len(msg.Data)), zap.Int64("max_payload", max))
+		msg = replyMsg(reply, nil, api.Errorf(api.CodeTooLarge, "the reply would be %d bytes, more than the %d a message may carry", len(msg.Data), max))
 	}
-	if err := msg.Respond(b); err != nil {
+	if err := s.deps.NC.PublishMsg(msg); err != nil {
 		s.metrics.respondFailures.WithLabelValues(shortSubject(subject), "send").Inc()
-		s.log.Warn("api reply not sent", zap.String("subject", subject), zap.Int("bytes", len(b)), zap.Error(err))
+		s.log.Warn("api reply not sent", zap.String("subject", subject), zap.Int("bytes", len(msg.Data)), zap.Error(err))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,57 +91,11 @@ func (s *Service) Run(ctx context.Context) error {
 	go s.nodes.Run(ctx, st, s.log)
 	defer s.openSystem(ctx)()
 
-	space := st.Space()
-	handlers := map[string]handler{
-		space.APISubmit():  jobHandler(s.submit),
-		space.APIGet():     jobHandler(s.get),
-		space.APICancel():  jobHandler(s.cancel),
-		space.APIList():    s.replyList,
-		space.APINodes():   s.replyNodes,
-		space.APIWorkers(): s.replyWorkers,
-		space.APIEvents():  s.replyEvents,
+	stopAPI, err := s.serveAPI(ctx)
+	if err != nil {
+		return err
 	}
-	// Requests are handled concurrently, up to maxInflight: each waits on
-	// a KV round trip, and one at a time would cap the API at one round
-	// trip per request whatever the store allows.
-	inflight := make(chan struct{}, maxInflight)
-	var handling sync.WaitGroup
-	var closeMu sync.Mutex
-	closed := false
-	defer func() {
-		closeMu.Lock()
-		closed = true
-		closeMu.Unlock()
-		handling.Wait()
-	}()
-	for subj, h := range handlers {
-		sub, err := s.deps.NC.QueueSubscribe(subj, queueGroup, func(msg *nats.Msg) {
-			inflight <- struct{}{}
-			closeMu.Lock()
-			if closed {
-				closeMu.Unlock()
-				<-inflight
-				return
-			}
-			handling.Add(1)
-			closeMu.Unlock()
-			go func() {
-				defer func() { <-inflight; handling.Done() }()
-				// A request taken is answered even if the replica is shutting
-				// down meanwhile (Run waits for it): canceling its store call
-				// would answer internal "context canceled" to a client whose
-				// job may well have been stored.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-				rep, e := s.answer(rctx, subj, h, msg.Data)
-				s.respond(msg, subj, rep, e)
-			}()
-		})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
+	defer stopAPI()
 
 	s.http = s.newHTTP()
 	_, stopHTTP, err := s.http.Start(s.cfg.HTTPAddr, s.log)
