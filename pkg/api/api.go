@@ -70,10 +70,15 @@ type Job struct {
 	Epoch     uint64            `json:"epoch"`
 	Node      string            `json:"node,omitempty"`
 	Restarts  int               `json:"restarts"`
-	Error     *Error            `json:"error,omitempty"`
-	Detail    json.RawMessage   `json:"detail,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	// Crashes counts the failovers in a row that coincided with the death
+	// of the node running the job's master; reset once a master of the job
+	// has run for the crash probation. At the crash-loop limit the job is
+	// failed with crash_loop instead of being moved again.
+	Crashes   int             `json:"crashes,omitempty"`
+	Error     *Error          `json:"error,omitempty"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
 
 	// NextAttemptAt is set while a failed master waits out its backoff.
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`

@@ -24,6 +24,13 @@ type Config struct {
 	// rejected (unavailable). Requests that can never be stored are
 	// rejected at the first.
 	RequestMaxDeliver int `envconfig:"REQUEST_MAX_DELIVER" default:"5"`
+	// CrashLoopLimit is how many failovers in a row that coincide with the
+	// death of the master's node fail a job with crash_loop (a master that
+	// takes its node down must not take down one node after another).
+	CrashLoopLimit int `envconfig:"CRASH_LOOP_LIMIT" default:"3"`
+	// CrashProbation is how long a master must run after such a failover
+	// before the job's crash count is reset; 0 means three master timeouts.
+	CrashProbation time.Duration `envconfig:"CRASH_PROBATION"`
 	// PurgeFinished removes a finished job's worker and business records.
 	PurgeFinished bool `envconfig:"PURGE_FINISHED" default:"false"`
 
@@ -62,8 +69,31 @@ func (c *Config) Validate() error {
 	if c.RequestMaxDeliver < 1 || c.RequestMaxDeliver > 100 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_REQUEST_MAX_DELIVER must be 1..100", config.ErrInvalid))
 	}
+	if c.CrashLoopLimit < 2 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_CRASH_LOOP_LIMIT must be at least 2 (one node death proves nothing), got %d", config.ErrInvalid, c.CrashLoopLimit))
+	}
+	if c.CrashProbation < 0 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_CRASH_PROBATION must not be negative", config.ErrInvalid))
+	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_MAX_RESTARTS must not be negative", config.ErrInvalid))
 	}
 	return errors.Join(errs...)
+}
+
+// crashProbation is CrashProbation with its default applied.
+func (c *Config) crashProbation() time.Duration {
+	if c.CrashProbation > 0 {
+		return c.CrashProbation
+	}
+	return 3 * c.MasterTimeout
+}
+
+// crashLoopLimit is CrashLoopLimit with its default applied (a config
+// built in code may leave it zero).
+func (c *Config) crashLoopLimit() int {
+	if c.CrashLoopLimit >= 2 {
+		return c.CrashLoopLimit
+	}
+	return 3
 }

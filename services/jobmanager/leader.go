@@ -53,7 +53,13 @@ type leader struct {
 	gone map[string]bool
 	// lastTick is when the reconcile tick last ran (see unstall).
 	lastTick time.Time
-	ctx      context.Context
+	// probation is the one suspect of a crash loop (a job whose masters'
+	// nodes died under it twice or more in a row) allowed to run, and
+	// probationSince when it got the slot: suspects run one at a time, so
+	// the next node death names its cause.
+	probation      string
+	probationSince time.Time
+	ctx            context.Context
 }
 
 type ljob struct {
@@ -72,6 +78,11 @@ type ljob struct {
 	leftNode string
 	// parked: waiting in leader.parked, not in leader.active.
 	parked bool
+	// assignedAt is when the current master was assigned (or the leader
+	// learnt of it): after the crash probation its crash count is reset.
+	assignedAt time.Time
+	// crashWait: a suspect's failover backoff has been set.
+	crashWait bool
 }
 
 type parkedJob struct {
@@ -247,7 +258,7 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	lj := l.jobs[id]
 	if lj == nil {
-		lj = &ljob{job: j, rev: e.Revision(), lastSeen: time.Now()}
+		lj = &ljob{job: j, rev: e.Revision(), lastSeen: time.Now(), assignedAt: time.Now()}
 		l.jobs[id], l.active[id] = lj, lj
 	} else {
 		if lj.job.Epoch != j.Epoch {
@@ -263,6 +274,9 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 // drop forgets what the leader kept of a job that is over; its state
 // stays counted for the jobs gauge.
 func (l *leader) drop(id string) {
+	if l.probation == id {
+		l.probation = ""
+	}
 	delete(l.jobs, id)
 	delete(l.masters, id)
 	delete(l.masterRevs, id)
@@ -398,7 +412,7 @@ func (l *leader) reconcileJob(lj *ljob, now time.Time) {
 	case api.StateCreated:
 		l.assign(lj, "first")
 	case api.StatePending:
-		if j.NextAttemptAt == nil || !now.Before(*j.NextAttemptAt) {
+		if (j.NextAttemptAt == nil || !now.Before(*j.NextAttemptAt)) && l.mayStart(lj, j.Crashes, now) {
 			l.assign(lj, "restart")
 		}
 	case api.StateRunning:
@@ -412,15 +426,28 @@ func (l *leader) reconcileJob(lj *ljob, now time.Time) {
 				reason = "handover"
 			case l.gone[j.Node]:
 				reason = "disconnect"
+			}
+			crashes := j.Crashes
+			if nodeDied(reason) {
+				crashes++
+				if crashes >= l.s.cfg.crashLoopLimit() {
+					l.quarantine(lj, crashes)
+					return
+				}
+			}
+			if !l.mayStart(lj, crashes, now) {
+				return
+			}
+			if reason != "handover" {
 				l.s.metrics.failovers.WithLabelValues(reason).Inc()
-			default:
-				l.s.metrics.failovers.WithLabelValues("timeout").Inc()
 			}
 			l.log.Info("master lost, failing over", zap.String("job_id", j.ID), zap.Uint64("epoch", j.Epoch),
-				zap.String("node", j.Node), zap.String("reason", reason))
+				zap.String("node", j.Node), zap.String("reason", reason), zap.Int("crashes", crashes))
 			l.assign(lj, reason)
 		case current && m.State == kvstate.MasterRunning && (!bytes.Equal(m.Detail, j.Detail) || j.Error != nil):
 			l.mirror(lj, m)
+		case current && m.State == kvstate.MasterRunning && j.Crashes > 0 && now.Sub(lj.assignedAt) >= l.s.cfg.crashProbation():
+			l.acquit(lj)
 		}
 	case api.StateCanceling:
 		switch {
@@ -483,6 +510,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	if reason == "timeout" || reason == "disconnect" {
 		exclude = j.Node
 	}
+	crashed := nodeDied(reason)
 	node, err := l.s.nodes.Pick(j.Type, j.Selectors, exclude)
 	if err != nil {
 		lj.retryAt = time.Now().Add(250 * time.Millisecond)
@@ -494,6 +522,9 @@ func (l *leader) assign(lj *ljob, reason string) {
 						return kvstate.ErrNoChange
 					}
 					j.State = api.StatePending
+					if crashed {
+						j.Crashes++
+					}
 					return nil
 				})
 				if err != nil {
@@ -533,6 +564,9 @@ func (l *leader) assign(lj *ljob, reason string) {
 				j.State = api.StateRunning
 			}
 			j.Epoch, j.Node, j.NextAttemptAt = rec.Epoch, node, nil
+			if crashed {
+				j.Crashes++
+			}
 			return nil
 		})
 		if errors.Is(err, errAbort) {
@@ -551,7 +585,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 			zap.String("node", node), zap.String("reason", reason))
 		return func() {
 			lj.set(updated, nrev)
-			lj.lastSeen, lj.leftNode = time.Now(), ""
+			lj.lastSeen, lj.leftNode, lj.assignedAt, lj.crashWait = time.Now(), "", time.Now(), false
 		}
 	})
 }
@@ -679,19 +713,25 @@ func (l *leader) mirror(lj *ljob, m *kvstate.MasterRecord) {
 }
 
 // forceCancel ends a cancel that the master did not finish in time (or
-// that no live master can finish): a new epoch fences the master, its node
-// is told to stop it, its workers are told the job ended.
+// that no live master can finish).
 func (l *leader) forceCancel(lj *ljob) {
-	j, rev := lj.job, lj.rev
 	l.s.metrics.forcedCancels.Inc()
-	l.jlog(j.ID, j.Epoch, j.Node).Warn("forcing cancel")
+	l.jlog(lj.job.ID, lj.job.Epoch, lj.job.Node).Warn("forcing cancel")
+	l.endByForce(lj, "record forced cancel", func(j *api.Job) { j.State = api.StateCanceled })
+}
+
+// endByForce ends a job without its master: a new epoch fences the master,
+// its node is told to stop it, its workers are told the job ended, and
+// end sets the job's final state.
+func (l *leader) endByForce(lj *ljob, what string, end func(j *api.Job)) {
+	j, rev := lj.job, lj.rev
 	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
 		rec, _, err := l.s.store.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.State = kvstate.MasterStopped
 		})
 		if err != nil {
-			l.jlog(j.ID, j.Epoch, j.Node).Warn("fence master for cancel", zap.Error(err))
+			l.jlog(j.ID, j.Epoch, j.Node).Warn("fence master", zap.String("for", what), zap.Error(err))
 			return nil
 		}
 		if j.Node != "" {
@@ -704,11 +744,12 @@ func (l *leader) forceCancel(lj *ljob) {
 			if j.State.Terminal() {
 				return kvstate.ErrNoChange
 			}
-			j.State, j.Epoch = api.StateCanceled, rec.Epoch
+			end(j)
+			j.Epoch = rec.Epoch
 			return nil
 		})
 		if err != nil {
-			l.jlog(j.ID, rec.Epoch, j.Node).Warn("record forced cancel", zap.Error(err))
+			l.jlog(j.ID, rec.Epoch, j.Node).Warn(what, zap.Error(err))
 			return nil
 		}
 		return func() { lj.set(updated, nrev) }

@@ -16,6 +16,7 @@ type metrics struct {
 	failovers       *prometheus.CounterVec
 	restarts        prometheus.Counter
 	forcedCancels   prometheus.Counter
+	crashLoops      prometheus.Counter
 	leaderChanges   prometheus.Counter
 	leader          prometheus.Gauge
 	scheduleSecs    prometheus.Histogram
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "master_restarts_total", Help: "Failed masters the restart policy gave another attempt (job back to pending)."}),
 		forcedCancels: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "forced_cancels_total", Help: "Cancels finished by force after cancel_timeout or with no live master."}),
+		crashLoops: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "crash_loops_total", Help: "Jobs failed with crash_loop: their masters' nodes kept dying under them."}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "leader_changes_total", Help: "Times this replica became leader."}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -53,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
 	}
 	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.jobs, m.assignments, m.failovers,
-		m.restarts, m.forcedCancels, m.leaderChanges, m.leader, m.scheduleSecs)
+		m.restarts, m.forcedCancels, m.crashLoops, m.leaderChanges, m.leader, m.scheduleSecs)
 	return m
 }
 
