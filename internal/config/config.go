@@ -47,6 +47,44 @@ type Common struct {
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 
 	Timing
+	Limits
+}
+
+// Limits bound every stream and bucket (docs/operations.md, "Limits"). All
+// services open the store with them, so every service of a deployment
+// must have the same; 0 in a Config built in code means the default.
+type Limits struct {
+	// JobsMaxBytes bounds the jobs bucket; a submit beyond it is refused
+	// (unavailable), acknowledged records are never dropped.
+	JobsMaxBytes int64 `envconfig:"JOBS_MAX_BYTES" default:"1073741824"`
+	// StateMaxBytes bounds the master, worker and business records; a
+	// write beyond it fails with a coded error, none is dropped.
+	StateMaxBytes int64 `envconfig:"STATE_MAX_BYTES" default:"2147483648"`
+	// EventsMaxBytes, EventsMaxAge and EventsMaxPerJob bound the events
+	// stream; beyond them the oldest events are discarded (per job first).
+	EventsMaxBytes  int64         `envconfig:"EVENTS_MAX_BYTES" default:"268435456"`
+	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h"`
+	EventsMaxPerJob int64         `envconfig:"EVENTS_MAX_PER_JOB" default:"100000"`
+	// RequestsMaxMsgs and RequestsMaxBytes bound the durable requests
+	// stream; a publish beyond them is refused, none is dropped.
+	RequestsMaxMsgs  int64 `envconfig:"REQUESTS_MAX_MSGS" default:"100000"`
+	RequestsMaxBytes int64 `envconfig:"REQUESTS_MAX_BYTES" default:"134217728"`
+}
+
+// Validate checks the limits (0 means the default).
+func (l *Limits) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"JOBS_MAX_BYTES", l.JobsMaxBytes}, {"STATE_MAX_BYTES", l.StateMaxBytes}, {"EVENTS_MAX_BYTES", l.EventsMaxBytes},
+		{"EVENTS_MAX_PER_JOB", l.EventsMaxPerJob}, {"REQUESTS_MAX_MSGS", l.RequestsMaxMsgs}, {"REQUESTS_MAX_BYTES", l.RequestsMaxBytes},
+		{"EVENTS_MAX_AGE", int64(l.EventsMaxAge)}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%w: DROVER_%s must not be negative", ErrInvalid, f.name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Timing is the heartbeat and timeout schedule (DESIGN §6).
@@ -134,7 +172,7 @@ func (c *Common) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("%w: DROVER_NATS_TLS_CERT and DROVER_NATS_TLS_KEY go together", ErrInvalid))
 	}
-	errs = append(errs, c.Timing.Validate())
+	errs = append(errs, c.Timing.Validate(), c.Limits.Validate())
 	return errors.Join(errs...)
 }
 

@@ -27,7 +27,11 @@ func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.
 	if err != nil {
 		return nil, err
 	}
-	opts := kvstate.Options{Replicas: cfg.Replicas, NodeTTL: cfg.NodeTTL(), LeaseTTL: cfg.LeaseTTL, Observer: observe}
+	l := cfg.Limits
+	opts := kvstate.Options{Replicas: cfg.Replicas, NodeTTL: cfg.NodeTTL(), LeaseTTL: cfg.LeaseTTL, Observer: observe,
+		JobsMaxBytes: l.JobsMaxBytes, StateMaxBytes: l.StateMaxBytes, EventsMaxAge: l.EventsMaxAge,
+		EventsMaxBytes: l.EventsMaxBytes, EventsMaxPerJob: l.EventsMaxPerJob,
+		RequestsMaxMsgs: l.RequestsMaxMsgs, RequestsMaxBytes: l.RequestsMaxBytes}
 	delay := 250 * time.Millisecond
 	for {
 		st, err := kvstate.Open(ctx, js, cfg.Space(), opts)

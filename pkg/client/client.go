@@ -5,6 +5,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -162,6 +163,10 @@ func (c *Client) SubmitDurable(ctx context.Context, spec api.Spec) error {
 		return err
 	}
 	_, err = js.Publish(ctx, c.space.JobRequests(), b, jetstream.WithMsgID(spec.ID))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 {
+		return &api.Error{Code: api.CodeUnavailable, Message: "the durable requests stream is full (" + apiErr.Description + "): no job manager is taking requests, or DROVER_REQUESTS_MAX_MSGS/_BYTES is too low"}
+	}
 	return err
 }
 

@@ -41,6 +41,16 @@ type Options struct {
 	LeaseTTL time.Duration
 	// EventsMaxAge bounds how long job events are kept.
 	EventsMaxAge time.Duration
+	// Bounds of the buckets and streams (0: the default beside each).
+	// At the bound the jobs and state buckets and the requests stream
+	// refuse writes (ErrFull); the events stream drops its oldest events,
+	// the oldest of the same job first (EventsMaxPerJob).
+	JobsMaxBytes     int64 // 1 GiB
+	StateMaxBytes    int64 // 2 GiB
+	EventsMaxBytes   int64 // 256 MiB
+	EventsMaxPerJob  int64 // 100,000
+	RequestsMaxMsgs  int64 // 100,000
+	RequestsMaxBytes int64 // 128 MiB
 	// Observer, if set, is told the latency and outcome of every store
 	// operation (the services turn it into metrics).
 	Observer Observer
@@ -71,8 +81,19 @@ func (o *Options) defaults() {
 		o.LeaseTTL = 5 * time.Second
 	}
 	if o.EventsMaxAge <= 0 {
-		o.EventsMaxAge = 24 * time.Hour
+		o.EventsMaxAge = 7 * 24 * time.Hour
 	}
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.JobsMaxBytes, 1<<30)
+	def(&o.StateMaxBytes, 2<<30)
+	def(&o.EventsMaxBytes, 256<<20)
+	def(&o.EventsMaxPerJob, 100000)
+	def(&o.RequestsMaxMsgs, 100000)
+	def(&o.RequestsMaxBytes, 128<<20)
 }
 
 // Store is the handle on every bucket and stream of one deployment.
@@ -100,13 +121,13 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	var err error
 	if s.jobs, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.JobsBucket(), Description: "Drover job records", History: 1,
-		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage, MaxBytes: opts.JobsMaxBytes,
 	}); err != nil {
 		return nil, err
 	}
 	if s.state, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.StateBucket(), Description: "Drover master, worker and business records", History: 1,
-		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage, MaxBytes: opts.StateMaxBytes,
 	}); err != nil {
 		return nil, err
 	}
@@ -126,13 +147,15 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 		Name: space.RequestsStream(), Description: "Drover durable job submissions",
 		Subjects: []string{space.JobRequests()}, Retention: jetstream.WorkQueuePolicy,
 		Replicas: opts.Replicas, Storage: jetstream.FileStorage, MaxMsgSize: 1 << 20,
-		Duplicates: 2 * time.Minute,
+		Duplicates: 2 * time.Minute, MaxMsgs: opts.RequestsMaxMsgs, MaxBytes: opts.RequestsMaxBytes,
+		Discard: jetstream.DiscardNew,
 	}); err != nil {
 		return nil, fmt.Errorf("kvstate: create requests stream: %w", err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: space.EventsStream(), Description: "Drover job events",
 		Subjects: []string{space.JobEventsPattern(), space.RequestRejections()}, MaxAge: opts.EventsMaxAge,
+		MaxBytes: opts.EventsMaxBytes, MaxMsgsPerSubject: opts.EventsMaxPerJob, Discard: jetstream.DiscardOld,
 		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, fmt.Errorf("kvstate: create events stream: %w", err)
@@ -175,6 +198,17 @@ func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// jsStoreFailed is JetStream's error code for a write a stream refused at
+// its bounds (maximum bytes or messages exceeded, with DiscardNew).
+const jsStoreFailed = 10077
+
+// IsFull reports whether err is a write refused because a bucket or
+// stream is at its bound (Options); nothing was written.
+func IsFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsStoreFailed
 }
 
 func isWrongLastSeq(err error) bool {

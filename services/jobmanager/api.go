@@ -374,6 +374,8 @@ func storeError(err error) error {
 		return api.Errorf(api.CodeNotFound, "%v", err)
 	case errors.Is(err, kvstate.ErrTooLarge), errors.Is(err, nats.ErrMaxPayload):
 		return api.Errorf(api.CodeTooLarge, "the job is too large once encoded for storage (at most %d bytes)", kvstate.MaxJobRecordBytes)
+	case kvstate.IsFull(err):
+		return api.Errorf(api.CodeUnavailable, "the job store is full (DROVER_JOBS_MAX_BYTES, DROVER_STATE_MAX_BYTES); delete finished jobs or raise the limit")
 	case errors.Is(err, topics.ErrInvalidID):
 		return api.Errorf(api.CodeInvalidArgument, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
