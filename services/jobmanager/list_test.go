@@ -86,7 +86,7 @@ func TestListReadsOnlyAPage(t *testing.T) {
 	// bucket's stream.
 	nc, _ := natstest.Connect(t, sys.Server)
 	var reads atomic.Int64
-	sub, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.>", func(*nats.Msg) { reads.Add(1) })
+	sub, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.KV_"+sys.Client.Space().JobsBucket(), func(*nats.Msg) { reads.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}
