@@ -90,8 +90,10 @@ type MasterRuntime struct {
 	// epochs remembers the last epoch of every worker id, ended or not.
 	epochs map[string]uint64
 	queue  []*nats.Msg
-	online []string
-	seq    int
+	// queuedMsgs counts the business messages in queue (at most masterQueue).
+	queuedMsgs int
+	online     []string
+	seq        int
 
 	signal   chan struct{}
 	calls    chan func()
@@ -205,6 +207,15 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	sub.SetPendingLimits(-1, -1)
+	msgSubj, err := m.space.MasterMessages(m.job.ID)
+	if err != nil {
+		return err
+	}
+	msub, err := m.deps.NC.Subscribe(msgSubj, m.onMessage)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = msub.Unsubscribe() }()
 
 	if err := m.guard("NewMaster", func() (err error) {
 		m.impl, err = m.jt.NewMaster(&masterHandle{m: m})
@@ -339,6 +350,9 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		m.enqueue(msg)
 		return
 	}
+	if kind == wire.KindMessage {
+		return // business messages come by request on MasterMessages, bounded
+	}
 	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
 		m.stale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
 		return
@@ -372,6 +386,37 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 	_ = m.deps.NC.PublishMsg(ack)
 }
 
+// onMessage runs on the NATS goroutine of the messages subscription: a
+// worker's business message is queued for the loop, at most masterQueue,
+// and the sender told.
+func (m *MasterRuntime) onMessage(msg *nats.Msg) {
+	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "master %d is stale", m.epoch))
+		m.stale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
+		return
+	}
+	id, we := msg.Header.Get(wire.HdrWorker), wire.Uint(msg, wire.HdrWorkerEpoch)
+	m.mu.Lock()
+	w := m.workers[id]
+	switch {
+	case m.isEnded():
+		m.mu.Unlock()
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "the master has ended"))
+	case w == nil || w.info.Epoch != we || !w.info.Live():
+		m.mu.Unlock()
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "worker %s incarnation %d is not live", id, we))
+	case m.queuedMsgs >= masterQueue:
+		m.mu.Unlock()
+		answer(msg, api.Errorf(api.CodeUnavailable, "the master has %d messages waiting", masterQueue))
+	default:
+		m.queuedMsgs++
+		m.queue = append(m.queue, msg)
+		m.mu.Unlock()
+		answer(msg, nil)
+		m.wake()
+	}
+}
+
 func (m *MasterRuntime) enqueue(msg *nats.Msg) {
 	m.mu.Lock()
 	m.queue = append(m.queue, msg)
@@ -394,7 +439,7 @@ func (m *MasterRuntime) stopWorker(id string, epoch uint64) {
 func (m *MasterRuntime) drain(ctx context.Context) error {
 	m.mu.Lock()
 	queue, online := m.queue, m.online
-	m.queue, m.online = nil, nil
+	m.queue, m.online, m.queuedMsgs = nil, nil, 0
 	m.mu.Unlock()
 	for _, id := range online {
 		if err := m.announce(id); err != nil {

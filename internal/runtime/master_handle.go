@@ -73,12 +73,27 @@ func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, 
 		h.m.mu.Unlock()
 		return fmt.Errorf("%w: %s", framework.ErrUnknownWorker, workerID)
 	}
-	inbox, epoch := w.inbox, w.info.Epoch
+	epoch := w.info.Epoch
 	h.m.mu.Unlock()
-	msg := wire.NewMsg(inbox, wire.KindMessage, h.m.epoch, payload)
+	subj, err := h.m.space.WorkerMessages(h.m.job.ID, workerID)
+	if err != nil {
+		return err
+	}
+	msg := wire.NewMsg(subj, wire.KindMessage, h.m.epoch, payload)
 	wire.SetUint(msg, wire.HdrWorkerEpoch, epoch)
 	msg.Header.Set(wire.HdrTopic, topic)
-	return h.m.deps.NC.PublishMsg(msg)
+	return send(ctx, h.m.deps.NC, msg, func() error {
+		// Wait for a worker that is still to come, not for one that ended.
+		if h.m.isEnded() {
+			return errEnded
+		}
+		h.m.mu.Lock()
+		defer h.m.mu.Unlock()
+		if w := h.m.workers[workerID]; w == nil || w.info.Epoch != epoch || !w.info.Live() {
+			return fmt.Errorf("%w: worker %s incarnation %d has ended", framework.ErrNotDelivered, workerID, epoch)
+		}
+		return nil
+	})
 }
 
 func (h *masterHandle) Exit(reason framework.ExitReason, err error, detail any) {
@@ -87,6 +102,9 @@ func (h *masterHandle) Exit(reason framework.ExitReason, err error, detail any) 
 
 func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, config any, opts ...framework.CreateOption) (string, error) {
 	m := h.m
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	var o framework.CreateOptions
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

@@ -79,7 +79,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
 		fence: deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
-		msgs:  make(chan *nats.Msg, 256),
+		msgs:  make(chan *nats.Msg, workerQueue),
 		hbNow: make(chan struct{}, 1),
 	}
 	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
@@ -156,6 +156,17 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
+	msgSubj, err := space.WorkerMessages(w.spec.Job, w.spec.Worker)
+	if err != nil {
+		return err
+	}
+	// Business messages on their own subscription: acknowledgements never
+	// wait behind them.
+	msub, err := w.deps.NC.Subscribe(msgSubj, w.onMessage)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = msub.Unsubscribe() }()
 
 	// The first write checks the fence: a superseded incarnation stops here.
 	w.rec.State = kvstate.WorkerOnline
@@ -277,14 +288,29 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 		}
 	case wire.KindJobEnded:
 		w.Stop()
-	case wire.KindMessage:
-		if wire.Uint(msg, wire.HdrWorkerEpoch) != w.spec.Epoch {
-			return
-		}
-		select {
-		case w.msgs <- msg:
-		case <-w.stopCh:
-		}
+	}
+}
+
+// onMessage runs on the NATS goroutine of the messages subscription: it
+// queues a business message without ever waiting and tells the sender.
+func (w *WorkerRuntime) onMessage(msg *nats.Msg) {
+	if we := wire.Uint(msg, wire.HdrWorkerEpoch); we != w.spec.Epoch {
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "worker %s runs incarnation %d, not %d", w.spec.Worker, w.spec.Epoch, we))
+		return
+	}
+	if wire.Uint(msg, wire.HdrEpoch) < w.masterEpoch.Load() {
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "sent by a master the worker no longer follows"))
+		return
+	}
+	if w.isEnded() {
+		answer(msg, api.Errorf(api.CodeFailedPrecondition, "worker %s has ended", w.spec.Worker))
+		return
+	}
+	select {
+	case w.msgs <- msg:
+		answer(msg, nil)
+	default:
+		answer(msg, api.Errorf(api.CodeUnavailable, "worker %s has %d messages waiting", w.spec.Worker, workerQueue))
 	}
 }
 
@@ -379,13 +405,23 @@ func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	return h.w.deps.NC.PublishMsg(h.w.newMsg(wire.KindStatus, b))
 }
 
-func (h *workerHandle) SendMessage(_ context.Context, topic string, payload []byte) error {
+func (h *workerHandle) SendMessage(ctx context.Context, topic string, payload []byte) error {
 	if h.w.isEnded() {
 		return errEnded
 	}
+	subj, err := h.w.deps.Store.Space().MasterMessages(h.w.spec.Job)
+	if err != nil {
+		return err
+	}
 	m := h.w.newMsg(wire.KindMessage, payload)
+	m.Subject = subj
 	m.Header.Set(wire.HdrTopic, topic)
-	return h.w.deps.NC.PublishMsg(m)
+	return send(ctx, h.w.deps.NC, m, func() error {
+		if h.w.isEnded() {
+			return errEnded
+		}
+		return nil
+	})
 }
 
 func (h *workerHandle) Exit(reason framework.ExitReason, err error, detail any) {

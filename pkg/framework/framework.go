@@ -51,6 +51,10 @@ var (
 	// free capacity matches the worker's type and selectors.
 	ErrNoCapacity = errors.New("framework: no worker node with free capacity matches")
 	ErrExited     = errors.New("framework: exited")
+	// ErrNotDelivered: SendMessage could not hand the message to the
+	// receiving incarnation (its queue is full, it ended, or nobody took it
+	// before the deadline); the error says which.
+	ErrNotDelivered = errors.New("framework: message not delivered")
 )
 
 // permanent marks an error that a restart cannot fix.
@@ -152,6 +156,14 @@ type MasterHandle interface {
 	// UpdateJobStatus persists detail as the job's detail (shown by get).
 	UpdateJobStatus(ctx context.Context, detail any) error
 	// SendMessage sends a business message to one worker's OnMasterMessage.
+	// It returns nil once the worker's runtime has queued it: the worker
+	// gets it, in order, unless its incarnation ends first. A worker that
+	// is created but not yet listening gets it once it is: the call waits
+	// for that until ctx ends (10 s when ctx has no deadline). Otherwise it
+	// returns an error wrapping ErrNotDelivered — the worker's queue is
+	// full (256 messages), the worker ended, or nobody took the message in
+	// time (then, rarely, it may still have been queued) — or
+	// ErrUnknownWorker. Never a silent loss.
 	SendMessage(ctx context.Context, workerID, topic string, payload []byte) error
 	// Exit ends the master: it stops the workers, persists reason, err and
 	// detail, and tells the job manager at once.
@@ -215,7 +227,10 @@ type WorkerHandle interface {
 	// UpdateStatus persists status in the worker record and reports it to
 	// the master (OnWorkerStatusUpdated).
 	UpdateStatus(ctx context.Context, status any) error
-	// SendMessage sends a business message to the master's OnWorkerMessage.
+	// SendMessage sends a business message to the master's
+	// OnWorkerMessage, with MasterHandle.SendMessage's guarantee: nil once
+	// the master's runtime queued it (1024 at most); during a master
+	// failover it waits for the next master until ctx ends.
 	SendMessage(ctx context.Context, topic string, payload []byte) error
 	// Exit ends the worker and reports it to the master (OnWorkerOffline).
 	Exit(reason ExitReason, err error, detail any)

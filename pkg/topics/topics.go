@@ -135,6 +135,28 @@ func (s Space) WorkerInbox(job, worker string) (string, error) {
 	return s.join("p2p", "job", job, "worker", worker), nil
 }
 
+// MasterMessages receives, by request, the business messages a job's
+// workers send its master: the reply says whether the master took it. It
+// is apart from MasterInbox so heartbeats never queue behind messages.
+func (s Space) MasterMessages(job string) (string, error) {
+	if err := ValidateID("job", job); err != nil {
+		return "", err
+	}
+	return s.join("p2p", "job", job, "msg", "master"), nil
+}
+
+// WorkerMessages receives, by request, the business messages a master
+// sends one of its workers, apart from the worker's acknowledgements.
+func (s Space) WorkerMessages(job, worker string) (string, error) {
+	if err := ValidateID("job", job); err != nil {
+		return "", err
+	}
+	if err := ValidateID("worker", worker); err != nil {
+		return "", err
+	}
+	return s.join("p2p", "job", job, "msg", "worker", worker), nil
+}
+
 // WorkersBroadcast reaches every worker of a job (new master, job ended).
 func (s Space) WorkersBroadcast(job string) (string, error) {
 	if err := ValidateID("job", job); err != nil {
