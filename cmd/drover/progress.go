@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -42,25 +41,7 @@ func (p progress) fraction() float64 {
 
 // statusProgress reads done and total from one worker status.
 func statusProgress(status json.RawMessage) (done, total float64, ok bool) {
-	if len(status) == 0 {
-		return 0, 0, false
-	}
-	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(status))
-	if err := dec.Decode(&m); err != nil {
-		return 0, 0, false
-	}
-	num := func(k string) (float64, bool) {
-		raw, ok := m[k]
-		if !ok {
-			return 0, false
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(string(raw)), 64)
-		return f, err == nil
-	}
-	done, okd := num("done")
-	total, okt := num("total")
-	return done, total, okd && okt
+	return api.StatusProgress(status)
 }
 
 // aggregate sums the progress of a job's workers.

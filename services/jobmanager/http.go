@@ -58,6 +58,8 @@ func (s *Service) newHTTP() *obs.Server {
 	mux.HandleFunc(apiRoot, func(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, api.Reply{Error: api.Errorf(api.CodeNotFound, "no API route %s %s", r.Method, r.URL.Path)})
 	})
+	s.console = s.newConsole()
+	s.console.register(mux)
 	srv.Handler = s.auth.guard(mux)
 	srv.CertFile, srv.KeyFile = s.cfg.HTTPTLSCert, s.cfg.HTTPTLSKey
 	return srv

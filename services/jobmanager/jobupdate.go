@@ -47,8 +47,8 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 }
 
 // Reasons of state events (docs/operations.md). A master_moved event's
-// reason is the leader's: timeout (its node went silent) or handover (its
-// node shut down).
+// reason is the leader's: timeout (its node went silent), disconnect (its
+// node's connection closed) or handover (its node shut down).
 const (
 	ReasonSubmitted       = "submitted"        // → created
 	ReasonAssigned        = "assigned"         // created or pending (no capacity before) → running

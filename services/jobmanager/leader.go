@@ -553,7 +553,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		}
 		l.s.metrics.assignments.WithLabelValues(reason).Inc()
 		why := "" // a state change explains itself; a move says why
-		if reason == "timeout" || reason == "handover" {
+		if reason == "timeout" || reason == "handover" || reason == "disconnect" {
 			why = reason
 		}
 		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, func(j *api.Job) error {

@@ -20,6 +20,8 @@ type metrics struct {
 	leaderChanges   prometheus.Counter
 	leader          prometheus.Gauge
 	scheduleSecs    prometheus.Histogram
+	uiStreams       prometheus.Gauge
+	uiRefused       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,9 +56,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scheduleSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "schedule_seconds", Help: "Job submit to its first master running (assignment accepted by a node, job record running).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+		uiStreams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "ui_streams", Help: "The console's live streams (Server-Sent Events) open on this replica."}),
+		uiRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ui_streams_refused_total", Help: "Live streams refused because DROVER_UI_MAX_STREAMS were open."}),
 	}
 	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.jobs, m.assignments, m.failovers,
 		m.restarts, m.forcedCancels, m.crashLoops, m.leaderChanges, m.leader, m.scheduleSecs)
+	reg.MustRegister(m.uiStreams, m.uiRefused)
 	return m
 }
 

@@ -64,7 +64,8 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	doc := loadOpenAPI(t)
 	ops := doc.documented()
 
-	s := &Service{deps: Deps{Registry: obs.NewRegistry()}, auth: &httpAuth{anonymous: RoleAdmin}}
+	reg := obs.NewRegistry()
+	s := &Service{deps: Deps{Registry: reg}, auth: &httpAuth{anonymous: RoleAdmin}, metrics: newMetrics(reg)}
 	registered := []string{"GET /metrics", "GET /healthz", "GET /readyz"}
 	for _, rt := range s.apiRoutes() {
 		if method, path, ok := strings.Cut(rt.pattern, " "); ok {

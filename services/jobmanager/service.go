@@ -46,6 +46,7 @@ type Service struct {
 	sysAccount string
 	http       *obs.Server
 	auth       *httpAuth
+	console    *console
 }
 
 // queueGroup makes every replica answer API requests, each request once.
