@@ -32,8 +32,8 @@ const (
 	// historyPageBytes bounds one page of the history read in process
 	// (no NATS message carries it).
 	historyPageBytes = 4 << 20
-	streamEventsBuf = 256
-	maxStreamJobs   = uiPageSize
+	streamEventsBuf  = 256
+	maxStreamJobs    = uiPageSize
 )
 
 // streamBound bounds the live streams open on a replica.
