@@ -205,8 +205,13 @@ func TestHTTPRolesOnEveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 3 {
-		t.Fatalf("jobs after the role table: %d, want 3 (h1 + one submit per allowed role)", len(jobs))
+	// By id: a list page taken while jobs change may show one twice.
+	ids := map[string]string{}
+	for _, j := range jobs {
+		ids[j.ID] = j.Type
+	}
+	if len(ids) != 3 {
+		t.Fatalf("jobs after the role table: %v, want h1 and one counter per role allowed to submit", ids)
 	}
 }
 

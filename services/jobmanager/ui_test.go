@@ -122,6 +122,10 @@ func TestConsolePagesAndRoles(t *testing.T) {
 		t.Fatalf("submit: %d at %s, want the job's page with a cancel button; %.300s", code, at, body)
 	}
 
+	natstest.Eventually(t, 10*time.Second, "ui1 running", func() bool {
+		j, _ := sys.Client.Get(ctx, "ui1")
+		return j != nil && j.State == api.StateRunning
+	})
 	// A reader sees the pages but no forms that change anything, and may
 	// not post them.
 	for path, want := range map[string]string{
