@@ -12,18 +12,27 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/drover-run/drover/internal/config"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
-const defaultNATSURL = "nats://127.0.0.1:4222"
+const defaultNATSURL = config.DefaultNATSURL
 
 // globals are the flags every subcommand accepts, before or after its name.
+// The connection flags are natscli's; empty ones leave the setting to the
+// environment and the nats context (connect.go has the precedence).
 type globals struct {
-	natsURL string
-	creds   string
-	prefix  string
-	timeout time.Duration
-	json    bool
+	natsURL  string
+	natsCtx  string
+	creds    string
+	user     string
+	password string
+	tlsCert  string
+	tlsKey   string
+	tlsCA    string
+	prefix   string
+	timeout  time.Duration
+	json     bool
 }
 
 // cli is one invocation: its streams, its environment and its global flags.
@@ -37,14 +46,15 @@ type cli struct {
 	g   globals
 	// explicit holds the names of global flags set on the command line.
 	explicit map[string]bool
+	// devOnly makes connect use the flags and DROVER_* variables only, as
+	// the services drover dev starts do (no nats context, no NATS_*).
+	devOnly bool
 }
 
 func newCLI(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *cli {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, explicit: map[string]bool{}}
 	c.tty = isTerminal(stdout) && getenv("TERM") != "dumb"
 	c.g = globals{
-		natsURL: envOr(getenv, "DROVER_NATS_URL", defaultNATSURL),
-		creds:   getenv("DROVER_NATS_CREDS"),
 		prefix:  envOr(getenv, "DROVER_PREFIX", topics.DefaultPrefix),
 		timeout: 5 * time.Second,
 	}
@@ -112,8 +122,16 @@ func findCommand(name string) *command {
 // registerGlobals adds the global flags to fs, defaulting to the values
 // already parsed, so they work on either side of the subcommand's name.
 func (c *cli) registerGlobals(fs *flag.FlagSet) {
-	fs.StringVar(&c.g.natsURL, "nats-url", c.g.natsURL, "NATS server `URL` (env DROVER_NATS_URL)")
-	fs.StringVar(&c.g.creds, "creds", c.g.creds, "NATS credentials `file` (env DROVER_NATS_CREDS)")
+	fs.StringVar(&c.g.natsURL, "server", c.g.natsURL, "NATS server `URLs`, comma separated (env DROVER_NATS_URL, NATS_URL; default "+defaultNATSURL+")")
+	fs.StringVar(&c.g.natsURL, "s", c.g.natsURL, "short for --server")
+	fs.StringVar(&c.g.natsURL, "nats-url", c.g.natsURL, "the same as --server")
+	fs.StringVar(&c.g.natsCtx, "context", c.g.natsCtx, "nats CLI context `name` to connect with (env NATS_CONTEXT; default: the selected one)")
+	fs.StringVar(&c.g.creds, "creds", c.g.creds, "NATS credentials `file` (env DROVER_NATS_CREDS, NATS_CREDS)")
+	fs.StringVar(&c.g.user, "user", c.g.user, "NATS `user` (env DROVER_NATS_USER, NATS_USER)")
+	fs.StringVar(&c.g.password, "password", c.g.password, "NATS `password` (env DROVER_NATS_PASSWORD, NATS_PASSWORD)")
+	fs.StringVar(&c.g.tlsCert, "tlscert", c.g.tlsCert, "TLS client certificate `file` (env DROVER_NATS_TLS_CERT, NATS_CERT)")
+	fs.StringVar(&c.g.tlsKey, "tlskey", c.g.tlsKey, "TLS client key `file` (env DROVER_NATS_TLS_KEY, NATS_KEY)")
+	fs.StringVar(&c.g.tlsCA, "tlsca", c.g.tlsCA, "TLS CA certificate `file` (env DROVER_NATS_TLS_CA, NATS_CA)")
 	fs.StringVar(&c.g.prefix, "prefix", c.g.prefix, "subject namespace `prefix` (env DROVER_PREFIX)")
 	fs.DurationVar(&c.g.timeout, "timeout", c.g.timeout, "timeout of each API request")
 	fs.BoolVar(&c.g.json, "json", c.g.json, "print JSON for scripts instead of tables")
@@ -121,10 +139,20 @@ func (c *cli) registerGlobals(fs *flag.FlagSet) {
 
 func isGlobal(name string) bool {
 	switch name {
-	case "nats-url", "creds", "prefix", "timeout", "json":
+	case "server", "s", "nats-url", "context", "creds", "user", "password", "tlscert", "tlskey", "tlsca",
+		"prefix", "timeout", "json":
 		return true
 	}
 	return false
+}
+
+// markExplicit records a global flag set on the command line, under one
+// name for --server and its aliases.
+func (c *cli) markExplicit(name string) {
+	if name == "s" || name == "nats-url" {
+		name = "server"
+	}
+	c.explicit[name] = true
 }
 
 // run executes one command line and returns the exit code.
@@ -140,7 +168,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		printError(c.stderr, "", usagef("%v", err))
 		return exitUsage
 	}
-	top.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
+	top.Visit(func(f *flag.Flag) { c.markExplicit(f.Name) })
 	rest := top.Args()
 	if len(rest) == 0 {
 		c.usage(c.stderr)
@@ -181,7 +209,7 @@ func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) error
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if isGlobal(f.Name) {
-			c.explicit[f.Name] = true
+			c.markExplicit(f.Name)
 		}
 	})
 	if c.g.timeout <= 0 {
@@ -243,7 +271,7 @@ func commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 		fmt.Fprintln(w, "\nFlags:")
 		printFlags(w, fs, own)
 	}
-	fmt.Fprintln(w, "\nGlobal flags: --nats-url, --creds, --prefix, --timeout, --json (see 'drover help').")
+	fmt.Fprintln(w, "\nGlobal flags: -s/--server, --context, --creds, --user, --password, --tls*, --prefix, --timeout, --json (see 'drover help').")
 }
 
 // printFlags lists the flags of fs accepted by keep (all if nil), GNU style.
@@ -259,6 +287,9 @@ func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
 	for _, f := range fl {
 		arg, help := flag.UnquoteUsage(f)
 		name := "--" + f.Name
+		if len(f.Name) == 1 {
+			name = "-" + f.Name
+		}
 		if arg != "" {
 			name += " " + arg
 		}

@@ -45,7 +45,13 @@ type result struct {
 func runCLI(t *testing.T, ctx context.Context, env map[string]string, stdin string, args ...string) result {
 	t.Helper()
 	var out, errb syncBuffer
-	c := newCLI(strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] })
+	home := t.TempDir() // no nats context of the machine's user
+	c := newCLI(strings.NewReader(stdin), &out, &errb, func(k string) string {
+		if v, ok := env[k]; ok || k != "HOME" {
+			return v
+		}
+		return home
+	})
 	code := c.run(ctx, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -95,10 +101,19 @@ func TestGlobalFlags(t *testing.T) {
 		{"before command", env, []string{"--nats-url", "nats://a:2", "--json", "list"}, "nats://a:2", "envp", true},
 		{"after command", env, []string{"list", "--prefix", "p2", "--nats-url=nats://b:3"}, "nats://b:3", "p2", false},
 		{"after positional", nil, []string{"get", "ID", "--json"}, defaultNATSURL, "drover", true},
+		{"-s", env, []string{"-s", "nats://s:4", "list"}, "nats://s:4", "envp", false},
+		{"--server after", env, []string{"list", "--server", "nats://s:5"}, "nats://s:5", "envp", false},
+		{"NATS_URL", map[string]string{"NATS_URL": "nats://natscli:1"}, []string{"list"}, "nats://natscli:1", "drover", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newCLI(nil, &bytes.Buffer{}, &bytes.Buffer{}, func(k string) string { return tt.env[k] })
+			home := t.TempDir() // no nats context selected
+			c := newCLI(nil, &bytes.Buffer{}, &bytes.Buffer{}, func(k string) string {
+				if k == "HOME" {
+					return home
+				}
+				return tt.env[k]
+			})
 			top := flag.NewFlagSet("drover", flag.ContinueOnError)
 			c.registerGlobals(top)
 			if err := top.Parse(tt.args); err != nil {
@@ -109,8 +124,9 @@ func TestGlobalFlags(t *testing.T) {
 			if _, err := parseInterspersed(fs, top.Args()[1:]); err != nil {
 				t.Fatal(err)
 			}
-			if c.g.natsURL != tt.url || c.g.prefix != tt.prefix || c.g.json != tt.json {
-				t.Fatalf("got url=%s prefix=%s json=%v", c.g.natsURL, c.g.prefix, c.g.json)
+			cs, err := c.connSettings()
+			if err != nil || cs.url != tt.url || c.g.prefix != tt.prefix || c.g.json != tt.json {
+				t.Fatalf("got url=%s prefix=%s json=%v (%v)", cs.url, c.g.prefix, c.g.json, err)
 			}
 		})
 	}

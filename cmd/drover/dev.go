@@ -154,10 +154,14 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 	color := c.tty && c.getenv("NO_COLOR") == ""
 	mux := newLogMux(c.stdout, color, names)
 
-	// An existing NATS (DROVER_NATS_URL or --nats-url) replaces the
-	// embedded one.
+	// An existing NATS (-s/--server or DROVER_NATS_URL) replaces the
+	// embedded one; NATS_URL and nats contexts, which may well point at
+	// another system, do not.
 	natsURL := c.g.natsURL
-	external := c.getenv("DROVER_NATS_URL") != "" || c.explicit["nats-url"]
+	if natsURL == "" {
+		natsURL = c.getenv("DROVER_NATS_URL")
+	}
+	external := natsURL != ""
 	var ns *server.Server
 	var sysPass string
 	if external {
@@ -327,6 +331,8 @@ func (c *cli) awaitReady(ctx context.Context, natsURL string, f *devFlags) error
 	defer cancel()
 	cc := *c
 	cc.g.natsURL = natsURL
+	// What the services use, not what a nats context may say.
+	cc.devOnly = true
 	cc.g.timeout = time.Second
 	var cl *client.Client
 	for cl == nil {
@@ -384,8 +390,8 @@ func (c *cli) banner(natsURL string, external bool, f *devFlags, children []*chi
 	drover := selfPath()
 	var natsFlag, droverFlags string
 	if natsURL != defaultNATSURL {
-		natsFlag = " --server " + natsURL
-		droverFlags = " --nats-url " + natsURL
+		natsFlag = " -s " + natsURL
+		droverFlags = " -s " + natsURL
 	}
 	if c.g.prefix != "drover" {
 		droverFlags += " --prefix " + c.g.prefix

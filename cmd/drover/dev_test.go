@@ -225,8 +225,8 @@ func TestDevEmbeddedStartAndStop(t *testing.T) {
 		"[jobmanager] fake jobmanager node=jobmanager-1",
 		"[worker-1] fake worker-1 writes to stderr too",
 		"Drover is up: NATS " + url + " (embedded), 2 job-master node(s), 3 worker node(s).",
-		"nats --server " + url + ` req drover.api.v1.jobs.submit '{"type":"counter","config":{"workers":4,"target":100}}'`,
-		"--nats-url " + url + ` submit --type counter --config '{"workers":4,"target":100}' --wait`,
+		"nats -s " + url + ` req drover.api.v1.jobs.submit '{"type":"counter","config":{"workers":4,"target":100}}'`,
+		"-s " + url + ` submit --type counter --config '{"workers":4,"target":100}' --wait`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
@@ -279,7 +279,7 @@ func TestDevExternalNATSChildDeathAndLauncherKill(t *testing.T) {
 	for _, want := range []string{
 		"using the NATS server at " + s.ClientURL() + "; no embedded server",
 		"prefix=other", "http=127.0.0.1:0",
-		"nats --server " + s.ClientURL() + " req other.api.v1.jobs.submit",
+		"nats -s " + s.ClientURL() + " req other.api.v1.jobs.submit",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)

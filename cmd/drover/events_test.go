@@ -44,7 +44,7 @@ func TestEventsOfARealJob(t *testing.T) {
 	sys.AddJobMaster("m0")
 	sys.AddWorker("w0")
 	sys.WaitReady(1, 1)
-	env := map[string]string{"DROVER_NATS_URL": sys.Server.ClientURL()}
+	env := map[string]string{"NATS_URL": sys.Server.ClientURL(), "HOME": t.TempDir()}
 	ctx := deadline(t, 60*time.Second)
 	cli := func(args ...string) result { t.Helper(); return runCLI(t, ctx, env, "", args...) }
 

@@ -18,7 +18,9 @@ import (
 
 // Common is shared by every service.
 type Common struct {
-	NATSURL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	// NATSURL is DROVER_NATS_URL, else NATS_URL (natscli's), else
+	// DefaultNATSURL.
+	NATSURL      string `envconfig:"NATS_URL"`
 	NATSCreds    string `envconfig:"NATS_CREDS"`
 	NATSUser     string `envconfig:"NATS_USER"`
 	NATSPassword string `envconfig:"NATS_PASSWORD"`
@@ -187,7 +189,25 @@ func Load(cfg Validator) error {
 	if err := envconfig.Process("drover", cfg); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if c, ok := cfg.(interface{ natsFallback(func(string) string) }); ok {
+		c.natsFallback(os.Getenv)
+	}
 	return cfg.Validate()
+}
+
+// DefaultNATSURL is where a process looks for NATS when nothing says.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// natsFallback fills the NATS URL from natscli's NATS_URL when
+// DROVER_NATS_URL is not set, so one environment serves `nats`, `drover`
+// and the services.
+func (c *Common) natsFallback(getenv func(string) string) {
+	if c.NATSURL == "" {
+		c.NATSURL = getenv("NATS_URL")
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = DefaultNATSURL
+	}
 }
 
 // NodeIDOr returns c.NodeID, or an ID derived from the host name and kind.

@@ -59,3 +59,22 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		})
 	}
 }
+
+// TestNATSURLPrecedence: DROVER_NATS_URL, else natscli's NATS_URL, else the
+// default, for a service's config as for Common.
+func TestNATSURLPrecedence(t *testing.T) {
+	for _, tt := range []struct{ drover, nats, want string }{
+		{"", "", DefaultNATSURL},
+		{"", "nats://from-nats:4222", "nats://from-nats:4222"},
+		{"nats://from-drover:4222", "nats://from-nats:4222", "nats://from-drover:4222"},
+	} {
+		t.Setenv("DROVER_NATS_URL", tt.drover)
+		t.Setenv("NATS_URL", tt.nats)
+		var c struct {
+			Common
+		}
+		if err := Load(&c); err != nil || c.NATSURL != tt.want {
+			t.Errorf("DROVER_NATS_URL=%q NATS_URL=%q: %q %v, want %q", tt.drover, tt.nats, c.NATSURL, err, tt.want)
+		}
+	}
+}
