@@ -166,31 +166,49 @@
       if (w.t) t += " · " + w.d + "/" + w.t;
       return t;
     }
+    // Cells carry only a class (and a letter when they are big enough to
+    // show it); the node, epoch and progress go into the title on hover, so
+    // 10,000 cells cost 10,000 small elements and nothing more.
+    const cellID = new WeakMap();
+    const byNumber = new Intl.Collator(undefined, { numeric: true }).compare; // w2 before w10
+    let big = false;
+    function paint(c, w) {
+      c.className = cellClass(w);
+      if (!big) c.textContent = letters[w.s] || "?";
+    }
+    function newCell(wid) {
+      const c = document.createElement("span");
+      cellID.set(c, wid);
+      cells.set(wid, c);
+      return c;
+    }
     function setCell(wid, w) {
       let c = cells.get(wid);
       if (!c) {
-        c = el("span");
-        cells.set(wid, c);
+        c = newCell(wid);
         grid.append(c);
       }
-      c.className = cellClass(w);
-      c.textContent = letters[w.s] || "?";
-      c.title = cellTitle(wid, w);
+      paint(c, w);
     }
+    grid.addEventListener("mouseover", (e) => {
+      const wid = cellID.get(e.target);
+      if (wid !== undefined && workers[wid]) e.target.title = cellTitle(wid, workers[wid]);
+    });
     function renderGrid(full) {
       const ids = Object.keys(workers);
       if (full) {
-        ids.sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+        big = ids.length > 2000;
+        grid.classList.toggle("big", big);
+        ids.sort(byNumber);
         cells.clear();
         const frag = document.createDocumentFragment();
         for (const wid of ids) {
-          const c = el("span", { class: cellClass(workers[wid]), title: cellTitle(wid, workers[wid]) }, letters[workers[wid].s] || "?");
-          cells.set(wid, c);
+          const c = newCell(wid);
+          paint(c, workers[wid]);
           frag.append(c);
         }
         grid.replaceChildren(frag);
       }
-      grid.classList.toggle("big", ids.length > 2000);
       const counts = {};
       for (const wid of ids) counts[workers[wid].s] = (counts[workers[wid].s] || 0) + 1;
       const parts = Object.entries(counts).sort().map(([s, n]) => n + " " + s);
