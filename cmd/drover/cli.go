@@ -88,6 +88,9 @@ type command struct {
 	args    string // synopsis of positional arguments
 	summary string
 	setup   func(fs *flag.FlagSet) runner
+	// hidden commands are left out of help and completion (drover dev's
+	// own entry points).
+	hidden bool
 }
 
 func commands() []*command {
@@ -106,7 +109,9 @@ func commands() []*command {
 		objectsCommand(),
 		rmObjectCommand(),
 		devCommand(),
+		versionCommand(),
 		completionCommand(),
+		serviceCommand(),
 	}
 }
 
@@ -249,7 +254,9 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprintln(w, "Commands:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, cmd := range commands() {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", cmd.name, cmd.args, cmd.summary)
+		if !cmd.hidden {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", cmd.name, cmd.args, cmd.summary)
+		}
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

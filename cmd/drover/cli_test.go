@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -152,7 +153,9 @@ func TestUsageErrors(t *testing.T) {
 		{"bad state", []string{"list", "--state", "sleeping"}, `--state "sleeping" is not a job state`},
 		{"bad prefix", []string{"list", "--prefix", "a.b"}, "--prefix"},
 		{"bad timeout", []string{"list", "--timeout", "0s"}, "--timeout must be positive"},
-		{"completion zsh", []string{"completion", "zsh"}, "only bash"},
+		{"completion tcsh", []string{"completion", "tcsh"}, "no completion for \"tcsh\""},
+		{"service unknown", []string{"service", "nope"}, "unknown service \"nope\""},
+		{"version args", []string{"version", "x"}, "unexpected arguments"},
 		{"dev negative workers", []string{"dev", "--workers", "-1"}, "must not be negative"},
 		{"dev negative http port", []string{"dev", "--http-base-port", "-1"}, "--http-base-port -1"},
 	}
@@ -289,15 +292,39 @@ func TestSubmitSpec(t *testing.T) {
 	}
 }
 
-func TestCompletionBash(t *testing.T) {
-	r := runCLI(t, context.Background(), nil, "", "completion", "bash")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+// TestCompletion checks the script of each shell: the commands (not the
+// hidden service entry), their flags, the global connection flags, and
+// that the shell, where installed, parses the script.
+func TestCompletion(t *testing.T) {
+	for shell, wants := range map[string][]string{
+		"bash": {"complete -F _drover drover", "submit) flags=", "--config-file", "--wait-timeout", "dev) flags=", "--http-base-port", "events) flags=", "--follow", "-s --server", "--context", "--tlsca", "--temp"},
+		"zsh":  {"#compdef drover", "compdef _drover drover", "'events:Print a job'\\''s events", "events) flags=(", "--follow", "--monitor-port", "--context"},
+		"fish": {"complete -c drover -n 'not __fish_seen_subcommand_from", "-a events -d", "'__fish_seen_subcommand_from events' -l follow", "-l context", "-s s", "-l state -x -a 'created pending"},
+	} {
+		t.Run(shell, func(t *testing.T) {
+			r := runCLI(t, context.Background(), nil, "", "completion", shell)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			for _, want := range wants {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("completion lacks %q", want)
+				}
+			}
+			if strings.Contains(r.stdout, "service") {
+				t.Errorf("the hidden service command is completed")
+			}
+			if path, err := exec.LookPath(shell); err == nil && shell != "fish" {
+				cmd := exec.Command(path, "-n")
+				cmd.Stdin = strings.NewReader(r.stdout)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("%s -n: %v\n%s", shell, err, out)
+				}
+			}
+		})
 	}
-	for _, want := range []string{"complete -F _drover drover", "submit) flags=", "--config-file", "--wait-timeout", "dev) flags=", "--http-base-port"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("completion lacks %q", want)
-		}
+	if r := runCLI(t, context.Background(), nil, "", "completion", "tcsh"); r.code != exitUsage {
+		t.Errorf("tcsh: exit %d", r.code)
 	}
 }
 

@@ -32,6 +32,8 @@ type devFlags struct {
 	grace      time.Duration
 	startup    time.Duration
 	natsLog    bool
+	temp       bool
+	monitor    int
 }
 
 func devCommand() *command {
@@ -45,7 +47,9 @@ func devCommand() *command {
 			fs.IntVar(&f.jobmasters, "jobmasters", 1, "job-master nodes to run")
 			fs.IntVar(&f.workers, "workers", 2, "worker nodes to run")
 			fs.IntVar(&f.httpBase, "http-base-port", 8080, "HTTP `port` of the job manager; job-master then worker nodes take the next ones (0: each picks a free port)")
-			fs.StringVar(&f.binDir, "bin-dir", "", "`dir` holding jobmanager, jobmaster and worker (default: next to this executable)")
+			fs.StringVar(&f.binDir, "bin-dir", "", "run the jobmanager, jobmaster and worker binaries of `dir` (default: this drover runs each service itself)")
+			fs.BoolVar(&f.temp, "temp", false, "keep the data in a throwaway directory, removed on exit (instead of --data)")
+			fs.IntVar(&f.monitor, "monitor-port", 8222, "HTTP monitoring `port` of the embedded NATS server on 127.0.0.1 (-1: any free port, 0: off)")
 			fs.DurationVar(&f.grace, "stop-timeout", 10*time.Second, "how long children get to stop after SIGTERM before SIGKILL")
 			fs.DurationVar(&f.startup, "start-timeout", 60*time.Second, "how long to wait for the job manager to answer")
 			fs.BoolVar(&f.natsLog, "nats-log", false, "show the embedded NATS server's notices (warnings and errors always show)")
@@ -55,6 +59,19 @@ func devCommand() *command {
 				}
 				if err := f.validate(); err != nil {
 					return err
+				}
+				dataSet := false
+				fs.Visit(func(fl *flag.Flag) { dataSet = dataSet || fl.Name == "data" })
+				if f.temp && dataSet {
+					return usagef("--temp and --data exclude each other")
+				}
+				if f.temp {
+					dir, err := os.MkdirTemp("", "drover-dev-")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(dir)
+					f.data = filepath.Join(dir, "nats")
 				}
 				return c.dev(ctx, f)
 			}
@@ -66,6 +83,8 @@ func (f *devFlags) validate() error {
 	switch {
 	case f.port < 0 || f.port > 65535:
 		return usagef("--port %d is not a port", f.port)
+	case f.monitor < -1 || f.monitor > 65535:
+		return usagef("--monitor-port %d is not a port (-1: any, 0: off)", f.monitor)
 	case f.jobmasters < 0 || f.workers < 0:
 		return usagef("--jobmasters and --workers must not be negative")
 	case f.httpBase < 0 || f.httpBase+f.jobmasters+f.workers > 65535:
@@ -85,17 +104,23 @@ func (f *devFlags) httpAddr(i int) string {
 	return "127.0.0.1:" + strconv.Itoa(f.httpBase+i)
 }
 
-// children lists the processes to run, in start order.
-func (f *devFlags) children(binDir string) []*child {
+// children lists the processes to run, in start order: self re-executed
+// as `<self> service <name>`, or the binaries of binDir if set.
+func (f *devFlags) children(self, binDir string) []*child {
 	var out []*child
 	add := func(name, bin, node string) {
 		addr := f.httpAddr(len(out))
-		out = append(out, &child{
+		ch := &child{
 			name: name,
-			path: filepath.Join(binDir, bin),
+			path: self,
+			args: []string{"service", bin},
 			env:  []string{"DROVER_NODE_ID=" + node, "DROVER_HTTP_ADDR=" + addr},
 			http: addr,
-		})
+		}
+		if binDir != "" {
+			ch.path, ch.args = filepath.Join(binDir, bin), nil
+		}
+		out = append(out, ch)
 	}
 	add("jobmanager", "jobmanager", "jobmanager-1")
 	for i := 1; i <= f.jobmasters; i++ {
@@ -109,18 +134,11 @@ func (f *devFlags) children(binDir string) []*child {
 	return out
 }
 
-// binDir finds the service binaries: --bin-dir, else next to this executable.
+// findBinDir checks the service binaries of --bin-dir ("" without it).
 func (f *devFlags) findBinDir() (string, error) {
 	dir := f.binDir
 	if dir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", fmt.Errorf("find the service binaries: %w", err)
-		}
-		if r, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = r
-		}
-		dir = filepath.Dir(exe)
+		return "", nil
 	}
 	var missing []string
 	for _, b := range []string{"jobmanager", "jobmaster", "worker"} {
@@ -141,7 +159,11 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	children := f.children(binDir)
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this executable to run the services: %w", err)
+	}
+	children := f.children(self, binDir)
 	httpEnv, note, err := devHTTPAuth(f.data, children[0].http, c.getenv)
 	if err != nil {
 		return err
@@ -163,7 +185,7 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 	}
 	external := natsURL != ""
 	var ns *server.Server
-	var sysPass string
+	var sysPass, monitorURL string
 	if external {
 		mux.line("dev", "using the NATS server at "+natsURL+"; no embedded server")
 	} else {
@@ -172,12 +194,21 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 			return err
 		}
 		sysPass = randomSecret()
-		ns, err = startNATS("127.0.0.1", f.port, data, sysPass, natsLog{mux: mux, notices: f.natsLog})
+		if f.monitor > 0 {
+			if err := portFree(fmt.Sprintf("127.0.0.1:%d", f.monitor)); err != nil {
+				mux.alert("dev", fmt.Sprintf("NATS monitoring: %v; using a free port instead", err))
+				f.monitor = -1
+			}
+		}
+		ns, err = startNATS("127.0.0.1", f.port, f.monitor, data, sysPass, natsLog{mux: mux, notices: f.natsLog})
 		if err != nil {
 			return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 		}
 		natsURL = ns.ClientURL()
 		mux.line("dev", fmt.Sprintf("embedded NATS with JetStream on %s, data in %s", natsURL, data))
+		if addr := ns.MonitorAddr(); addr != nil {
+			monitorURL = "http://" + addr.String()
+		}
 	}
 	stopNATS := func() {
 		if ns != nil {
@@ -253,7 +284,7 @@ loop:
 				continue
 			}
 			isReady = true
-			mux.raw(c.banner(natsURL, external, f, children))
+			mux.raw(c.banner(natsURL, monitorURL, external, f, children))
 		case e := <-exits:
 			mux.alert("dev", fmt.Sprintf("%s exited unexpectedly (%s); see its log above. The others keep running; Ctrl-C stops them.", e.c.name, describeExit(e.err)))
 			if !isReady && e.c.name == "jobmanager" {
@@ -386,7 +417,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // banner tells how to use the system that just came up.
-func (c *cli) banner(natsURL string, external bool, f *devFlags, children []*child) string {
+func (c *cli) banner(natsURL, monitorURL string, external bool, f *devFlags, children []*child) string {
 	drover := selfPath()
 	var natsFlag, droverFlags string
 	if natsURL != defaultNATSURL {
@@ -403,6 +434,12 @@ func (c *cli) banner(natsURL string, external bool, f *devFlags, children []*chi
 		b.WriteString(" (embedded)")
 	}
 	fmt.Fprintf(&b, ", %d job-master node(s), %d worker node(s).\n", f.jobmasters, f.workers)
+	if monitorURL != "" {
+		fmt.Fprintf(&b, "NATS monitoring: %s (/varz, /jsz, /connz)\n", monitorURL)
+	}
+	if f.temp {
+		fmt.Fprintf(&b, "Data: %s, removed on exit (--temp)\n", filepath.Dir(f.data))
+	}
 	if addr := children[0].http; addr != "" && !strings.HasSuffix(addr, ":0") {
 		fmt.Fprintf(&b, "Job manager HTTP: http://%s (/api/v1/jobs, /metrics, /readyz)\n", addr)
 	}
@@ -412,7 +449,8 @@ func (c *cli) banner(natsURL string, external bool, f *devFlags, children []*chi
 	fmt.Fprintf(&b, "  nats%s req %s.api.v1.jobs.submit '{\"type\":\"counter\",\"config\":{\"workers\":4,\"target\":100}}'\n", natsFlag, c.g.prefix)
 	fmt.Fprintln(&b, "or with drover, waiting for the result:")
 	fmt.Fprintf(&b, "  %s%s submit --type counter --config '{\"workers\":4,\"target\":100}' --wait\n", drover, droverFlags)
-	fmt.Fprintf(&b, "Then: %s%s list | watch ID | workers ID | nodes\n", drover, droverFlags)
+	fmt.Fprintf(&b, "Then: %s%s list | watch ID | events ID | workers ID | nodes | version\n", drover, droverFlags)
+	fmt.Fprintf(&b, "The services as NATS sees them: nats%s micro ls\n", natsFlag)
 	fmt.Fprintln(&b, "Ctrl-C stops everything.")
 	fmt.Fprintln(&b)
 	return b.String()

@@ -13,6 +13,7 @@ import (
 type child struct {
 	name string
 	path string
+	args []string
 	env  []string // added to the launcher's environment, overriding it
 	http string   // its HTTP listener, for the banner
 	note string   // more lines for the banner (the job manager's console and token)
@@ -69,7 +70,7 @@ func (s *spawner) stop() { close(s.reqs) }
 func (c *child) start(sp *spawner, mux *logMux, environ []string, deathSig syscall.Signal, exits chan<- exit) error {
 	c.out = &lineWriter{mux: mux, name: c.name}
 	c.errOut = &lineWriter{mux: mux, name: c.name}
-	cmd := exec.Command(c.path)
+	cmd := exec.Command(c.path, c.args...)
 	cmd.Env = append(append([]string{}, environ...), c.env...)
 	cmd.Stdout, cmd.Stderr = c.out, c.errOut
 	cmd.SysProcAttr = childProcAttr(deathSig)

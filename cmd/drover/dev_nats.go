@@ -21,7 +21,10 @@ const devAccount, devUser, devSysUser = "DROVER", "drover", "sys"
 // system account, whose password (sysPass) only the job manager gets: the
 // leader follows $SYS disconnect events and moves a crashed job-master
 // node's masters within milliseconds (docs/failover.md).
-func startNATS(host string, port int, dataDir, sysPass string, log server.Logger) (*server.Server, error) {
+//
+// monitorPort is the server's HTTP monitoring port (/varz, /jsz, /connz)
+// on host: -1 picks a free one, 0 turns it off.
+func startNATS(host string, port, monitorPort int, dataDir, sysPass string, log server.Logger) (*server.Server, error) {
 	// Say clearly why the port is unusable; the server's own failure to
 	// listen surfaces only as "not ready".
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
@@ -58,6 +61,9 @@ no_auth_user: %q
 	opts.ServerName, opts.Host, opts.Port = "drover-dev", host, port
 	opts.JetStream, opts.StoreDir = true, dataDir
 	opts.NoSigs = true // the launcher owns the signals
+	if monitorPort != 0 {
+		opts.HTTPHost, opts.HTTPPort = host, monitorPort
+	}
 	opts.MaxPayload = 8 << 20
 	s, err := server.NewServer(opts)
 	if err != nil {

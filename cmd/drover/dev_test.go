@@ -111,6 +111,9 @@ type devProc struct {
 // clean environment (no DROVER_* from the caller's).
 func startDev(t *testing.T, binDir string, env []string, args ...string) *devProc {
 	t.Helper()
+	if _, err := os.Stat(filepath.Join(binDir, "jobmanager")); err == nil {
+		args = append([]string{"--bin-dir", binDir}, args...) // the fake services
+	}
 	cmd := exec.Command(filepath.Join(binDir, "drover"), append([]string{"dev"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DROVER_") {
@@ -379,17 +382,27 @@ func TestDevRefusals(t *testing.T) {
 func TestDevChildren(t *testing.T) {
 	f := &devFlags{jobmasters: 2, workers: 1, httpBase: 9000}
 	var got []string
-	for _, c := range f.children("/b") {
-		got = append(got, c.name+" "+c.path+" "+strings.Join(c.env, " "))
+	for _, c := range f.children("/self/drover", "/b") {
+		got = append(got, c.name+" "+c.path+" "+strings.Join(c.args, " ")+"| "+strings.Join(c.env, " "))
 	}
 	want := []string{
-		"jobmanager /b/jobmanager DROVER_NODE_ID=jobmanager-1 DROVER_HTTP_ADDR=127.0.0.1:9000",
-		"jobmaster-1 /b/jobmaster DROVER_NODE_ID=jobmaster-1 DROVER_HTTP_ADDR=127.0.0.1:9001",
-		"jobmaster-2 /b/jobmaster DROVER_NODE_ID=jobmaster-2 DROVER_HTTP_ADDR=127.0.0.1:9002",
-		"worker-1 /b/worker DROVER_NODE_ID=worker-1 DROVER_HTTP_ADDR=127.0.0.1:9003",
+		"jobmanager /b/jobmanager | DROVER_NODE_ID=jobmanager-1 DROVER_HTTP_ADDR=127.0.0.1:9000",
+		"jobmaster-1 /b/jobmaster | DROVER_NODE_ID=jobmaster-1 DROVER_HTTP_ADDR=127.0.0.1:9001",
+		"jobmaster-2 /b/jobmaster | DROVER_NODE_ID=jobmaster-2 DROVER_HTTP_ADDR=127.0.0.1:9002",
+		"worker-1 /b/worker | DROVER_NODE_ID=worker-1 DROVER_HTTP_ADDR=127.0.0.1:9003",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("children:\n%s", strings.Join(got, "\n"))
+	}
+	// Without --bin-dir, drover runs each service itself.
+	got = nil
+	for _, c := range f.children("/self/drover", "") {
+		got = append(got, c.name+" "+c.path+" "+strings.Join(c.args, " "))
+	}
+	want = []string{"jobmanager /self/drover service jobmanager", "jobmaster-1 /self/drover service jobmaster",
+		"jobmaster-2 /self/drover service jobmaster", "worker-1 /self/drover service worker"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("self children:\n%s", strings.Join(got, "\n"))
 	}
 	f.httpBase = 0
 	if a := f.httpAddr(3); a != "127.0.0.1:0" {

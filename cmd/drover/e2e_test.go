@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,26 +18,38 @@ import (
 
 // TestDevEndToEnd runs the real system under `drover dev` and drives it
 // with the CLI: counter jobs end with the exact total, a canceled job makes
-// wait exit 3, and every --json output parses.
+// wait exit 3, and every --json output parses. drover is alone in an empty
+// directory and runs with --temp: it runs every service itself, keeps its
+// data in a directory it removes, and leaves nothing where it ran.
 func TestDevEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real services")
 	}
 	requireLinux(t)
-	for _, svc := range []string{"jobmanager", "jobmaster", "worker"} {
-		if _, err := os.Stat(filepath.Join("..", svc, "main.go")); err != nil {
-			t.Skipf("cmd/%s not written yet", svc)
-		}
+	built := build(t, "real", "./cmd/drover", "drover")
+	bin := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(built, "drover"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// drover finds the services next to itself, as in bin/.
-	build(t, "real", "./cmd/jobmanager", "jobmanager")
-	build(t, "real", "./cmd/jobmaster", "jobmaster")
-	build(t, "real", "./cmd/worker", "worker")
-	bin := build(t, "real", "./cmd/drover", "drover")
+	if err := os.WriteFile(filepath.Join(bin, "drover"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	port := freePort(t)
-	d := startDev(t, bin, nil, "--port", strconv.Itoa(port), "--data", "nats", "--http-base-port", "0")
+	d := startDev(t, bin, nil, "--port", strconv.Itoa(port), "--temp", "--monitor-port", "-1", "--http-base-port", "0")
 	d.waitFor("Drover is up", 30*time.Second)
+	out := d.out.String()
+	monitor := regexp.MustCompile(`NATS monitoring: (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(out)
+	data := regexp.MustCompile(`Data: (\S+), removed on exit`).FindStringSubmatch(out)
+	if monitor == nil || data == nil || !strings.Contains(out, "nats -s nats://127.0.0.1:"+strconv.Itoa(port)+" micro ls") {
+		t.Fatalf("banner lacks the monitoring port, the temp data or nats micro ls:\n%s", out)
+	}
+	if resp, err := http.Get(monitor[1] + "/varz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("monitoring %s/varz: %v %v", monitor[1], resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	env := map[string]string{"DROVER_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	ctx := deadline(t, 45*time.Second)
 	cli := func(args ...string) result {
@@ -120,10 +134,33 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("hostile id: exit %d %q", r.code, r.stderr)
 	}
 
+	// The history of a job that ended before the call.
+	if r := cli("events", job.ID); r.code != 0 || !strings.Contains(r.stdout, job.ID+" state finished") {
+		t.Fatalf("events: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Client and server are the same build.
+	var ver struct {
+		Client  struct{ Version string }
+		Servers []serverVersion
+	}
+	decode(cli("version", "--json"), &ver)
+	if ver.Client.Version == "" || len(ver.Servers) != 1 || ver.Servers[0].Version != ver.Client.Version {
+		t.Fatalf("version: %+v", ver)
+	}
+
 	pids := d.pids()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	if code := d.exitWithin(20 * time.Second); code != 0 {
 		t.Fatalf("launcher exit %d after SIGTERM", code)
+	}
+	if _, err := os.Stat(data[1]); !os.IsNotExist(err) {
+		t.Errorf("--temp data %s still there: %v", data[1], err)
+	}
+	if left, _ := os.ReadDir(d.cmd.Dir); len(left) != 0 {
+		t.Errorf("drover dev left %d entries where it ran", len(left))
+	}
+	if left, _ := os.ReadDir(bin); len(left) != 1 {
+		t.Errorf("drover dev wrote next to itself: %d entries", len(left))
 	}
 	for name, pid := range pids {
 		if alive(pid) {
