@@ -104,13 +104,13 @@ func TestCallbackPanicOrHangFailsThatJobAlone(t *testing.T) {
 				want = api.CodeJobHung
 			}
 			if c.at == testjobs.AtWorkerInit || c.at == testjobs.AtWorkerTick {
-				// The master failed the job when its worker ended; the
-				// worker's record holds what its code did.
+				// The master failed the job with the error its worker's
+				// exit carried to OnWorkerOffline; the worker's record
+				// holds it too.
 				ws, err := sys.Client.Workers(ctx, c.id)
 				if err != nil || len(ws) != 1 || ws[0].Error == nil || ws[0].Error.Code != want {
 					t.Fatalf("workers %+v (%v), want one failed with %s", ws, err, want)
 				}
-				return
 			}
 			if j.Error.Code != want {
 				t.Fatalf("error %v, want code %s", j.Error, want)

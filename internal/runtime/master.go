@@ -118,6 +118,11 @@ type mworker struct {
 	announced bool
 	// recovering: loaded at recovery, readiness waits for it.
 	recovering bool
+	// dispatched: OnWorkerDispatched was delivered (or the worker was
+	// recovered). Until then OnWorkerOnline and the worker's messages wait
+	// in held, so the job hears of a worker in order.
+	dispatched bool
+	held       []*nats.Msg
 }
 
 // NewMasterRuntime prepares a master incarnation; Run starts it.
@@ -256,7 +261,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 			continue // leftovers of an Init that never completed: re-created by Init
 		}
 		info := infoFromRecord(&r)
-		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live()}
+		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live(), dispatched: true}
 		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
 		m.workers[r.ID] = w
 		if !info.Live() {
@@ -463,7 +468,7 @@ func (m *MasterRuntime) drain(ctx context.Context) error {
 func (m *MasterRuntime) announce(id string) error {
 	m.mu.Lock()
 	w := m.workers[id]
-	if w == nil || w.announced || !w.info.Live() {
+	if w == nil || w.announced || !w.info.Live() || !w.dispatched {
 		m.mu.Unlock()
 		return nil
 	}
@@ -500,6 +505,12 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		return nil // a stale incarnation's message is dropped
 	}
 	w.lastSeen = time.Now()
+	if !w.dispatched {
+		w.attached = true
+		w.held = append(w.held, msg)
+		m.mu.Unlock()
+		return nil
+	}
 	if !w.announced {
 		// A message before the first heartbeat (a worker that ends within
 		// its first heartbeat, on a busy machine) proves the incarnation
@@ -534,7 +545,7 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 		if ex.State == "" {
 			ex.State = string(kvstate.WorkerFinished)
 		}
-		w.info.State, w.info.Reason, w.info.Detail = ex.State, ex.State, ex.Detail
+		w.info.State, w.info.Reason, w.info.Detail, w.info.Error = ex.State, ex.State, ex.Detail, ex.Error
 		info := w.info
 		m.mu.Unlock()
 		return m.offline(info, ex.State)
@@ -575,7 +586,7 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 	if rec, _, err := m.deps.Store.GetWorker(ctx, m.job.ID, id); err == nil && rec.Epoch == epoch && rec.State.Ended() {
 		// It ended on its own and the exit message was lost: keep its word.
 		state, reason = rec.State, string(rec.State)
-		info.Detail = rec.Detail
+		info.Detail, info.Error = rec.Detail, rec.Error
 	} else {
 		r := recordFromInfo(m.job.ID, &info)
 		r.State, r.Reason = kvstate.WorkerLost, reason
@@ -585,7 +596,7 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 	}
 	m.stopWorker(id, epoch)
 	m.mu.Lock()
-	w.info.State, w.info.Reason, w.info.Detail = string(state), reason, info.Detail
+	w.info.State, w.info.Reason, w.info.Detail, w.info.Error = string(state), reason, info.Detail, info.Error
 	info = w.info
 	m.mu.Unlock()
 	return m.offline(info, reason)
@@ -778,12 +789,12 @@ func marshalAny(v any) (json.RawMessage, error) {
 
 func infoFromRecord(r *kvstate.WorkerRecord) framework.WorkerInfo {
 	return framework.WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
-		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail}
+		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail, Error: r.Error}
 }
 
 func recordFromInfo(job string, w *framework.WorkerInfo) *kvstate.WorkerRecord {
 	return &kvstate.WorkerRecord{Job: job, ID: w.ID, Type: w.Type, Config: w.Config, Node: w.Node,
-		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail}
+		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail, Error: w.Error}
 }
 
 func offlineReason(w framework.WorkerInfo) string {

@@ -156,6 +156,10 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	return id, nil
 }
 
+// afterCreate, set by tests only, runs once a create request is answered:
+// it widens the window in which a worker runs before its master knows.
+var afterCreate func()
+
 // dispatch writes the worker record and asks the chosen node to start it,
 // then reports the outcome on the loop (OnWorkerDispatched).
 func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
@@ -177,6 +181,9 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 	}
 	if err == nil {
 		err = m.requestCreate(ctx, info, rev)
+		if afterCreate != nil {
+			afterCreate()
+		}
 		if err != nil {
 			// Record the failure so a later recovery does not wait for it.
 			rec := recordFromInfo(m.job.ID, &info)
@@ -228,8 +235,15 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 	if err != nil && w.info.Live() {
 		w.info.State, w.info.Reason = string(kvstate.WorkerFailed), framework.OfflineDispatchFailed
 	}
-	info := w.info
+	w.dispatched = true
+	info, attached, held := w.info, w.attached, w.held
+	w.held = nil
 	m.mu.Unlock()
+	if err != nil && attached {
+		// The create request failed (a timeout) but the incarnation runs:
+		// it is not wanted, as the job was told.
+		m.stopWorker(id, epoch)
+	}
 	if err != nil {
 		// The job hears of it through OnWorkerDispatched; operators through
 		// the same offline event and metric as any worker that ended.
@@ -240,5 +254,23 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 	}
 	if cerr := m.call("OnWorkerDispatched", func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
 		m.requestExit(framework.ExitFailed, cerr, nil)
+		return
+	}
+	if err != nil {
+		return
+	}
+	// Now what waited for the dispatch outcome: online, then the worker's
+	// messages in the order they came.
+	if attached {
+		if cerr := m.announce(id); cerr != nil {
+			m.requestExit(framework.ExitFailed, cerr, nil)
+			return
+		}
+	}
+	for _, msg := range held {
+		if cerr := m.handle(m.ctx, msg); cerr != nil {
+			m.requestExit(framework.ExitFailed, cerr, nil)
+			return
+		}
 	}
 }

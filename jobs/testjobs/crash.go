@@ -142,9 +142,13 @@ func (m *crashMaster) Tick(ctx context.Context) error {
 	return nil
 }
 
-// OnWorkerOffline fails the job with the worker's end: a crash job never
-// finishes on its own.
+// OnWorkerOffline fails the job with the worker's end (its error, when it
+// exited with one): a crash job never finishes on its own.
 func (m *crashMaster) OnWorkerOffline(w framework.WorkerInfo, reason string) error {
+	if w.Error != nil {
+		m.H.Exit(framework.ExitFailed, w.Error, nil)
+		return nil
+	}
 	m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s ended: %s", w.ID, reason), nil)
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/drover-run/drover/pkg/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -79,12 +81,15 @@ func IsPermanent(err error) bool {
 
 // WorkerInfo is what a master knows of one of its workers.
 type WorkerInfo struct {
-	ID     string          `json:"id"`
-	Type   string          `json:"type"`
-	Node   string          `json:"node"`
-	Epoch  uint64          `json:"epoch"`
-	State  string          `json:"state"`
-	Reason string          `json:"reason,omitempty"`
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Node   string `json:"node"`
+	Epoch  uint64 `json:"epoch"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Error is the error an ended worker exited with (Exit's err, or the
+	// job_panic or job_hung of its code), nil for a clean end or a loss.
+	Error  *api.Error      `json:"error,omitempty"`
 	Status json.RawMessage `json:"status,omitempty"`
 	Config json.RawMessage `json:"config,omitempty"`
 	Detail json.RawMessage `json:"detail,omitempty"`
