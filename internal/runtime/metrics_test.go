@@ -107,3 +107,75 @@ func TestJobMetricsCarryJobLabelsAndLeaveWithTheJob(t *testing.T) {
 		return len(s) == 1 && s[0]["job"] == "met2"
 	})
 }
+
+// meteredWorker counts its ticks in a metric of its own.
+type meteredWorker struct {
+	framework.BaseWorker
+	ticks prometheus.Counter
+}
+
+func (w *meteredWorker) Tick(context.Context) error {
+	w.ticks.Inc()
+	return nil
+}
+
+type workerMeteredMaster struct{ framework.BaseJobMaster }
+
+func (m *workerMeteredMaster) Init(ctx context.Context) error {
+	for _, id := range []string{"a", "b"} {
+		if _, err := m.H.CreateWorker(ctx, "metered-worker", nil, framework.WithWorkerID(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestWorkerMetricsCarryJobAndWorkerLabels checks WorkerHandle.Metrics:
+// each worker's series is exposed by its node with job and worker labels,
+// and leaves with the worker.
+func TestWorkerMetricsCarryJobAndWorkerLabels(t *testing.T) {
+	reg := framework.NewRegistry()
+	reg.MustRegister(framework.JobType{
+		Name: "wmetered",
+		NewMaster: func(h framework.MasterHandle) (framework.JobMaster, error) {
+			return &workerMeteredMaster{framework.BaseJobMaster{H: h}}, nil
+		},
+		Workers: map[string]func(framework.WorkerHandle) (framework.Worker, error){
+			"metered-worker": func(h framework.WorkerHandle) (framework.Worker, error) {
+				ticks := prometheus.NewCounter(prometheus.CounterOpts{Name: "metered_worker_ticks_total", Help: "Ticks of a metered worker."})
+				if err := h.Metrics().Register(ticks); err != nil {
+					return nil, framework.Permanent(err)
+				}
+				return &meteredWorker{BaseWorker: framework.BaseWorker{H: h}, ticks: ticks}, nil
+			},
+		},
+	})
+	sys := testsys.Start(t, reg)
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	node := sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	ctx := context.Background()
+	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "wmet", Type: "wmetered"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "both workers' series", func() bool {
+		return len(series(t, node.Registry, "metered_worker_ticks_total")) == 2
+	})
+	seen := map[string]bool{}
+	for _, l := range series(t, node.Registry, "metered_worker_ticks_total") {
+		if l["job"] != "wmet" || len(l) != 2 {
+			t.Errorf("series labels %v, want job=wmet and worker only", l)
+		}
+		seen[l["worker"]] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("series for workers %v, want a and b", seen)
+	}
+	if _, err := sys.Client.Cancel(ctx, "wmet"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the workers' series gone with them", func() bool {
+		return len(series(t, node.Registry, "metered_worker_ticks_total")) == 0
+	})
+}

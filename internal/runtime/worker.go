@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
@@ -19,11 +20,14 @@ import (
 
 // WorkerDeps is what a worker node gives every worker it runs.
 type WorkerDeps struct {
-	NC      *nats.Conn
-	Store   *kvstate.Store
-	Log     *zap.Logger
-	Metrics *Metrics
-	Node    string
+	// Registerer receives job authors' worker metrics (wrapped with job
+	// and worker labels).
+	Registerer prometheus.Registerer
+	NC         *nats.Conn
+	Store      *kvstate.Store
+	Log        *zap.Logger
+	Metrics    *Metrics
+	Node       string
 	// Heartbeat is the interval of heartbeats to the master.
 	Heartbeat time.Duration
 	// SelfFence stops a worker that had no acknowledged heartbeat for this
@@ -52,6 +56,7 @@ type WorkerRuntime struct {
 	rec    *kvstate.WorkerRecord
 	kv     jobKV
 	stor   *storage
+	reg    *trackingRegisterer
 	impl   framework.Worker
 	master string // master inbox subject
 
@@ -83,6 +88,12 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		hbNow: make(chan struct{}, 1),
 	}
 	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	w.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
+		prometheus.Labels{"job": spec.Job, "worker": spec.Worker}, reg))
 	w.masterEpoch.Store(spec.MasterEpoch)
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
@@ -140,6 +151,7 @@ func (w *WorkerRuntime) newMsg(kind string, data []byte) *nats.Msg {
 func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHandle) (framework.Worker, error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer w.reg.unregisterAll()
 	space := w.deps.Store.Space()
 	inbox, err := space.WorkerInbox(w.spec.Job, w.spec.Worker)
 	if err != nil {
@@ -388,6 +400,8 @@ func (h *workerHandle) Epoch() uint64           { return h.w.spec.Epoch }
 func (h *workerHandle) Config() json.RawMessage { return h.w.spec.Config }
 func (h *workerHandle) KV() framework.KV        { return h.w.kv }
 func (h *workerHandle) Logger() *zap.Logger     { return h.w.logger() }
+
+func (h *workerHandle) Metrics() prometheus.Registerer { return h.w.reg }
 
 func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	b, err := marshalAny(status)

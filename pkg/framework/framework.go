@@ -229,6 +229,10 @@ type WorkerHandle interface {
 	Config() json.RawMessage
 	KV() KV
 	Logger() *zap.Logger
+	// Metrics registers the worker's metrics; they carry job and worker
+	// labels (one series per worker: mind the cardinality) and are
+	// unregistered when the worker incarnation ends.
+	Metrics() prometheus.Registerer
 	// UpdateStatus persists status in the worker record and reports it to
 	// the master (OnWorkerStatusUpdated).
 	UpdateStatus(ctx context.Context, status any) error

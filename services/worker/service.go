@@ -113,7 +113,7 @@ func (s *Service) create(spec runtime.WorkerSpec) error {
 	}
 	return s.workers.Start(key(spec.Job, spec.Worker), spec.Epoch, func() (*workerRun, error) {
 		rt, err := runtime.NewWorkerRuntime(runtime.WorkerDeps{
-			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID,
+			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID, Registerer: s.Registry,
 			Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
 			CallbackTimeout: s.Cfg.CallbackTimeout,
 		}, spec)
