@@ -23,7 +23,7 @@ var failoverOut = flag.String("failover.out", "", "write the failover figures as
 const failoverWorkers = 16
 
 // BenchmarkFailover measures master failover with the default timings
-// (DESIGN §6): kill -9 of the job-master node hosting a running counter job
+// (docs/failover.md, Timings): kill -9 of the job-master node hosting a running counter job
 // with 16 workers, until its new master is ready with every worker
 // re-attached (its master_ready event). One trial per iteration; run
 //

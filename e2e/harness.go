@@ -4,8 +4,9 @@
 // SIGTERM, SIGSTOP and SIGCONT them, submit jobs, wait with deadlines, read
 // /metrics and logs, and check the KV history for two live incarnations.
 //
-// The tests of this package are the failover and fencing tests of DESIGN
-// §4, §5 and §7; the same harness drives the failover benchmark.
+// The tests of this package are the failover and fencing tests that
+// docs/failover.md lists ("The tests that prove it"); the same harness
+// drives the failover benchmark.
 package e2e
 
 import (
@@ -87,7 +88,7 @@ func FastTiming() Timing {
 	}
 }
 
-// DefaultTiming is DESIGN §6.
+// DefaultTiming is the default schedule (docs/failover.md, Timings).
 func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat:       time.Second,

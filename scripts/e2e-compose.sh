@@ -25,7 +25,7 @@ export NATS_HOST_PORT=${NATS_HOST_PORT:-14222}
 export NATS_MONITOR_HOST_PORT=${NATS_MONITOR_HOST_PORT:-18222}
 export HTTP_HOST_PORT=${HTTP_HOST_PORT:-18080}
 NATS_URL="nats://127.0.0.1:${NATS_HOST_PORT}"
-# Longer than every timeout of DESIGN §6 (worker self-fence 8 s, worker
+# Longer than every default timeout (docs/failover.md, Timings; worker self-fence 8 s, worker
 # declared dead 10 s, master 3 s, lease 5 s).
 PARTITION_SECONDS=${E2E_PARTITION_SECONDS:-20}
 JOB_DEADLINE_SECONDS=${E2E_JOB_DEADLINE_SECONDS:-420}

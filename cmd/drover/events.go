@@ -19,7 +19,7 @@ func eventsCommand() *command {
 	return &command{
 		name: "events",
 		args: "ID",
-		summary: "Print a job's events from its history (kept 24 h by default, also after the job ended); " +
+		summary: "Print a job's events from its history (kept 7 days by default, also after the job ended); " +
 			"--follow then prints new ones until the job ends.",
 		setup: func(fs *flag.FlagSet) runner {
 			var since string

@@ -1,6 +1,6 @@
 // Package config holds the settings every Drover process shares: the NATS
-// connection, the namespace, the timings of DESIGN §6 and their invariants
-// (DESIGN §4), logging and the HTTP listener. Each service embeds Common in
+// connection, the namespace, the timings and their invariants
+// (docs/failover.md, Timings), logging and the HTTP listener. Each service embeds Common in
 // its own envconfig struct under the DROVER_ prefix.
 package config
 
@@ -89,7 +89,7 @@ func (l *Limits) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Timing is the heartbeat and timeout schedule (DESIGN §6).
+// Timing is the heartbeat and timeout schedule (docs/failover.md, Timings).
 type Timing struct {
 	Heartbeat       time.Duration `envconfig:"HEARTBEAT" default:"1s"`
 	MasterTimeout   time.Duration `envconfig:"MASTER_TIMEOUT" default:"3s"`
@@ -100,7 +100,7 @@ type Timing struct {
 	AssignTimeout   time.Duration `envconfig:"ASSIGN_TIMEOUT" default:"2s"`
 }
 
-// DefaultTiming returns the defaults of DESIGN §6.
+// DefaultTiming returns the default schedule.
 func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat:       time.Second,
@@ -116,7 +116,7 @@ func DefaultTiming() Timing {
 // ErrInvalid prefixes every configuration error.
 var ErrInvalid = errors.New("config: invalid")
 
-// Validate checks the timing invariants of DESIGN §4:
+// Validate checks the timing invariants (docs/failover.md):
 //   - a worker fences itself strictly before its master declares it dead,
 //     so there are never two live copies of a worker;
 //   - a worker outlives a master failover, so a master crash kills no

@@ -37,7 +37,7 @@ type MasterDeps struct {
 	Metrics    *Metrics
 	Node       string
 	// WorkerTimeout is how long a worker may stay silent before it is
-	// declared lost (DESIGN §4).
+	// declared lost (docs/failover.md, Timings).
 	WorkerTimeout time.Duration
 	// DispatchTimeout bounds the create request to a worker node.
 	DispatchTimeout time.Duration
@@ -610,7 +610,7 @@ func (m *MasterRuntime) scan(ctx context.Context) error {
 	// 10,000 workers every 50 ms it was a fifth of the master's CPU. A
 	// twentieth of the worker timeout (500 ms at the default 10 s) is
 	// plenty for a timeout, and declaring a worker lost late is safe: it
-	// fenced itself before the timeout anyway (DESIGN §4).
+	// fenced itself before the timeout anyway (docs/failover.md, Timings).
 	if now.Sub(m.lastSweep) >= max(scanInterval, m.deps.WorkerTimeout/20) {
 		m.lastSweep = now
 		m.mu.Lock()

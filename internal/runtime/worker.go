@@ -31,7 +31,8 @@ type WorkerDeps struct {
 	// Heartbeat is the interval of heartbeats to the master.
 	Heartbeat time.Duration
 	// SelfFence stops a worker that had no acknowledged heartbeat for this
-	// long, strictly before its master declares it lost (DESIGN §4).
+	// long, strictly before its master declares it lost (the invariants of
+	// docs/failover.md, Timings).
 	SelfFence time.Duration
 	// Storage is the job's bucket storage (WorkerHandle.Storage).
 	Storage StorageConfig

@@ -13,7 +13,7 @@ import (
 )
 
 // Headers. Every message carries its sender's epoch so a receiver can drop
-// what a stale incarnation sends (DESIGN §4).
+// what a stale incarnation sends (docs/failover.md, Epochs and fences).
 const (
 	HdrKind        = "Drover-Kind"
 	HdrEpoch       = "Drover-Epoch"        // master epoch

@@ -1,6 +1,6 @@
 // Package kvstate owns Drover's durable state in JetStream: the buckets and
 // streams, the job, master, worker, node and business records, and the epoch
-// fencing of DESIGN §4. Every write that a stale process could make goes
+// fencing of docs/failover.md (Epochs and fences). Every write that a stale process could make goes
 // through a CAS or a fenced publish here, so a zombie's write fails with
 // ErrStaleEpoch instead of taking effect.
 package kvstate

@@ -205,7 +205,7 @@ func (s Space) EventsStream() string { return s.name("events") }
 func (s Space) JobsBucket() string { return s.name("jobs") }
 
 // StateBucket holds master, worker and business records: one stream, so a
-// business write can be fenced on the writer's record (DESIGN §4).
+// business write can be fenced on the writer's record (docs/architecture.md).
 func (s Space) StateBucket() string { return s.name("state") }
 
 // NodesBucket holds node presence, expiring without heartbeats.
