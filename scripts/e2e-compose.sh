@@ -45,7 +45,7 @@ else
 	die "neither 'docker compose' nor 'docker-compose' is installed"
 fi
 dc() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml "$@"; }
-drover() { bin/drover --nats-url "$NATS_URL" --timeout 10s "$@"; }
+drover() { bin/drover -s "$NATS_URL" --timeout 10s "$@"; }
 
 cleanup() {
 	local rc=$?
@@ -201,6 +201,14 @@ until drover list >/dev/null 2>&1; do
 	sleep 1
 done
 show_nodes
+# Both job managers are the micro service drover (nats micro ls finds them):
+# drover version collects their $SRV.PING answers.
+deadline=$(($(date +%s) + 30))
+until servers=$(drover version 2>/dev/null | grep -c '^server: ' || true); [[ $servers == 2 ]]; do
+	(($(date +%s) > deadline)) && die "drover version: $servers job managers answered \$SRV.PING.drover, want 2"
+	sleep 1
+done
+log "micro: both job managers answer \$SRV.PING.drover"
 
 log "--- phase 1: smoke (request/reply and the durable requests stream)"
 submit e2e-smoke 4 100 20
