@@ -53,7 +53,13 @@ func uiRequired(r *http.Request) Role {
 // other console requests get the coded error.
 func uiDenied(w http.ResponseWriter, r *http.Request, e *api.Error) {
 	if r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream" {
-		q := url.Values{"next": {r.URL.RequestURI()}, "why": {e.Message}}
+		why := "Log in with a token to open " + r.URL.Path + "."
+		if e.Code == api.CodePermissionDenied {
+			why = "Your token's role may not open " + r.URL.Path + "; log in with a stronger one."
+		} else if _, err := r.Cookie(tokenCookie); err == nil {
+			why = "Your token is no longer valid; log in again."
+		}
+		q := url.Values{"next": {r.URL.RequestURI()}, "why": {why}}
 		http.Redirect(w, r, uiRoot+"login?"+q.Encode(), http.StatusSeeOther)
 		return
 	}

@@ -28,6 +28,7 @@ const (
 	streamKeepalive = 15 * time.Second
 	streamWriteWait = 10 * time.Second
 	streamRefresh   = time.Second
+	streamCoalesce  = 250 * time.Millisecond
 	historyMax      = 5000
 	// historyPageBytes bounds one page of the history read in process
 	// (no NATS message carries it).
@@ -153,7 +154,7 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 			}
 			select {
 			case events <- ev:
-			default: // a slow page: it resyncs from the records instead
+			default: // a slow page: its stream ends and it reconnects
 				select {
 				case overflow <- struct{}{}:
 				default:
@@ -183,7 +184,7 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 	case job != "":
 		st = &jobStream{c: c, id: job, workers: map[string]workerCell{}}
 	case q.Has("jobs"):
-		st = &rowsStream{c: c, ids: ids, last: map[string]jobRow{}}
+		st = &rowsStream{c: c, ids: ids, last: map[string]jobRow{}, stale: map[string]bool{}}
 	default:
 		st = &nodesStream{c: c}
 	}
@@ -193,6 +194,12 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 	period := streamRefresh
 	refresh := time.NewTimer(period)
 	defer refresh.Stop()
+	// Events only mark the records stale: a burst (10,000 workers coming
+	// online) costs one read per streamCoalesce, not one per event.
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
+	stale := false
 	keepalive := time.NewTicker(streamKeepalive)
 	defer keepalive.Stop()
 	for {
@@ -201,9 +208,20 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case ev := <-events:
-			err = st.event(ctx, out, ev)
+			var changed bool
+			changed, err = st.event(ctx, out, ev)
+			if changed && !stale {
+				stale = true
+				soon.Reset(streamCoalesce)
+			}
+		case <-soon.C:
+			stale = false
+			err = st.flush(ctx, out)
 		case <-overflow:
-			err = st.refresh(ctx, out)
+			// The page fell behind and events were dropped: end the stream;
+			// the browser reconnects and gets a fresh snapshot and history.
+			_ = out.send("resync", map[string]string{})
+			return
 		case <-refresh.C:
 			t0 := time.Now()
 			err = st.refresh(ctx, out)
@@ -222,7 +240,10 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 // streamState is what one kind of live stream sends.
 type streamState interface {
 	start(ctx context.Context, out *sse) error
-	event(ctx context.Context, out *sse, ev api.Event) error
+	// event sends what an event shows at once and reports whether records
+	// it shows may have changed (flush re-reads them soon after).
+	event(ctx context.Context, out *sse, ev api.Event) (bool, error)
+	flush(ctx context.Context, out *sse) error
 	refresh(ctx context.Context, out *sse) error
 }
 
@@ -296,12 +317,11 @@ func (s *jobStream) read(ctx context.Context) (*api.Job, map[string]workerCell, 
 	return j, changed, nil
 }
 
-func (s *jobStream) event(ctx context.Context, out *sse, ev api.Event) error {
-	if err := out.send("event", ev); err != nil {
-		return err
-	}
-	return s.refresh(ctx, out)
+func (s *jobStream) event(_ context.Context, out *sse, ev api.Event) (bool, error) {
+	return true, out.send("event", ev)
 }
+
+func (s *jobStream) flush(ctx context.Context, out *sse) error { return s.refresh(ctx, out) }
 
 func (s *jobStream) refresh(ctx context.Context, out *sse) error {
 	before, detail := s.row, s.detail
@@ -324,21 +344,33 @@ func (s *jobStream) refresh(ctx context.Context, out *sse) error {
 // rowsStream feeds a jobs page: the rows it shows, and a note of jobs
 // submitted since it was rendered.
 type rowsStream struct {
-	c    *console
-	ids  []string
-	last map[string]jobRow
+	c     *console
+	ids   []string
+	last  map[string]jobRow
+	stale map[string]bool
 }
 
 func (s *rowsStream) start(ctx context.Context, out *sse) error { return s.refresh(ctx, out) }
 
-func (s *rowsStream) event(ctx context.Context, out *sse, ev api.Event) error {
+func (s *rowsStream) event(_ context.Context, out *sse, ev api.Event) (bool, error) {
 	if _, shown := s.last[ev.Job]; !shown {
 		if ev.Kind == api.EventState && ev.State == api.StateCreated {
-			return out.send("newjob", map[string]string{"id": ev.Job})
+			return false, out.send("newjob", map[string]string{"id": ev.Job})
 		}
-		return nil
+		return false, nil
 	}
-	return s.refreshOne(ctx, out, ev.Job)
+	s.stale[ev.Job] = true
+	return true, nil
+}
+
+func (s *rowsStream) flush(ctx context.Context, out *sse) error {
+	for id := range s.stale {
+		delete(s.stale, id)
+		if err := s.refreshOne(ctx, out, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *rowsStream) refresh(ctx context.Context, out *sse) error {
@@ -375,7 +407,9 @@ type nodesStream struct {
 
 func (s *nodesStream) start(ctx context.Context, out *sse) error { return s.refresh(ctx, out) }
 
-func (s *nodesStream) event(context.Context, *sse, api.Event) error { return nil }
+func (s *nodesStream) event(context.Context, *sse, api.Event) (bool, error) { return false, nil }
+
+func (s *nodesStream) flush(context.Context, *sse) error { return nil }
 
 func (s *nodesStream) refresh(ctx context.Context, out *sse) error {
 	rows, e := s.c.nodeRows(ctx)

@@ -30,6 +30,7 @@
     const es = new EventSource(url);
     es.onopen = () => setLive("connected");
     es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? "stopped; reload the page" : "reconnecting…");
+    es.addEventListener("resync", () => setLive("catching up…"));
     for (const [name, fn] of Object.entries(handlers)) {
       es.addEventListener(name, (e) => fn(JSON.parse(e.data)));
     }
