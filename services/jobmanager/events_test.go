@@ -199,24 +199,34 @@ func TestEventsOverHTTP(t *testing.T) {
 	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: "h1", Type: "counter"}); err != nil {
 		t.Fatal(err)
 	}
+	var rep api.EventsReply
+	// until reads the history until cond holds for it.
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			a := do(t, "GET", base+"h1/events", "")
+			if a.status != 200 {
+				t.Fatalf("events: %d %s", a.status, a.body)
+			}
+			rep = api.EventsReply{}
+			if err := json.Unmarshal(a.body, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if cond() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: events %s", what, a.body)
+			}
+		}
+	}
+	// created, then pending (no job-master node): both stored before mark.
+	until("pending", func() bool { return len(rep.Events) == 2 && rep.Events[1].State == api.StatePending })
+	mark := time.Now()
 	if _, err := sys.Client.Cancel(context.Background(), "h1"); err != nil {
 		t.Fatal(err)
 	}
-	var rep api.EventsReply
-	canceled := func() bool { n := len(rep.Events); return n > 1 && rep.Events[n-1].State == api.StateCanceled }
-	for deadline := time.Now().Add(10 * time.Second); !canceled(); time.Sleep(20 * time.Millisecond) {
-		a := do(t, "GET", base+"h1/events", "")
-		if a.status != 200 {
-			t.Fatalf("events: %d %s", a.status, a.body)
-		}
-		rep = api.EventsReply{}
-		if err := json.Unmarshal(a.body, &rep); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events %s", a.body)
-		}
-	}
+	until("canceled", func() bool { n := len(rep.Events); return n > 2 && rep.Events[n-1].State == api.StateCanceled })
 	last := rep.Events[len(rep.Events)-1]
 	a := do(t, "GET", base+"h1/events?limit=1&since="+fmt.Sprint(last.Seq), "")
 	var one api.EventsReply
@@ -224,8 +234,10 @@ func TestEventsOverHTTP(t *testing.T) {
 		one.Events[0].State != api.StateCanceled || one.Next != last.Seq+1 {
 		t.Fatalf("since seq: %d %s", a.status, a.body)
 	}
-	a = do(t, "GET", base+"h1/events?since="+url.QueryEscape(last.Time.Format(time.RFC3339Nano)), "")
-	if err := json.Unmarshal(a.body, &one); err != nil || a.status != 200 || len(one.Events) != 1 {
+	// A time: what was stored from then on, the cancel only.
+	a = do(t, "GET", base+"h1/events?since="+url.QueryEscape(mark.Format(time.RFC3339Nano)), "")
+	one = api.EventsReply{}
+	if err := json.Unmarshal(a.body, &one); err != nil || a.status != 200 || len(one.Events) != 1 || one.Events[0].Seq != last.Seq {
 		t.Fatalf("since time: %d %s", a.status, a.body)
 	}
 	for q, want := range map[string]int{"?since=yesterday": 400, "?limit=x": 400, "?limit=5000": 400} {
