@@ -80,6 +80,17 @@ func TestConsolePagesAndRoles(t *testing.T) {
 		t.Fatalf("bad token: %d %.200s", code, body)
 	}
 
+	// A login never sends the browser off the console.
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/ui/..//evil", `/ui/\evil.example`, "/api/v1/jobs"} {
+		b := newBrowser(t, base)
+		if code, _, at := b.post("/ui/login", base, url.Values{"token": {readToken}, "next": {next}}); code != 200 || at.Host != strings.TrimPrefix(base, "http://") || at.Path != "/ui/jobs" {
+			t.Errorf("login with next=%q landed on %s (%d)", next, at, code)
+		}
+	}
+	if code, _, _ := anon.post("/ui/login", "https://evil.example", url.Values{"token": {readToken}}); code != 403 {
+		t.Errorf("a login posted from another site: %d, want 403", code)
+	}
+
 	reader := newBrowser(t, base)
 	reader.login(readToken)
 	submitter := newBrowser(t, base)
