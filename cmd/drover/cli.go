@@ -99,6 +99,7 @@ func commands() []*command {
 		getCommand(),
 		listCommand(),
 		cancelCommand(),
+		deleteCommand(),
 		waitCommand(),
 		watchCommand(),
 		eventsCommand(),

@@ -53,6 +53,7 @@ type storage struct {
 	job  string
 	c    *objstore.Client
 	kv   framework.KV
+	st   *kvstate.Store
 	keep atomic.Bool
 
 	mu     sync.Mutex
@@ -67,7 +68,7 @@ func newStorage(cfg StorageConfig, st *kvstate.Store, job string, kv framework.K
 	if cfg.WorkBucket == "" {
 		cfg.WorkBucket = DefaultWorkBucket
 	}
-	return &storage{cfg: cfg, job: job, kv: kv,
+	return &storage{cfg: cfg, job: job, kv: kv, st: st,
 		c: objstore.New(st.JetStream(), st.Space(), objstore.Options{Replicas: cfg.Replicas})}
 }
 
@@ -115,7 +116,11 @@ func (s *storage) mark(ctx context.Context) error {
 	if s.marked {
 		return nil
 	}
-	if _, err := s.kv.Put(ctx, ScratchKey, []byte("1")); err != nil {
+	mark := []byte("1")
+	if s.keep.Load() {
+		mark = []byte(scratchKept)
+	}
+	if _, err := s.kv.Put(ctx, ScratchKey, mark); err != nil {
 		return err
 	}
 	s.marked = true
@@ -125,8 +130,11 @@ func (s *storage) mark(ctx context.Context) error {
 // cleanScratch deletes the job's scratch space once the job has ended for
 // good. It runs after the master's final record was written, so a fenced
 // (stale) master never gets here, and a terminal job is never restarted:
-// nobody can need the data any more. A crash before it is done leaves the
-// objects behind (see docs/writing-jobs.md).
+// nobody can need the data any more. A master that failed with a
+// retryable error leaves it for the next attempt; when there is none
+// (restarts exhausted), or the job ends without its master (forced
+// cancel, cancel while pending, delete), the job manager cleans it with
+// CleanScratch.
 func (m *MasterRuntime) cleanScratch(reason framework.ExitReason, retryable bool) {
 	s := m.stor
 	if s == nil || s.keep.Load() || (reason == framework.ExitFailed && retryable) {
@@ -134,18 +142,7 @@ func (m *MasterRuntime) cleanScratch(reason framework.ExitReason, retryable bool
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, _, err := s.kv.Get(ctx, ScratchKey); errors.Is(err, kvstate.ErrNotFound) {
-		return // the job never used its scratch space
-	}
-	b, err := s.c.OpenBucket(ctx, s.cfg.WorkBucket)
-	if errors.Is(err, objstore.ErrBucketNotFound) {
-		return
-	}
-	if err != nil {
-		m.log.Warn("scratch cleanup", zap.Error(err))
-		return
-	}
-	n, err := b.Sub(ScratchPrefix(m.job.ID)).DeletePrefix(ctx, "")
+	n, err := CleanScratch(ctx, s.st, s.cfg.WorkBucket, m.job.ID, true)
 	if err != nil {
 		m.log.Warn("scratch cleanup", zap.Int("deleted", n), zap.Error(err))
 		return
@@ -153,6 +150,38 @@ func (m *MasterRuntime) cleanScratch(reason framework.ExitReason, retryable bool
 	if n > 0 {
 		m.log.Info("scratch deleted", zap.Int("objects", n))
 	}
+}
+
+// scratchKept is the value of ScratchKey of a job that asked to keep its
+// scratch space (KeepScratch(true) before it first used it).
+const scratchKept = "keep"
+
+// CleanScratch deletes the scratch space of job in workBucket and returns
+// how many objects it deleted. A job that never used its scratch space
+// costs one read; one that asked to keep it is left alone unless force.
+// It may be repeated: what is gone stays gone.
+func CleanScratch(ctx context.Context, st *kvstate.Store, workBucket, job string, force bool) (int, error) {
+	if workBucket == "" {
+		workBucket = DefaultWorkBucket
+	}
+	v, _, err := st.Business(job, nil, nil).Get(ctx, ScratchKey)
+	if errors.Is(err, kvstate.ErrNotFound) {
+		return 0, nil // the job never used its scratch space
+	}
+	if err != nil {
+		return 0, err
+	}
+	if string(v) == scratchKept && !force {
+		return 0, nil
+	}
+	b, err := objstore.New(st.JetStream(), st.Space(), objstore.Options{}).OpenBucket(ctx, workBucket)
+	if errors.Is(err, objstore.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return b.Sub(ScratchPrefix(job)).DeletePrefix(ctx, "")
 }
 
 func (h *masterHandle) Storage() (framework.Storage, bool) { return h.m.stor.handle() }

@@ -104,6 +104,12 @@ type CancelRequest struct {
 	ID string `json:"id"`
 }
 
+// DeleteRequest asks to delete one ended job with all its records, events
+// and scratch objects (an administrator's call).
+type DeleteRequest struct {
+	ID string `json:"id"`
+}
+
 // ListRequest asks for one page of jobs, in the order their records last
 // changed. After is the Next of the previous page (an opaque cursor; empty
 // for the first page). A page holds at most Limit jobs (1..1000, default

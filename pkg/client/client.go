@@ -119,6 +119,12 @@ func (c *Client) List(ctx context.Context, req api.ListRequest) ([]api.Job, stri
 	return rep.Jobs, rep.Next, nil
 }
 
+// Delete removes an ended job with all its records, events and scratch
+// objects (an administrator's call); it returns the job as it was.
+func (c *Client) Delete(ctx context.Context, id string) (*api.Job, error) {
+	return c.job(ctx, c.space.APIDelete(), api.DeleteRequest{ID: id})
+}
+
 // Nodes returns every live job-master and worker node.
 func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
 	rep, err := c.Call(ctx, c.space.APINodes(), struct{}{})

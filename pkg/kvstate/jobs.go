@@ -198,14 +198,34 @@ func DecodeJob(e jetstream.KeyValueEntry) (*api.Job, error) {
 	return &j, err
 }
 
-// DeleteJob removes a job record. The bucket keeps a purge marker until
-// PurgeDeleted; a missing job is not an error.
+// DeleteJob removes every record of a job: its master, worker and
+// business records, its events, and last its job record, so a delete cut
+// short leaves the job to be deleted again. Each is a purge of the
+// stream by subject, which leaves no delete marker behind and costs one
+// request whatever the job holds. Deleting a missing job is not an error.
 func (s *Store) DeleteJob(ctx context.Context, id string) (err error) {
 	defer s.observe("delete_job", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
-	if err := s.jobs.Purge(ctx, id); err != nil {
-		return fmt.Errorf("kvstate: delete job %s: %w", id, err)
+	events, err := s.space.JobEvents(id)
+	if err != nil {
+		return err
+	}
+	purges := []struct{ stream, subject string }{
+		{"KV_" + s.state.Bucket(), s.statePrefix + masterKey(id)},
+		{"KV_" + s.state.Bucket(), s.statePrefix + "w." + id + ".>"},
+		{"KV_" + s.state.Bucket(), s.statePrefix + businessPattern(id)},
+		{s.space.EventsStream(), events},
+		{"KV_" + s.jobs.Bucket(), "$KV." + s.jobs.Bucket() + "." + id},
+	}
+	for _, p := range purges {
+		st, err := s.js.Stream(ctx, p.stream)
+		if err != nil {
+			return fmt.Errorf("kvstate: delete job %s: %w", id, err)
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
+			return fmt.Errorf("kvstate: delete job %s: purge %s: %w", id, p.subject, err)
+		}
 	}
 	return nil
 }

@@ -271,22 +271,3 @@ func (s *Store) GetWorker(ctx context.Context, job, worker string) (_ *WorkerRec
 	r, err := decode[WorkerRecord](e)
 	return &r, e.Revision(), err
 }
-
-// PurgeJobState removes a finished job's master, worker and business records.
-func (s *Store) PurgeJobState(ctx context.Context, job string) (err error) {
-	defer s.observe("purge_job_state", time.Now(), &err)
-	ctx, cancel := withDefault(ctx)
-	defer cancel()
-	for _, pattern := range []string{workersPattern(job), businessPattern(job)} {
-		lister, err := s.state.ListKeysFiltered(ctx, pattern)
-		if err != nil {
-			return fmt.Errorf("kvstate: list %s: %w", pattern, err)
-		}
-		for k := range lister.Keys() {
-			if err := s.state.Purge(ctx, k); err != nil {
-				return fmt.Errorf("kvstate: purge %s: %w", k, err)
-			}
-		}
-	}
-	return nil
-}

@@ -383,7 +383,7 @@ func (b *Bucket) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 				mu.Lock()
 				if err == nil {
 					n++
-				} else if firstErr == nil {
+				} else if !errors.Is(err, ErrNotFound) && firstErr == nil { // gone is what we want
 					firstErr = err
 				}
 				mu.Unlock()

@@ -82,6 +82,10 @@ func (s Space) APIWorkers() string {
 	return s.join("api", "v1", "jobs", "workers")
 }
 
+// APIDelete is the subject of deleting an ended job and all it left; an
+// administrator's call.
+func (s Space) APIDelete() string { return s.join("api", "v1", "jobs", "delete") }
+
 // APIEvents is the subject of the events history of a job.
 func (s Space) APIEvents() string { return s.join("api", "v1", "jobs", "events") }
 

@@ -229,6 +229,7 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 		req.Limit = defaultListLim
 	}
 	out := make([]api.Job, 0, min(req.Limit, 64))
+	seen := map[string]int{}
 	size := 0
 	last, end, err := s.store.ScanJobs(ctx, after, listReads(req.Limit), func(j *api.Job, _ uint64) bool {
 		if len(out) == req.Limit {
@@ -240,6 +241,15 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 		if !req.Detail {
 			j.Detail = nil
 		}
+		if i, ok := seen[j.ID]; ok {
+			// It changed while this page was read: show its newer record
+			// once, in place; one that grew starts the next page.
+			if len(wire.Marshal(j)) > len(wire.Marshal(&out[i])) {
+				return false
+			}
+			out[i] = *j
+			return true
+		}
 		n := len(wire.Marshal(j)) + 1
 		if size+n > budget {
 			if len(out) > 0 {
@@ -250,6 +260,7 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 			j.Config, j.Detail, j.Truncated = nil, nil, true
 			n = len(wire.Marshal(j)) + 1
 		}
+		seen[j.ID] = len(out)
 		out = append(out, *j)
 		size += n
 		return true

@@ -158,7 +158,8 @@ func (a *httpAuth) identify(r *http.Request) (c caller, bad bool) {
 }
 
 // required is the role a request needs: the operator endpoints are open
-// (probes and Prometheus), reads need read, anything else submit.
+// (probes and Prometheus), reads need read, deletes admin, anything else
+// submit.
 func required(r *http.Request) Role {
 	p := r.URL.Path
 	switch {
@@ -168,6 +169,8 @@ func required(r *http.Request) Role {
 		return uiRequired(r)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		return RoleRead
+	case r.Method == http.MethodDelete:
+		return RoleAdmin
 	}
 	return RoleSubmit
 }

@@ -130,7 +130,7 @@ func TestHTTPRolesOnEveryRoute(t *testing.T) {
 
 	type route struct {
 		method, path, body string
-		need               string // read, submit, open
+		need               string // read, submit, admin, open
 	}
 	routes := []route{
 		{"GET", "/api/v1/jobs", "", "read"},
@@ -141,6 +141,7 @@ func TestHTTPRolesOnEveryRoute(t *testing.T) {
 		{"POST", "/api/v1/jobs/h1/echo", "{}", "submit"},
 		{"POST", "/api/v1/jobs", `{"type":"counter","config":{"workers":1,"target":1}}`, "submit"},
 		{"POST", "/api/v1/jobs/missing/cancel", "", "submit"},
+		{"DELETE", "/api/v1/jobs/missing", "", "admin"},
 		{"GET", "/metrics", "", "open"},
 		{"GET", "/healthz", "", "open"},
 		{"GET", "/readyz", "", "open"},

@@ -31,8 +31,13 @@ type Config struct {
 	// CrashProbation is how long a master must run after such a failover
 	// before the job's crash count is reset; 0 means three master timeouts.
 	CrashProbation time.Duration `envconfig:"CRASH_PROBATION"`
-	// PurgeFinished removes a finished job's worker and business records.
-	PurgeFinished bool `envconfig:"PURGE_FINISHED" default:"false"`
+	// Retention is how long an ended job and everything it left (records,
+	// events, scratch objects) are kept; `drover delete` removes one at once.
+	Retention time.Duration `envconfig:"RETENTION" default:"168h"`
+	// StorageBucket is the nodes' work bucket (DROVER_STORAGE_BUCKET), where
+	// the job manager cleans the scratch space of jobs that ended without
+	// their master, and of deleted jobs.
+	StorageBucket string `envconfig:"STORAGE_BUCKET" default:"work"`
 
 	// HTTP API authentication (docs/operations.md, "HTTP authentication").
 	// HTTPTokensFile holds lines "<role> <token>"; HTTPTokens is
@@ -74,6 +79,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CrashProbation < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_CRASH_PROBATION must not be negative", config.ErrInvalid))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("%w: DROVER_RETENTION must not be negative", config.ErrInvalid))
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("%w: DROVER_MAX_RESTARTS must not be negative", config.ErrInvalid))

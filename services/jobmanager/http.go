@@ -120,6 +120,9 @@ func (s *Service) apiRoutes() []route {
 		{"GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 			serve(w, r, space().APIGet(), jobHandler(s.get), wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
 		}},
+		{"DELETE /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+			serve(w, r, space().APIDelete(), jobHandler(s.deleteJob), wire.Marshal(api.DeleteRequest{ID: r.PathValue("id")}))
+		}},
 		{"POST /api/v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 			serve(w, r, space().APICancel(), jobHandler(s.cancel), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")}))
 		}},

@@ -111,7 +111,8 @@ func TestHTTPErrorsAndForwarding(t *testing.T) {
 		{"unknown API path", "GET", "/api/v1/things", "", 404, api.CodeNotFound},
 		{"unknown version", "GET", "/api/v2/jobs", "", 404, api.CodeNotFound},
 		{"wrong method on jobs", "PUT", "/api/v1/jobs", "{}", 405, api.CodeInvalidArgument},
-		{"wrong method on a job", "DELETE", "/api/v1/jobs/run1", "", 405, api.CodeInvalidArgument},
+		{"wrong method on a job", "PUT", "/api/v1/jobs/run1", "", 405, api.CodeInvalidArgument},
+		{"delete a running job", "DELETE", "/api/v1/jobs/run1", "", 412, api.CodeFailedPrecondition},
 		{"wrong method on cancel", "GET", "/api/v1/jobs/run1/cancel", "", 405, api.CodeInvalidArgument},
 		{"wrong method on workers", "POST", "/api/v1/jobs/run1/workers", "", 405, api.CodeInvalidArgument},
 		// Forwarding to the job's master.

@@ -24,6 +24,8 @@ const (
 	// defaultRequestMaxDeliver is DROVER_REQUEST_MAX_DELIVER's default,
 	// for a Config built in code.
 	defaultRequestMaxDeliver = 5
+	// defaultRetention is DROVER_RETENTION's default, for a Config built in code.
+	defaultRetention = 7 * 24 * time.Hour
 )
 
 // retryable reports whether a submission that failed with code may succeed

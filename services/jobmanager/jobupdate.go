@@ -39,7 +39,11 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 	}
 	switch {
 	case before.State != j.State:
-		s.publishEvent(j, api.EventState, transitionReason(&before, j))
+		reason := transitionReason(&before, j)
+		s.publishEvent(j, api.EventState, reason)
+		if j.State.Terminal() {
+			s.cleanEndedScratch(j, reason)
+		}
 	case before.Epoch != j.Epoch && j.Epoch > 0:
 		s.publishEvent(j, api.EventMasterMoved, why)
 	}

@@ -175,6 +175,7 @@ func (l *leader) run(ctx context.Context) {
 		return
 	}
 	defer func() { _ = ctl.Unsubscribe() }()
+	go l.s.sweep(ctx)
 	defer l.s.followDisconnects(func(node, reason string) { l.post(func() { l.onNodeGone(node, reason) }) })()
 
 	tick := time.NewTicker(reconcileInterval)
@@ -663,11 +664,6 @@ func (l *leader) finalize(lj *ljob, m *kvstate.MasterRecord) {
 		}
 		l.jlog(m.Job, m.Epoch, m.Node).Info("master exited", zap.String("master_state", string(m.State)),
 			zap.String("job_state", string(updated.State)), zap.Int("restarts", updated.Restarts))
-		if updated.State.Terminal() && l.s.cfg.PurgeFinished {
-			if err := l.s.store.PurgeJobState(ctx, m.Job); err != nil {
-				l.jlog(m.Job, m.Epoch, m.Node).Warn("purge job state", zap.Error(err))
-			}
-		}
 		return func() { lj.set(updated, nrev) }
 	})
 }

@@ -11,6 +11,7 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	respondFailures *prometheus.CounterVec
+	deleted         *prometheus.CounterVec
 	jobs            *prometheus.GaugeVec
 	assignments     *prometheus.CounterVec
 	failovers       *prometheus.CounterVec
@@ -33,9 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "rejections_total", Help: "Submissions refused, by path (request, durable) and error code; nothing was stored."}, []string{"path", "code"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "api_requests_total", Help: "API requests (NATS and HTTP) by operation (jobs.submit, jobs.get, jobs.list, jobs.cancel, jobs.workers, nodes.list) and result code (ok or the error code)."}, []string{"op", "code"}),
+			Name: "api_requests_total", Help: "API requests (NATS and HTTP) by operation (jobs.submit, jobs.get, jobs.list, jobs.cancel, jobs.delete, jobs.workers, jobs.events, nodes.list) and result code (ok or the error code)."}, []string{"op", "code"}),
 		respondFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "api_respond_failures_total", Help: "API replies not sent as built, by operation and reason: too_large (answered too_large instead), send (not sent)."}, []string{"op", "reason"}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "jobs_deleted_total", Help: "Ended jobs removed with everything they left, by reason: delete (the admin API), retention (DROVER_RETENTION)."}, []string{"reason"}),
 		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "jobs", Help: "Jobs by state, as the leader sees them."}, []string{"state"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -61,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		uiRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "ui_streams_refused_total", Help: "Live streams refused because DROVER_UI_MAX_STREAMS were open."}),
 	}
-	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.jobs, m.assignments, m.failovers,
+	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.deleted, m.jobs, m.assignments, m.failovers,
 		m.restarts, m.forcedCancels, m.crashLoops, m.leaderChanges, m.leader, m.scheduleSecs)
 	reg.MustRegister(m.uiStreams, m.uiRefused)
 	return m

@@ -85,17 +85,17 @@ func TestAPIIsAMicroService(t *testing.T) {
 	subjects := map[string]micro.EndpointInfo{}
 	for _, e := range info.Endpoints {
 		subjects[e.Subject] = e
-		if e.QueueGroup != "drover-jobmanager" || e.Metadata["request"] == "" || !strings.HasPrefix(e.Metadata["http"], "GET ") && !strings.HasPrefix(e.Metadata["http"], "POST ") {
+		if e.QueueGroup != "drover-jobmanager" || e.Metadata["request"] == "" || !strings.HasPrefix(e.Metadata["http"], "GET ") && !strings.HasPrefix(e.Metadata["http"], "POST ") && !strings.HasPrefix(e.Metadata["http"], "DELETE ") {
 			t.Errorf("endpoint %+v", e)
 		}
 	}
 	sp := sys.Client.Space()
-	for _, s := range []string{sp.APISubmit(), sp.APIGet(), sp.APIList(), sp.APICancel(), sp.APIWorkers(), sp.APIEvents(), sp.APINodes()} {
+	for _, s := range []string{sp.APISubmit(), sp.APIGet(), sp.APIList(), sp.APICancel(), sp.APIDelete(), sp.APIWorkers(), sp.APIEvents(), sp.APINodes()} {
 		if _, ok := subjects[s]; !ok {
 			t.Errorf("no endpoint on %s in %+v", s, info.Endpoints)
 		}
 	}
-	if len(info.Endpoints) != 7 {
+	if len(info.Endpoints) != 8 {
 		t.Errorf("%d endpoints", len(info.Endpoints))
 	}
 
