@@ -129,8 +129,8 @@ func findCommand(name string) *command {
 // already parsed, so they work on either side of the subcommand's name.
 func (c *cli) registerGlobals(fs *flag.FlagSet) {
 	fs.StringVar(&c.g.natsURL, "server", c.g.natsURL, "NATS server `URLs`, comma separated (env DROVER_NATS_URL, NATS_URL; default "+defaultNATSURL+")")
-	fs.StringVar(&c.g.natsURL, "s", c.g.natsURL, "short for --server")
-	fs.StringVar(&c.g.natsURL, "nats-url", c.g.natsURL, "the same as --server")
+	fs.StringVar(&c.g.natsURL, "s", c.g.natsURL, "NATS server `URLs`: short for --server")
+	fs.StringVar(&c.g.natsURL, "nats-url", c.g.natsURL, "NATS server `URLs`: the same as --server")
 	fs.StringVar(&c.g.natsCtx, "context", c.g.natsCtx, "nats CLI context `name` to connect with (env NATS_CONTEXT; default: the selected one)")
 	fs.StringVar(&c.g.creds, "creds", c.g.creds, "NATS credentials `file` (env DROVER_NATS_CREDS, NATS_CREDS)")
 	fs.StringVar(&c.g.user, "user", c.g.user, "NATS `user` (env DROVER_NATS_USER, NATS_USER)")

@@ -15,7 +15,7 @@ func waitCommand() *command {
 
 func watchCommand() *command {
 	return waitingCommand("watch",
-		"Follow jobs live: a progress bar per job and their events as they arrive, then the results.", true)
+		"Follow jobs: a progress bar per job, their events so far and then as they happen, then the results.", true)
 }
 
 // waitingCommand builds wait and watch, which differ only in whether the
