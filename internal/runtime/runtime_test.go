@@ -179,6 +179,10 @@ func TestMessagesAndStatusReachTheirCallbacks(t *testing.T) {
 func TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock(t *testing.T) {
 	rec := newRecorder()
 	sys := testsys.Start(t, probeRegistry(rec))
+	// Phase one needs the failover to end before a worker fences itself:
+	// on a machine loaded by the whole test suite (-race) 2.5 s was not
+	// always enough, and a fenced worker comes back as a new incarnation.
+	sys.Timing.WorkerSelfFence, sys.Timing.WorkerTimeout = 5*time.Second, 6*time.Second
 	sys.AddJobManager("jm")
 	sys.AddJobMaster("m1")
 	sys.AddWorker("w1")
