@@ -90,10 +90,12 @@ func run(ctx context.Context, name string, c *config.Common, log *zap.Logger,
 	}
 	err = svc.Run(ctx)
 	_ = nc.Drain()
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		return err
 	}
-	log.Info("stopped")
+	// Asked to stop: whatever it was doing, even still starting (opening
+	// its state store while NATS is not up), stopping is a clean exit.
+	log.Info("stopped", zap.NamedError("while", err))
 	return nil
 }
 

@@ -41,8 +41,11 @@ func (s State) Valid() bool {
 	return false
 }
 
+// MaxBackoffMs bounds the backoffs of a restart policy: 24 h, in ms.
+const MaxBackoffMs = 24 * 60 * 60 * 1000
+
 // RestartPolicy bounds how a failed master is restarted. Zero fields take the
-// deployment's defaults.
+// deployment's defaults; max_restarts is 0..1000, the backoffs 0..24 h.
 type RestartPolicy struct {
 	MaxRestarts    *int  `json:"max_restarts,omitempty"`
 	InitialBackoff int64 `json:"initial_backoff_ms,omitempty"`

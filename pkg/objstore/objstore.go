@@ -407,6 +407,9 @@ func (b *Bucket) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 // deleteParallel bounds the deletes DeletePrefix runs at once.
 const deleteParallel = 8
 
+// getBytesGuess caps the memory GetBytes sets aside before reading.
+const getBytesGuess = 1 << 20
+
 // GetBytes reads a whole object into memory.
 func (b *Bucket) GetBytes(ctx context.Context, name string) ([]byte, error) {
 	r, info, err := b.Open(ctx, name)
@@ -414,8 +417,11 @@ func (b *Bucket) GetBytes(ctx context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
+	// The size in the object's metadata is a hint, not a promise: anyone
+	// who can write the bucket's meta subject can claim any size, so the
+	// buffer grows with what is read, from at most a modest first guess.
 	var buf bytes.Buffer
-	buf.Grow(int(info.Size))
+	buf.Grow(int(min(max(info.Size, 0), getBytesGuess)))
 	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, err
 	}

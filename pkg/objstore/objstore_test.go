@@ -3,12 +3,15 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -247,5 +250,40 @@ func BenchmarkPutRead(b *testing.B) {
 			b.Fatal(n, err)
 		}
 		r.Close()
+	}
+}
+
+// TestGetBytesDoesNotTrustTheSizeInMetadata: an object whose metadata
+// claims a terabyte is read for what it holds, without setting a terabyte
+// aside first (bytes.Buffer.Grow of 1 TiB would panic or exhaust memory).
+func TestGetBytesDoesNotTrustTheSizeInMetadata(t *testing.T) {
+	c, js := newClient(t)
+	b, err := c.Bucket(ctx(t), "lies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutBytes(ctx(t), "small", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := c.BucketName("lies")
+	os, err := js.ObjectStore(ctx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.GetInfo(ctx(t), "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info.Size = 1 << 40
+	meta, _ := json.Marshal(info)
+	m := nats.NewMsg("$O." + name + ".M." + base64.URLEncoding.EncodeToString([]byte("small")))
+	m.Data = meta
+	m.Header.Set("Nats-Rollup", "sub")
+	if _, err := js.PublishMsg(ctx(t), m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.GetBytes(ctx(t), "small")
+	if err == nil && string(got) != "hello" {
+		t.Fatalf("read %q", got)
 	}
 }

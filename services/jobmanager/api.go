@@ -109,8 +109,8 @@ func (s *Service) validateSpec(spec *api.Spec) error {
 		if r.MaxRestarts != nil && (*r.MaxRestarts < 0 || *r.MaxRestarts > maxRestartsCap) {
 			return api.Errorf(api.CodeInvalidArgument, "restart.max_restarts must be 0..%d", maxRestartsCap)
 		}
-		if r.InitialBackoff < 0 || r.MaxBackoff < 0 {
-			return api.Errorf(api.CodeInvalidArgument, "restart backoffs must not be negative")
+		if r.InitialBackoff < 0 || r.MaxBackoff < 0 || r.InitialBackoff > api.MaxBackoffMs || r.MaxBackoff > api.MaxBackoffMs {
+			return api.Errorf(api.CodeInvalidArgument, "restart backoffs must be 0..%d ms (24 h)", api.MaxBackoffMs)
 		}
 	}
 	known := false

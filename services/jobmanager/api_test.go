@@ -72,6 +72,8 @@ func TestBadInputIsRefusedWithACodeAndChangesNothing(t *testing.T) {
 		{"config invalid for type", `{"type":"counter","config":{"workers":0}}`, api.CodeInvalidArgument},
 		{"config unknown key", `{"type":"counter","config":{"wrkers":2}}`, api.CodeInvalidArgument},
 		{"negative restarts", `{"type":"counter","restart":{"max_restarts":-1}}`, api.CodeInvalidArgument},
+		{"backoff that overflows", `{"type":"counter","restart":{"initial_backoff_ms":10000000000000,"max_backoff_ms":10000000000000}}`, api.CodeInvalidArgument},
+		{"backoff over 24 h", `{"type":"counter","restart":{"max_backoff_ms":86400001}}`, api.CodeInvalidArgument},
 		{"oversized", big, api.CodeTooLarge},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/config"
+	"github.com/drover-run/drover/pkg/api"
 )
 
 // Config of a job manager replica (DROVER_ variables).
@@ -59,8 +60,8 @@ type Config struct {
 // Validate checks the config.
 func (c *Config) Validate() error {
 	errs := []error{c.Common.Validate()}
-	if c.RestartBackoff <= 0 || c.RestartMaxBackoff < c.RestartBackoff {
-		errs = append(errs, fmt.Errorf("%w: DROVER_RESTART_BACKOFF must be positive and at most DROVER_RESTART_MAX_BACKOFF", config.ErrInvalid))
+	if c.RestartBackoff <= 0 || c.RestartMaxBackoff < c.RestartBackoff || c.RestartMaxBackoff > api.MaxBackoffMs*time.Millisecond {
+		errs = append(errs, fmt.Errorf("%w: DROVER_RESTART_BACKOFF must be positive and at most DROVER_RESTART_MAX_BACKOFF, itself at most 24h", config.ErrInvalid))
 	}
 	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
 		errs = append(errs, fmt.Errorf("%w: DROVER_HTTP_TLS_CERT and DROVER_HTTP_TLS_KEY go together", config.ErrInvalid))
