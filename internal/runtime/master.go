@@ -164,6 +164,12 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 	return m, nil
 }
 
+// Pending limits of a master's inbox subscription.
+const (
+	inboxPendingMsgs  = 1 << 20
+	inboxPendingBytes = 256 << 20
+)
+
 // Epoch returns the incarnation's epoch.
 func (m *MasterRuntime) Epoch() uint64 { return m.epoch }
 
@@ -211,7 +217,13 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	sub.SetPendingLimits(-1, -1)
+	// Bounded, generously: every worker's heartbeat lands here, and a
+	// stall of a few seconds at 10,000 workers queues tens of thousands;
+	// beyond the bound the connection drops messages (a slow-consumer
+	// error in the log) instead of the node running out of memory.
+	if err := sub.SetPendingLimits(inboxPendingMsgs, inboxPendingBytes); err != nil {
+		return err
+	}
 	msgSubj, err := m.space.MasterMessages(m.job.ID)
 	if err != nil {
 		return err
