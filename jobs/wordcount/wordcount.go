@@ -26,7 +26,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/objstore"
@@ -129,7 +131,39 @@ func ParseConfig(raw json.RawMessage, job string) (Config, error) {
 	case c.MaxWorkerRestarts < 0:
 		return c, fmt.Errorf("wordcount config: max_worker_restarts must not be negative")
 	}
+	if err := checkOutput(c, job); err != nil {
+		return c, fmt.Errorf("wordcount config: output: %w", err)
+	}
 	return c, nil
+}
+
+// checkOutput refuses an output that would overwrite what the job reads or
+// what it does not own: one of its inputs (or a name under its input
+// prefix), the work bucket or its scratch layout (jobs/…), or another
+// job's default output (wordcount/<other job>…).
+func checkOutput(c Config, job string) error {
+	names := []string{c.Output, c.Output + ".top.json"}
+	if c.OutputBucket == "work" {
+		return errors.New(`the work bucket holds the jobs' scratch spaces; choose another output_bucket`)
+	}
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "jobs/"):
+			return fmt.Errorf("%q is under jobs/, where scratch spaces live", n)
+		case job != "" && strings.HasPrefix(n, "wordcount/") && !strings.HasPrefix(n, "wordcount/"+job+"."):
+			return fmt.Errorf("%q is under wordcount/, where only job %s may write wordcount/%s.*", n, job, job)
+		}
+		if c.OutputBucket != c.Bucket {
+			continue
+		}
+		if c.Prefix != "" && strings.HasPrefix(n, c.Prefix) {
+			return fmt.Errorf("%q is under the input prefix %q", n, c.Prefix)
+		}
+		if slices.Contains(c.Objects, n) {
+			return fmt.Errorf("%q is one of the inputs", n)
+		}
+	}
+	return nil
 }
 
 // Type returns the job type to register.
@@ -137,7 +171,7 @@ func Type() framework.JobType {
 	return framework.JobType{
 		Name: Name,
 		Validate: func(raw json.RawMessage) error {
-			_, err := ParseConfig(raw, "job")
+			_, err := ParseConfig(raw, "")
 			return err
 		},
 		NewMaster: newMaster,

@@ -126,13 +126,23 @@ func TestTopAndPartition(t *testing.T) {
 }
 
 func TestParseConfig(t *testing.T) {
+	for _, good := range []string{`{"bucket":"in","prefix":"books/","output":"counts.tsv"}`,
+		`{"bucket":"in","objects":["a"],"output_bucket":"out","output":"a"}`, `{"bucket":"in","output":"wordcount/j.tsv"}`} {
+		if _, err := ParseConfig([]byte(good), "j"); err != nil {
+			t.Errorf("config %s refused: %v", good, err)
+		}
+	}
 	c, err := ParseConfig([]byte(`{"bucket":"in"}`), "j1")
 	if err != nil || c.Output != "wordcount/j1.tsv" || c.OutputBucket != "in" || c.Reducers != 4 || c.Top != 10 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	for _, bad := range []string{``, `{}`, `{"bucket":"a.b"}`, `{"bucket":"in","reducers":0}`,
 		`{"bucket":"in","objects":["a"],"prefix":"p"}`, `{"bucket":"in","split_bytes":10}`,
-		`{"bucket":"in","top":1001}`, `{"bucket":"in","extra":1}`, `{"bucket":"in","output":"a\nb"}`} {
+		`{"bucket":"in","top":1001}`, `{"bucket":"in","extra":1}`, `{"bucket":"in","output":"a\nb"}`,
+		// Outputs over what the job reads or does not own.
+		`{"bucket":"in","objects":["a","b"],"output":"b"}`, `{"bucket":"in","objects":["a.top.json"],"output":"a"}`,
+		`{"bucket":"in","prefix":"books/","output":"books/counts.tsv"}`, `{"bucket":"in","output":"jobs/j/x"}`,
+		`{"bucket":"in","output_bucket":"work"}`, `{"bucket":"in","output":"wordcount/other.tsv"}`} {
 		if _, err := ParseConfig([]byte(bad), "j"); err == nil {
 			t.Errorf("config %s accepted", bad)
 		}
