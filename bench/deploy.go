@@ -68,7 +68,7 @@ type deployment struct {
 // deployment closes.
 func (d *deployment) holdLease(nc *nats.Conn, url string) error {
 	c := common(url, d.prefix, d.prefix+"-lease")
-	st, err := svc.OpenStore(d.ctx, &c, nc, d.log, nil)
+	st, err := svc.OpenStore(d.ctx, &c, nc, d.log, nil, false)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/drover-run/drover/internal/auth"
 	"github.com/drover-run/drover/pkg/client"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
@@ -119,11 +120,14 @@ type Options struct {
 	Timing Timing
 	// Env is added to every process (e.g. DROVER_MAX_RESTARTS).
 	Env map[string]string
-	// System configures the server with accounts: the application account
-	// DROVER (user drover) and the system account SYS (user sys), and
-	// gives job managers the system user (DROVER_NATS_SYSTEM_USER), so the
-	// leader fails masters over on $SYS disconnect events.
+	// System gives job managers their system-account identity, so the
+	// leader fails masters over on $SYS disconnect events. The server
+	// always runs the production authorization (internal/auth): every
+	// process connects with its role's identity.
 	System bool
+	// AllowViolations: the test provokes permission violations on purpose;
+	// otherwise any violation fails the test (an honest process was refused).
+	AllowViolations bool
 }
 
 // Cluster is one deployment under test: the embedded server, a client,
@@ -138,7 +142,11 @@ type Cluster struct {
 	Client *client.Client
 	Store  *kvstate.Store
 	Space  topics.Space
-	opts   Options
+	// Auth is the deployment's identities and server authorization.
+	Auth *auth.Deployment
+	opts Options
+	// violations are the server's permission-violation log lines.
+	violations *violationLog
 
 	mu    sync.Mutex
 	procs []*Proc
@@ -148,11 +156,6 @@ type Cluster struct {
 
 // started is when the cluster was created.
 func (c *Cluster) started() time.Time { return c.t0 }
-
-const (
-	appUser, appPass = "drover", "drover-pass"
-	sysUser, sysPass = "sys", "sys-pass"
-)
 
 // NewCluster starts the embedded server; add processes with Start.
 // Everything stops at test cleanup, and on failure the tail of every log is
@@ -168,15 +171,19 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{t: t, Dir: dir, Timing: opts.Timing, opts: opts, seq: map[string]int{}, t0: time.Now(),
 		Space: topics.MustNew(topics.DefaultPrefix)}
-	c.Server = runServer(t, dir, opts.System)
+	var err error
+	c.Auth, err = auth.Init(filepath.Join(dir, "auth"), auth.Options{Space: c.Space, Anonymous: true,
+		Perm: topics.PermOptions{DataBuckets: auth.DefaultDataBuckets, WorkBucket: auth.DefaultWorkBucket}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.violations = &violationLog{}
+	c.Server = runServer(t, dir, c.Auth, c.violations)
 	c.URL = c.Server.ClientURL()
 	t.Cleanup(c.cleanup)
 
-	nopts := []nats.Option{nats.Name("e2e-test"), nats.MaxReconnects(-1)}
-	if opts.System {
-		nopts = append(nopts, nats.UserInfo(appUser, appPass))
-	}
-	nc, err := nats.Connect(c.URL, nopts...)
+	// The test itself is the operator: it reads and forges state.
+	nc, err := c.Connect(topics.RoleAdmin, "e2e-test")
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -195,34 +202,22 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-func runServer(t testing.TB, dir string, system bool) *server.Server {
-	t.Helper()
-	opts := &server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "jetstream"),
-		NoLog: true, NoSigs: true,
+// Connect opens a connection with role's identity (topics.RoleClient
+// without credentials is the anonymous client).
+func (c *Cluster) Connect(role topics.Role, name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(c.Space.InboxPrefix(role))}
+	o, err := nats.NkeyOptionFromSeed(c.Auth.SeedFile(role))
+	if err != nil {
+		return nil, err
 	}
-	if system {
-		conf := filepath.Join(dir, "nats.conf")
-		// The application account has JetStream; SYS sees its events.
-		body := fmt.Sprintf(`
-listen: "127.0.0.1:-1"
-jetstream { store_dir: %q }
-accounts {
-  DROVER { jetstream: enabled, users: [ { user: %q, password: %q } ] }
-  SYS { users: [ { user: %q, password: %q } ] }
+	return nats.Connect(c.URL, append(append(opts, o), extra...)...)
 }
-system_account: SYS
-`, filepath.Join(dir, "jetstream"), appUser, appPass, sysUser, sysPass)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var err error
-		opts, err = server.ProcessConfigFile(conf)
-		if err != nil {
-			t.Fatalf("nats config: %v", err)
-		}
-		opts.NoLog, opts.NoSigs = true, true
-		opts.Port = -1
+
+func runServer(t testing.TB, dir string, d *auth.Deployment, vl *violationLog) *server.Server {
+	t.Helper()
+	opts, err := d.ServerOptions("127.0.0.1", -1, filepath.Join(dir, "jetstream"))
+	if err != nil {
+		t.Fatalf("nats config: %v", err)
 	}
 	// A frozen or cut-off client is dropped after about a second of
 	// unanswered pings, as a partition would: what was sent to it meanwhile
@@ -232,6 +227,7 @@ system_account: SYS
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}
+	s.SetLogger(vl, false, false)
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready")
@@ -257,6 +253,9 @@ func (c *Cluster) cleanup() {
 				_ = os.WriteFile(filepath.Join(dst, filepath.Base(p.LogPath)), b, 0o644)
 			}
 		}
+	}
+	if v := c.violations.lines(); len(v) > 0 && !c.opts.AllowViolations {
+		c.t.Errorf("the server refused %d action(s) of honest processes; first: %s", len(v), v[0])
 	}
 	if c.t.Failed() {
 		for _, p := range procs {
@@ -298,3 +297,36 @@ func Poll(within time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// violationLog keeps the server's permission-violation lines; the rest of
+// the server's log is dropped.
+type violationLog struct {
+	mu sync.Mutex
+	v  []string
+}
+
+func (l *violationLog) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	// A reply sent after the requester's connection was dropped and came
+	// back (a frozen process) has lost its response permission: refused,
+	// and harmless. Any other refusal is a missing permission.
+	if strings.Contains(msg, "Violation") && !strings.Contains(msg, `Publish Violation - Subject "_INBOX`) {
+		l.mu.Lock()
+		l.v = append(l.v, msg)
+		l.mu.Unlock()
+	}
+}
+func (l *violationLog) Noticef(string, ...any) {}
+func (l *violationLog) Warnf(string, ...any)   {}
+func (l *violationLog) Fatalf(string, ...any)  {}
+func (l *violationLog) Debugf(string, ...any)  {}
+func (l *violationLog) Tracef(string, ...any)  {}
+
+func (l *violationLog) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.v...)
+}
+
+// Violations returns the server's permission-violation log lines so far.
+func (c *Cluster) Violations() []string { return c.violations.lines() }

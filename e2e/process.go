@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // Proc is one running (or ended) service process.
@@ -53,11 +55,12 @@ func (c *Cluster) Start(kind Kind, id string, extra ...string) *Proc {
 	for k, v := range c.Timing.env() {
 		env[k] = v
 	}
-	if c.opts.System {
-		env["DROVER_NATS_USER"], env["DROVER_NATS_PASSWORD"] = appUser, appPass
-		if kind == JobManager {
-			env["DROVER_NATS_SYSTEM_USER"], env["DROVER_NATS_SYSTEM_PASSWORD"] = sysUser, sysPass
+	for _, kv := range c.Auth.Env(topics.Role(kind)) {
+		k, v, _ := strings.Cut(kv, "=")
+		if !c.opts.System && strings.HasPrefix(k, "DROVER_NATS_SYSTEM_") {
+			continue
 		}
+		env[k] = v
 	}
 	for k, v := range c.opts.Env {
 		env[k] = v

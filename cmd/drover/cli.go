@@ -111,6 +111,7 @@ func commands() []*command {
 		rmObjectCommand(),
 		devCommand(),
 		versionCommand(),
+		authCommand(),
 		completionCommand(),
 		serviceCommand(),
 	}

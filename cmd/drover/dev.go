@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"net"
@@ -17,8 +15,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/drover-run/drover/internal/auth"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // devFlags configure `drover dev`.
@@ -34,6 +34,7 @@ type devFlags struct {
 	natsLog    bool
 	temp       bool
 	monitor    int
+	buckets    string
 }
 
 func devCommand() *command {
@@ -53,6 +54,7 @@ func devCommand() *command {
 			fs.DurationVar(&f.grace, "stop-timeout", 10*time.Second, "how long children get to stop after SIGTERM before SIGKILL")
 			fs.DurationVar(&f.startup, "start-timeout", 60*time.Second, "how long to wait for the job manager to answer")
 			fs.BoolVar(&f.natsLog, "nats-log", false, "show the embedded NATS server's notices (warnings and errors always show)")
+			fs.StringVar(&f.buckets, "buckets", strings.Join(auth.DefaultDataBuckets, ","), "object-store `buckets` clients and jobs may use on the embedded NATS, comma-separated")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if err := requireArgs(args, 0, 0, ""); err != nil {
 					return err
@@ -112,6 +114,7 @@ func (f *devFlags) children(self, binDir string) []*child {
 		addr := f.httpAddr(len(out))
 		ch := &child{
 			name: name,
+			role: topics.Role(bin),
 			path: self,
 			args: []string{"service", bin},
 			env:  []string{"DROVER_NODE_ID=" + node, "DROVER_HTTP_ADDR=" + addr},
@@ -185,7 +188,8 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 	}
 	external := natsURL != ""
 	var ns *server.Server
-	var sysPass, monitorURL string
+	var monitorURL string
+	var ids *auth.Deployment
 	if external {
 		mux.line("dev", "using the NATS server at "+natsURL+"; no embedded server")
 	} else {
@@ -193,19 +197,28 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 		if err != nil {
 			return err
 		}
-		sysPass = randomSecret()
+		space, err := topics.New(c.g.prefix)
+		if err != nil {
+			return usagef("--prefix: %v", err)
+		}
+		buckets := splitList(f.buckets)
+		for _, b := range buckets {
+			if err := topics.ValidateID("bucket", b); err != nil {
+				return usagef("--buckets: %v", err)
+			}
+		}
 		if f.monitor > 0 {
 			if err := portFree(fmt.Sprintf("127.0.0.1:%d", f.monitor)); err != nil {
 				mux.alert("dev", fmt.Sprintf("NATS monitoring: %v; using a free port instead", err))
 				f.monitor = -1
 			}
 		}
-		ns, err = startNATS("127.0.0.1", f.port, f.monitor, data, sysPass, natsLog{mux: mux, notices: f.natsLog})
+		ns, ids, err = startNATS("127.0.0.1", f.port, f.monitor, data, space, buckets, natsLog{mux: mux, notices: f.natsLog})
 		if err != nil {
 			return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 		}
 		natsURL = ns.ClientURL()
-		mux.line("dev", fmt.Sprintf("embedded NATS with JetStream on %s, data in %s", natsURL, data))
+		mux.line("dev", fmt.Sprintf("embedded NATS with JetStream on %s, data in %s; identities in %s", natsURL, data, ids.Dir))
 		if addr := ns.MonitorAddr(); addr != nil {
 			monitorURL = "http://" + addr.String()
 		}
@@ -239,8 +252,9 @@ func (c *cli) dev(ctx context.Context, f *devFlags) error {
 		if err := portFree(ch.http); err != nil {
 			mux.alert("dev", fmt.Sprintf("%s: %v; it will refuse to start (choose other ports with --http-base-port)", ch.name, err))
 		}
-		if sysPass != "" && ch.name == "jobmanager" {
-			ch.env = append(ch.env, "DROVER_NATS_SYSTEM_USER="+devSysUser, "DROVER_NATS_SYSTEM_PASSWORD="+sysPass)
+		if ids != nil {
+			// Each child connects with its role's identity.
+			ch.env = append(ch.env, ids.Env(ch.role)...)
 		}
 	}
 
@@ -284,7 +298,7 @@ loop:
 				continue
 			}
 			isReady = true
-			mux.raw(c.banner(natsURL, monitorURL, external, f, children))
+			mux.raw(c.banner(natsURL, monitorURL, external, f, children, ids))
 		case e := <-exits:
 			mux.alert("dev", fmt.Sprintf("%s exited unexpectedly (%s); see its log above. The others keep running; Ctrl-C stops them.", e.c.name, describeExit(e.err)))
 			if !isReady && e.c.name == "jobmanager" {
@@ -417,7 +431,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // banner tells how to use the system that just came up.
-func (c *cli) banner(natsURL, monitorURL string, external bool, f *devFlags, children []*child) string {
+func (c *cli) banner(natsURL, monitorURL string, external bool, f *devFlags, children []*child, ids *auth.Deployment) string {
 	drover := selfPath()
 	var natsFlag, droverFlags string
 	if natsURL != defaultNATSURL {
@@ -451,6 +465,10 @@ func (c *cli) banner(natsURL, monitorURL string, external bool, f *devFlags, chi
 	fmt.Fprintf(&b, "  %s%s submit --type counter --config '{\"workers\":4,\"target\":100}' --wait\n", drover, droverFlags)
 	fmt.Fprintf(&b, "Then: %s%s list | watch ID | events ID | workers ID | nodes | version\n", drover, droverFlags)
 	fmt.Fprintf(&b, "The services as NATS sees them: nats%s micro ls\n", natsFlag)
+	if ids != nil {
+		fmt.Fprintln(&b, "Without credentials you are a client: the API and your data buckets, nothing internal.")
+		fmt.Fprintf(&b, "Operator (admin) access: nats%s --nkey %s ...\n", natsFlag, ids.SeedFile(topics.RoleAdmin))
+	}
 	fmt.Fprintln(&b, "Ctrl-C stops everything.")
 	fmt.Fprintln(&b)
 	return b.String()
@@ -472,11 +490,4 @@ func selfPath() string {
 		}
 	}
 	return exe
-}
-
-// randomSecret returns a password for this run's embedded system account.
-func randomSecret() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

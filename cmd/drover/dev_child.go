@@ -7,12 +7,15 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // child is one service process of `drover dev`.
 type child struct {
 	name string
 	path string
+	role topics.Role // its NATS identity on the embedded server
 	args []string
 	env  []string // added to the launcher's environment, overriding it
 	http string   // its HTTP listener, for the banner

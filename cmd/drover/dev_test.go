@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
 	"github.com/drover-run/drover/internal/natstest"
@@ -226,6 +228,11 @@ func TestDevEmbeddedStartAndStop(t *testing.T) {
 		"[worker-3] fake worker node=worker-3 nats=" + url + " prefix=drover format=console http=",
 		"[jobmaster-2] fake jobmaster node=jobmaster-2",
 		"[jobmanager] fake jobmanager node=jobmanager-1",
+		"identity=jobmanager.nk",
+		"[worker-3] fake worker node=worker-3",
+		"identity=worker.nk",
+		"[jobmaster-2] fake jobmaster node=jobmaster-2",
+		"identity=jobmaster.nk",
 		"[worker-1] fake worker-1 writes to stderr too",
 		"Drover is up: NATS " + url + " (embedded), 2 job-master node(s), 3 worker node(s).",
 		"nats -s " + url + ` req drover.api.v1.jobs.submit '{"type":"counter","config":{"workers":4,"target":100}}'`,
@@ -246,6 +253,9 @@ func TestDevEmbeddedStartAndStop(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stdout, `"kind"`) != 5 {
 		t.Fatalf("nodes: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
+	// Without credentials one is a client: internal subjects are refused
+	// by the server (the full table is e2e's hostile suite).
+	anonymousRefused(t, url, "drover.p2p.node.worker.worker-1", "$KV.drover_nodes.worker.worker-1")
 
 	pids := d.pids()
 	if len(pids) != 6 {
@@ -427,5 +437,31 @@ func TestLineWriter(t *testing.T) {
 	colored.line("b", "x")
 	if b.String() != "\033[32m[b]\033[0m x\n" {
 		t.Fatalf("colored %q", b.String())
+	}
+}
+
+// anonymousRefused checks that a connection without credentials may not
+// publish to any of subjects: the server answers a permission violation.
+func anonymousRefused(t *testing.T, url string, subjects ...string) {
+	t.Helper()
+	errs := make(chan error, len(subjects)+1)
+	nc, err := nats.Connect(url, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, subj := range subjects {
+		if err := nc.Publish(subj, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.Flush()
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subj) {
+				t.Errorf("publish %s: %v, want a permission violation", subj, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("publish %s by an anonymous client was not refused", subj)
+		}
 	}
 }

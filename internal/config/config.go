@@ -34,6 +34,11 @@ type Common struct {
 	SystemCreds string `envconfig:"NATS_SYSTEM_CREDS"`
 	SystemUser  string `envconfig:"NATS_SYSTEM_USER"`
 	SystemPass  string `envconfig:"NATS_SYSTEM_PASSWORD"`
+	SystemNKey  string `envconfig:"NATS_SYSTEM_NKEY_SEED_FILE"`
+	// JobMasterIdentities are the NATS identities (user names, nkey public
+	// keys, or JWT user public keys or names) of job-master nodes,
+	// comma-separated: only their disconnect events move masters.
+	JobMasterIdentities string `envconfig:"JOBMASTER_IDENTITIES"`
 
 	// TestJobTypes makes the stock binaries serve the test job types
 	// (flaky, beat, stubborn) that the failure tests use.

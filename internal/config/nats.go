@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // Connect opens the NATS connection with the configured credentials and TLS,
@@ -27,6 +29,13 @@ func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
+	}
+	// A service's replies come to an inbox of its own role, which clients
+	// may not subscribe to (pkg/topics InboxPrefix).
+	if r, err := topics.ParseRole(name); err == nil && r.Service() {
+		if p, err := topics.New(c.Prefix); err == nil {
+			opts = append(opts, nats.CustomInboxPrefix(p.InboxPrefix(r)))
+		}
 	}
 	auth, err := c.NATSOptions()
 	if err != nil {
@@ -59,11 +68,21 @@ func (c *Common) NATSOptions() ([]nats.Option, error) {
 		}
 		opts = append(opts, o)
 	}
+	return append(opts, c.tlsOptions()...), nil
+}
+
+// tlsOptions: TLS is required as soon as a CA or a client certificate is
+// configured, so a server without TLS is refused instead of used in clear.
+func (c *Common) tlsOptions() []nats.Option {
+	var opts []nats.Option
 	if c.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(c.TLSCA))
 	}
 	if c.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
 	}
-	return opts, nil
+	if len(opts) > 0 {
+		opts = append(opts, nats.Secure())
+	}
+	return opts
 }

@@ -25,7 +25,27 @@ func ParseConnName(name string) (prefix, kind, node string, ok bool) {
 
 // HasSystemAccess reports whether system-account credentials are configured
 // (DROVER_NATS_SYSTEM_CREDS or DROVER_NATS_SYSTEM_USER).
-func (c *Common) HasSystemAccess() bool { return c.SystemCreds != "" || c.SystemUser != "" }
+func (c *Common) HasSystemAccess() bool {
+	return c.SystemCreds != "" || c.SystemUser != "" || c.SystemNKey != ""
+}
+
+// JobMasterIdentity reports whether the identity of a $SYS event's client
+// (its user, nkey or JWT name tag) is a job-master node's. The connection
+// name is chosen by the client and proves nothing.
+func (c *Common) JobMasterIdentity(ids ...string) bool {
+	for _, want := range strings.Split(c.JobMasterIdentities, ",") {
+		want = strings.TrimSpace(want)
+		if want == "" {
+			continue
+		}
+		for _, id := range ids {
+			if id == want {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // ConnectSystem opens a connection in the NATS system account, with the
 // same URL and TLS settings as Connect, so the job manager can follow
@@ -50,12 +70,14 @@ func (c *Common) ConnectSystem(name string, log *zap.Logger) (*nats.Conn, error)
 	if c.SystemUser != "" {
 		opts = append(opts, nats.UserInfo(c.SystemUser, c.SystemPass))
 	}
-	if c.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(c.TLSCA))
+	if c.SystemNKey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.SystemNKey)
+		if err != nil {
+			return nil, fmt.Errorf("DROVER_NATS_SYSTEM_NKEY_SEED_FILE: %w", err)
+		}
+		opts = append(opts, o)
 	}
-	if c.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
-	}
+	opts = append(opts, c.tlsOptions()...)
 	nc, err := nats.Connect(c.NATSURL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS system account at %s: %w", c.NATSURL, err)

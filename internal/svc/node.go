@@ -56,7 +56,7 @@ func NewNode(kind string, cfg config.Node, defaultCapacity int, nc *nats.Conn, l
 // Open opens the state store and subscribes onControl to the node's
 // control subject; the returned function unsubscribes.
 func (n *Node) Open(ctx context.Context, onControl nats.MsgHandler) (func(), error) {
-	st, err := OpenStore(ctx, &n.Cfg.Common, n.NC, n.Log, KVObserver(n.Registry))
+	st, err := OpenStore(ctx, &n.Cfg.Common, n.NC, n.Log, KVObserver(n.Registry), true)
 	if err != nil {
 		return nil, err
 	}

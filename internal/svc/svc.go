@@ -20,9 +20,10 @@ import (
 )
 
 // OpenStore creates or opens every bucket and stream, retrying while NATS
-// or JetStream is not up yet (e.g. a compose cluster still forming).
+// or JetStream is not up yet (e.g. a compose cluster still forming). With
+// openOnly (the nodes) it creates nothing and waits for a job manager to.
 // observe, if not nil, is told of every store operation (see KVObserver).
-func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.Logger, observe kvstate.Observer) (*kvstate.Store, error) {
+func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.Logger, observe kvstate.Observer, openOnly bool) (*kvstate.Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,8 @@ func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.
 	opts := kvstate.Options{Replicas: cfg.Replicas, NodeTTL: cfg.NodeTTL(), LeaseTTL: cfg.LeaseTTL, Observer: observe,
 		JobsMaxBytes: l.JobsMaxBytes, StateMaxBytes: l.StateMaxBytes, EventsMaxAge: l.EventsMaxAge,
 		EventsMaxBytes: l.EventsMaxBytes, EventsMaxPerJob: l.EventsMaxPerJob,
-		RequestsMaxMsgs: l.RequestsMaxMsgs, RequestsMaxBytes: l.RequestsMaxBytes}
+		RequestsMaxMsgs: l.RequestsMaxMsgs, RequestsMaxBytes: l.RequestsMaxBytes,
+		OpenOnly: openOnly}
 	delay := 250 * time.Millisecond
 	for {
 		st, err := kvstate.Open(ctx, js, cfg.Space(), opts)
@@ -44,7 +46,7 @@ func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.
 			return nil, fmt.Errorf("open state store: %w", err)
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 5*time.Second)
+		delay = min(2*delay, time.Second)
 	}
 }
 

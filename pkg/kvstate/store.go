@@ -54,6 +54,10 @@ type Options struct {
 	// Observer, if set, is told the latency and outcome of every store
 	// operation (the services turn it into metrics).
 	Observer Observer
+	// OpenOnly opens the buckets and streams without creating or updating
+	// them: the nodes, whose identities may not (docs/security.md), wait
+	// for a job manager to have created them.
+	OpenOnly bool
 }
 
 // Observer is told how long a store operation took and how it ended. op is
@@ -118,6 +122,9 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	defer cancel()
 	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer,
 		replicas: opts.Replicas}
+	if opts.OpenOnly {
+		return s, s.open(ctx)
+	}
 	var err error
 	if s.jobs, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.JobsBucket(), Description: "Drover job records", History: 1,
@@ -161,6 +168,26 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 		return nil, fmt.Errorf("kvstate: create events stream: %w", err)
 	}
 	return s, nil
+}
+
+// open binds the buckets and checks the streams exist.
+func (s *Store) open(ctx context.Context) error {
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+	}{{&s.jobs, s.space.JobsBucket()}, {&s.state, s.space.StateBucket()}, {&s.nodes, s.space.NodesBucket()}, {&s.leader, s.space.LeaderBucket()}} {
+		kv, err := s.js.KeyValue(ctx, b.name)
+		if err != nil {
+			return fmt.Errorf("kvstate: open bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	for _, name := range []string{s.space.RequestsStream(), s.space.EventsStream()} {
+		if _, err := s.js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("kvstate: open stream %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func ensureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

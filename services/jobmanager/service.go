@@ -84,7 +84,7 @@ func (s *Service) Leading() bool { return s.leading.Load() }
 
 // Run serves until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log, svc.KVObserver(s.deps.Registry))
+	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log, svc.KVObserver(s.deps.Registry), false)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,10 @@ func (s *Service) openSystem(ctx context.Context) func() {
 	if !s.cfg.HasSystemAccess() {
 		return func() {}
 	}
+	if s.cfg.JobMasterIdentities == "" {
+		s.log.Warn("system-account access but no DROVER_JOBMASTER_IDENTITIES: disconnect events are ignored, failover on heartbeat timeouts only")
+		return func() {}
+	}
 	sys, err := s.cfg.ConnectSystem(config.ConnName(s.cfg.Prefix, "jobmanager-sys", s.id), s.log)
 	if err != nil {
 		s.log.Warn("no system-account connection; failover on heartbeat timeouts only", zap.Error(err))
@@ -66,6 +70,10 @@ type disconnectEvent struct {
 		Account string `json:"acc"`
 		Name    string `json:"name"`
 		ID      uint64 `json:"id"`
+		// The authenticated identity: user name or nkey (user), JWT
+		// user's name (name_tag). Only these are proof.
+		User    string `json:"user"`
+		NameTag string `json:"name_tag"`
 	} `json:"client"`
 	Reason string `json:"reason"`
 }
@@ -84,6 +92,12 @@ func (s *Service) followDisconnects(gone func(node, reason string)) func() {
 		}
 		prefix, kind, node, ok := config.ParseConnName(ev.Client.Name)
 		if !ok || prefix != s.cfg.Prefix || kind != api.NodeJobMaster {
+			return
+		}
+		// The name is the client's claim; the identity is the server's.
+		if !s.cfg.JobMasterIdentity(ev.Client.User, ev.Client.NameTag) {
+			s.log.Warn("ignored a disconnect event naming a job-master node: not a job-master identity",
+				zap.String("node", node), zap.String("user", ev.Client.User))
 			return
 		}
 		gone(node, ev.Reason)

@@ -1,23 +1,26 @@
 // Command fakesvc stands in for the jobmanager, jobmaster and worker
 // binaries in the tests of `drover dev`: it reports the environment it got,
-// registers itself, and (as "jobmanager") answers the API calls the launcher
-// makes before printing its banner. FAKE_EXIT_<node>=<code> makes it exit
+// connects with the identity it was given (DROVER_NATS_NKEY_SEED_FILE),
+// registers itself in the nodes bucket as a real node does, and (as
+// "jobmanager", which creates the bucket) answers the API calls the
+// launcher makes before printing its banner. FAKE_EXIT_<node>=<code> makes it exit
 // after FAKE_EXIT_AFTER (default 0s); FAKE_IGNORE_TERM=1 makes it ignore
 // SIGTERM.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/topics"
@@ -26,8 +29,9 @@ import (
 func main() {
 	role := filepath.Base(os.Args[0])
 	node := os.Getenv("DROVER_NODE_ID")
-	fmt.Printf("fake %s node=%s nats=%s prefix=%s format=%s http=%s\n", role, node,
-		os.Getenv("DROVER_NATS_URL"), os.Getenv("DROVER_PREFIX"), os.Getenv("DROVER_LOG_FORMAT"), os.Getenv("DROVER_HTTP_ADDR"))
+	fmt.Printf("fake %s node=%s nats=%s prefix=%s format=%s http=%s identity=%s\n", role, node,
+		os.Getenv("DROVER_NATS_URL"), os.Getenv("DROVER_PREFIX"), os.Getenv("DROVER_LOG_FORMAT"), os.Getenv("DROVER_HTTP_ADDR"),
+		filepath.Base(os.Getenv("DROVER_NATS_NKEY_SEED_FILE")))
 	fmt.Fprintf(os.Stderr, "fake %s writes to stderr too\n", node)
 
 	sigs := make(chan os.Signal, 1)
@@ -46,41 +50,58 @@ func main() {
 		}()
 	}
 
-	nc, err := nats.Connect(os.Getenv("DROVER_NATS_URL"), nats.MaxReconnects(-1))
+	space := topics.MustNew(os.Getenv("DROVER_PREFIX"))
+	opts := []nats.Option{nats.MaxReconnects(-1)}
+	if r, err := topics.ParseRole(role); err == nil {
+		opts = append(opts, nats.CustomInboxPrefix(space.InboxPrefix(r)))
+	}
+	if seed := os.Getenv("DROVER_NATS_NKEY_SEED_FILE"); seed != "" {
+		o, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "seed:", err)
+			os.Exit(1)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(os.Getenv("DROVER_NATS_URL"), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connect:", err)
 		os.Exit(1)
 	}
-	space := topics.MustNew(os.Getenv("DROVER_PREFIX"))
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
 	if role == "jobmanager" {
-		var mu sync.Mutex
-		nodes := map[string]api.Node{}
-		_, _ = nc.Subscribe("fake.presence", func(m *nats.Msg) {
-			var n api.Node
-			_ = json.Unmarshal(m.Data, &n)
-			mu.Lock()
-			nodes[n.ID] = n
-			mu.Unlock()
-		})
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: space.NodesBucket()})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nodes bucket:", err)
+			os.Exit(1)
+		}
 		reply := func(m *nats.Msg, rep api.Reply) {
 			b, _ := json.Marshal(rep)
 			_ = m.Respond(b)
 		}
 		_, _ = nc.Subscribe(space.APIList(), func(m *nats.Msg) { reply(m, api.Reply{}) })
 		_, _ = nc.Subscribe(space.APINodes(), func(m *nats.Msg) {
-			mu.Lock()
 			var rep api.Reply
-			for _, n := range nodes {
-				rep.Nodes = append(rep.Nodes, n)
+			keys, _ := kv.ListKeys(ctx)
+			for k := range keys.Keys() {
+				if e, err := kv.Get(ctx, k); err == nil {
+					var n api.Node
+					_ = json.Unmarshal(e.Value(), &n)
+					rep.Nodes = append(rep.Nodes, n)
+				}
 			}
-			mu.Unlock()
 			reply(m, rep)
 		})
 	} else {
 		b, _ := json.Marshal(api.Node{ID: node, Kind: role, Capacity: 1, StartedAt: time.Now()})
 		go func() {
 			for {
-				_ = nc.Publish("fake.presence", b)
+				if kv, err := js.KeyValue(ctx, space.NodesBucket()); err == nil {
+					if _, err := kv.Put(ctx, role+"."+node, b); err != nil {
+						fmt.Fprintln(os.Stderr, "presence:", err)
+					}
+				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}()
