@@ -139,8 +139,10 @@ func (n *Node) announce(node func() api.Node) (stop func(), err error) {
 // its load in STATS (and from its status endpoint).
 func (n *Node) KeepPresence(ctx context.Context, types []string, load func() int) {
 	node := func() api.Node {
+		cid, _ := n.NC.GetClientID()
 		return api.Node{ID: n.ID, Kind: n.Kind, Labels: n.Labels, Capacity: n.Capacity, Load: load(),
-			Types: types, HTTPAddr: n.httpAddr, StartedAt: n.started, UpdatedAt: time.Now().UTC()}
+			Types: types, HTTPAddr: n.httpAddr, StartedAt: n.started, UpdatedAt: time.Now().UTC(),
+			Server: n.NC.ConnectedServerName(), ConnID: cid}
 	}
 	if stop, err := n.announce(node); err != nil {
 		n.Log.Warn("not announced as a micro service", zap.Error(err))

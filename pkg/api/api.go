@@ -168,6 +168,11 @@ type Node struct {
 	HTTPAddr  string            `json:"http_addr,omitempty"`
 	StartedAt time.Time         `json:"started_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
+	// Server and ConnID name the node's current NATS connection (server
+	// name, client id), so a $SYS disconnect event is matched to the
+	// connection itself, not to a name any client can choose.
+	Server string `json:"server,omitempty"`
+	ConnID uint64 `json:"conn_id,omitempty"`
 }
 
 // Node kinds.

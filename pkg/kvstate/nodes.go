@@ -43,6 +43,17 @@ func (s *Store) DeleteNode(ctx context.Context, kind, id string) (err error) {
 	return s.nodes.Delete(ctx, nodeKey(kind, id))
 }
 
+// GetNode returns one node's presence; ErrNotFound once it left or expired.
+func (s *Store) GetNode(ctx context.Context, kind, id string) (_ *api.Node, err error) {
+	defer s.observe("get_node", time.Now(), &err)
+	e, err := s.get(ctx, s.nodes, nodeKey(kind, id))
+	if err != nil {
+		return nil, err
+	}
+	n, err := decode[api.Node](e)
+	return &n, err
+}
+
 // ListNodes returns the live nodes of kind ("" for all), sorted by id.
 func (s *Store) ListNodes(ctx context.Context, kind string) (_ []api.Node, err error) {
 	defer s.observe("list_nodes", time.Now(), &err)

@@ -75,6 +75,11 @@ type disconnectEvent struct {
 		User    string `json:"user"`
 		NameTag string `json:"name_tag"`
 	} `json:"client"`
+	// Server is the server the connection was on; with Client.ID it
+	// names the connection.
+	Server struct {
+		Name string `json:"name"`
+	} `json:"server"`
 	Reason string `json:"reason"`
 }
 
@@ -100,7 +105,19 @@ func (s *Service) followDisconnects(gone func(node, reason string)) func() {
 				zap.String("node", node), zap.String("user", ev.Client.User))
 			return
 		}
-		gone(node, ev.Reason)
+		// Every job-master node shares the identity: the connection must
+		// also be the one the node announced in its presence.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := s.store.GetNode(ctx, api.NodeJobMaster, node)
+			if err != nil || n.ConnID != ev.Client.ID || n.Server != ev.Server.Name {
+				s.log.Warn("ignored a disconnect event: not the node's announced connection",
+					zap.String("node", node), zap.Uint64("conn_id", ev.Client.ID), zap.String("server", ev.Server.Name), zap.Error(err))
+				return
+			}
+			gone(node, ev.Reason)
+		}()
 	})
 	if err != nil {
 		s.log.Warn("subscribe to disconnect events", zap.Error(err))
