@@ -127,6 +127,24 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("wait on a canceled job: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// As an anonymous client: the data buckets work, internal subjects
+	// and the work bucket are refused by the server.
+	in := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(in, []byte("hello trust"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli("put", "data", in); r.code != 0 {
+		t.Fatalf("put into data: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := cli("get-object", "data", "in.txt"); r.code != 0 || r.stdout != "hello trust" {
+		t.Fatalf("get-object: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := cli("put", "work", in); r.code == 0 {
+		t.Fatalf("an anonymous client wrote into the work bucket: %s", r.stdout)
+	}
+	anonymousRefused(t, env["DROVER_NATS_URL"], "drover.p2p.manager.hb", "$KV.drover_jobs."+job.ID,
+		"$JS.API.STREAM.DELETE.KV_drover_jobs", "$JS.API.CONSUMER.CREATE.drover_events")
+
 	if r := cli("submit", "--type", "no-such-type"); r.code != exitError || !strings.HasPrefix(r.stderr, "error: unknown_type: ") {
 		t.Fatalf("unknown type: exit %d %q", r.code, r.stderr)
 	}

@@ -26,15 +26,19 @@ type Common struct {
 	NATSPassword string `envconfig:"NATS_PASSWORD"`
 	NATSToken    string `envconfig:"NATS_TOKEN"`
 	NATSNKeySeed string `envconfig:"NATS_NKEY_SEED_FILE"`
-	TLSCA        string `envconfig:"NATS_TLS_CA"`
-	TLSCert      string `envconfig:"NATS_TLS_CERT"`
-	TLSKey       string `envconfig:"NATS_TLS_KEY"`
+	// NATSNKey is the seed itself, for containers that get secrets as
+	// variables (docker compose --env-file); the file is preferred.
+	NATSNKey string `envconfig:"NATS_NKEY_SEED"`
+	TLSCA    string `envconfig:"NATS_TLS_CA"`
+	TLSCert  string `envconfig:"NATS_TLS_CERT"`
+	TLSKey   string `envconfig:"NATS_TLS_KEY"`
 	// SystemCreds, when set, lets the job manager watch $SYS disconnect
 	// events to start failover within milliseconds of a crash.
 	SystemCreds string `envconfig:"NATS_SYSTEM_CREDS"`
 	SystemUser  string `envconfig:"NATS_SYSTEM_USER"`
 	SystemPass  string `envconfig:"NATS_SYSTEM_PASSWORD"`
 	SystemNKey  string `envconfig:"NATS_SYSTEM_NKEY_SEED_FILE"`
+	SystemNKeyV string `envconfig:"NATS_SYSTEM_NKEY_SEED"`
 	// JobMasterIdentities are the NATS identities (user names, nkey public
 	// keys, or JWT user public keys or names) of job-master nodes,
 	// comma-separated: only their disconnect events move masters.

@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/pkg/topics"
@@ -61,11 +63,11 @@ func (c *Common) NATSOptions() ([]nats.Option, error) {
 	if c.NATSToken != "" {
 		opts = append(opts, nats.Token(c.NATSToken))
 	}
-	if c.NATSNKeySeed != "" {
-		o, err := nats.NkeyOptionFromSeed(c.NATSNKeySeed)
-		if err != nil {
-			return nil, fmt.Errorf("DROVER_NATS_NKEY_SEED_FILE: %w", err)
-		}
+	o, err := nkeyOption("DROVER_NATS_NKEY_SEED", c.NATSNKeySeed, c.NATSNKey)
+	if err != nil {
+		return nil, err
+	}
+	if o != nil {
 		opts = append(opts, o)
 	}
 	return append(opts, c.tlsOptions()...), nil
@@ -85,4 +87,28 @@ func (c *Common) tlsOptions() []nats.Option {
 		opts = append(opts, nats.Secure())
 	}
 	return opts
+}
+
+// nkeyOption authenticates with an nkey seed from a file or, failing
+// that, from the value itself; nil when neither is set.
+func nkeyOption(env, file, value string) (nats.Option, error) {
+	if file != "" {
+		o, err := nats.NkeyOptionFromSeed(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_FILE: %w", env, err)
+		}
+		return o, nil
+	}
+	if value == "" {
+		return nil, nil
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(value)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	return nats.Nkey(pub, kp.Sign), nil
 }

@@ -26,7 +26,7 @@ func ParseConnName(name string) (prefix, kind, node string, ok bool) {
 // HasSystemAccess reports whether system-account credentials are configured
 // (DROVER_NATS_SYSTEM_CREDS or DROVER_NATS_SYSTEM_USER).
 func (c *Common) HasSystemAccess() bool {
-	return c.SystemCreds != "" || c.SystemUser != "" || c.SystemNKey != ""
+	return c.SystemCreds != "" || c.SystemUser != "" || c.SystemNKey != "" || c.SystemNKeyV != ""
 }
 
 // JobMasterIdentity reports whether the identity of a $SYS event's client
@@ -70,11 +70,11 @@ func (c *Common) ConnectSystem(name string, log *zap.Logger) (*nats.Conn, error)
 	if c.SystemUser != "" {
 		opts = append(opts, nats.UserInfo(c.SystemUser, c.SystemPass))
 	}
-	if c.SystemNKey != "" {
-		o, err := nats.NkeyOptionFromSeed(c.SystemNKey)
-		if err != nil {
-			return nil, fmt.Errorf("DROVER_NATS_SYSTEM_NKEY_SEED_FILE: %w", err)
-		}
+	o, err := nkeyOption("DROVER_NATS_SYSTEM_NKEY_SEED", c.SystemNKey, c.SystemNKeyV)
+	if err != nil {
+		return nil, err
+	}
+	if o != nil {
 		opts = append(opts, o)
 	}
 	opts = append(opts, c.tlsOptions()...)

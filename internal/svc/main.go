@@ -29,6 +29,9 @@ type Runner interface {
 // health checks; scratch images have no curl).
 func Main(name string, cfg config.Validator, common func() *config.Common, defaultHTTP string,
 	build func(nc *nats.Conn, log *zap.Logger) (Runner, error)) {
+	// Signals first: a SIGTERM during start-up is a stop, not a crash.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if err := config.Load(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%v\n", name, err)
 		os.Exit(2)
@@ -46,8 +49,6 @@ func Main(name string, cfg config.Validator, common func() *config.Common, defau
 		os.Exit(2)
 	}
 	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := run(ctx, name, c, log, build); err != nil {
 		log.Error("service stopped", zap.Error(err))
 		_ = log.Sync()
