@@ -155,7 +155,16 @@ func (p *Proc) Kill() {
 
 // Term sends SIGTERM and waits up to within for a clean exit; it returns
 // the exit code (-1 if it did not exit in time, then it is killed).
+//
+// A SIGTERM that arrives before the process has installed its handler
+// kills it like SIGKILL; an operator's stop is not that fast, so Term
+// first waits (bounded by within) for the process's first log line,
+// written once the handler is in place.
 func (p *Proc) Term(within time.Duration) int {
+	Poll(within, func() bool {
+		st, err := os.Stat(p.LogPath)
+		return !p.Alive() || (err == nil && st.Size() > 0)
+	})
 	p.Signal(syscall.SIGTERM)
 	code, ok := p.Wait(within)
 	if !ok {

@@ -127,10 +127,20 @@ func Init(dir string, o Options) (*Deployment, error) {
 			return nil, err
 		}
 	}
+	// Compose gets the seeds as values: a container's user can not read
+	// a host file of mode 0600. This file is as secret as the seeds.
 	compose := []string{
-		"# docker compose --env-file " + filepath.Join(abs, ComposeEnvFile) + " up -d",
-		"DROVER_AUTH_DIR=" + abs,
+		"# Secret. docker compose --env-file " + filepath.Join(abs, ComposeEnvFile) + " up -d",
+		"DROVER_AUTH_CONF=" + d.ServerConfig(),
 		"DROVER_JOBMASTER_IDENTITIES=" + d.Public(topics.RoleJobMaster),
+	}
+	for _, id := range []string{string(topics.RoleJobManager), systemIdentity, string(topics.RoleJobMaster), string(topics.RoleWorker)} {
+		seed, err := os.ReadFile(filepath.Join(abs, id+".nk"))
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		name := strings.ToUpper(strings.ReplaceAll(id, "-sys", "_SYSTEM"))
+		compose = append(compose, "DROVER_"+name+"_NKEY_SEED="+strings.TrimSpace(string(seed)))
 	}
 	if err := writeFile(filepath.Join(abs, ComposeEnvFile), []byte(strings.Join(compose, "\n")+"\n"), 0o600); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // Node is what the job-master and worker node services share: identity,
@@ -111,7 +112,7 @@ func (n *Node) announce(node func() api.Node) (stop func(), err error) {
 		return nil, err
 	}
 	srv, err := micro.AddService(n.NC, micro.Config{
-		Name: "drover-" + n.Kind, Version: buildinfo.Version(),
+		Name: topics.NodeService(n.Kind), Version: buildinfo.Version(),
 		Description: "Drover " + n.Kind + " node " + n.ID,
 		Metadata:    md,
 		StatsHandler: func(*micro.Endpoint) any {

@@ -69,8 +69,19 @@ type PermOptions struct {
 	// WorkBucket is the nodes' scratch bucket; clients get no access.
 	WorkBucket string
 	// ServiceName is the NATS micro service name of the API, answered on
-	// $SRV.PING|INFO|STATS.<name>; the prefix when empty.
+	// $SRV.PING|INFO|STATS.<name>; APIService when empty.
 	ServiceName string
+}
+
+// APIService is the NATS micro service name of the job manager's API.
+const APIService = "drover"
+
+// NodeService is the NATS micro service name of a node of kind.
+func NodeService(kind string) string { return "drover-" + kind }
+
+// discovery is what answering $SRV discovery as service name takes.
+func discovery(name string) []string {
+	return []string{"$SRV.*", "$SRV.*." + name, "$SRV.*." + name + ".*"}
 }
 
 // ClientInbox is the reply-subject prefix of clients and the admin: the
@@ -166,7 +177,7 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	}
 	svcName := o.ServiceName
 	if svcName == "" {
-		svcName = s.prefix
+		svcName = APIService
 	}
 	if err := ValidateID("service", svcName); err != nil {
 		return Permissions{}, err
@@ -205,7 +216,7 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	case RoleJobManager:
 		p.AllowResponses = true
 		sub(inbox, s.join("api", "v1", ">"), "$SRV.>", s.join("p2p", "manager", ">"))
-		pub(s.join("api", "v1", ">"), s.join("p2p", ">"), s.JobEventsPattern(), "$SYS.REQ.USER.INFO", "$JS.API.INFO")
+		pub(s.join("api", "v1", ">"), s.join("p2p", ">"), s.join("events", ">"), "$SYS.REQ.USER.INFO", "$JS.API.INFO")
 		for _, st := range []string{KVStream(jobs), KVStream(state), KVStream(nodes), KVStream(leader), requests, events} {
 			pub(jsCreate(st)...)
 			pub(jsRead(st)...)
@@ -216,7 +227,8 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	case RoleJobMaster:
 		p.AllowResponses = true
 		ctl, _ := s.NodeControl(KindJobMaster, "x")
-		sub(inbox, wildLast(ctl), s.join("p2p", "job", "*", "master"), s.join("p2p", "job", "*", "http"))
+		sub(inbox, wildLast(ctl), wildLast(ctl)+".status", s.join("p2p", "job", "*", "master"), s.join("p2p", "job", "*", "http"))
+		sub(discovery(NodeService(KindJobMaster))...)
 		wctl, _ := s.NodeControl(KindWorker, "x")
 		// Masters place their workers: they start and stop them on worker
 		// nodes. Job-master nodes are controlled by the job manager only.
@@ -233,7 +245,8 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	case RoleWorker:
 		p.AllowResponses = true
 		ctl, _ := s.NodeControl(KindWorker, "x")
-		sub(inbox, wildLast(ctl), s.join("p2p", "job", "*", "worker", "*"), s.join("p2p", "job", "*", "workers"))
+		sub(inbox, wildLast(ctl), wildLast(ctl)+".status", s.join("p2p", "job", "*", "worker", "*"), s.join("p2p", "job", "*", "workers"))
+		sub(discovery(NodeService(KindWorker))...)
 		pub(s.join("p2p", "job", "*", "master"))
 		for _, st := range []string{KVStream(state), KVStream(nodes)} {
 			pub(jsRead(st)...)
@@ -243,7 +256,7 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 		pub(KVKeys(state, "w"), KVKeys(state, "b"), KVKeys(nodes, KindWorker))
 		useObjects(nodeBuckets)
 	case RoleClient:
-		sub(inbox, s.JobEventsPattern())
+		sub(inbox, s.JobEventsPattern(), s.RequestRejections())
 		pub(s.join("api", "v1", ">"), s.JobRequests())
 		for _, v := range []string{"PING", "INFO", "STATS"} {
 			pub("$SRV."+v, "$SRV."+v+"."+svcName, "$SRV."+v+"."+svcName+".*")

@@ -58,7 +58,12 @@ func TestPermissionsFollowTheBuilders(t *testing.T) {
 	checks := []check{
 		{RoleClient, false, s.APISubmit(), true},
 		{RoleClient, false, s.JobRequests(), true},
-		{RoleClient, false, "$SRV.PING.dep", true},
+		{RoleClient, false, "$SRV.PING." + APIService, true},
+		{RoleClient, true, s.RequestRejections(), true},
+		{RoleWorker, true, must(s.NodeStatus(KindWorker, "n1")), true},
+		{RoleWorker, true, "$SRV.PING." + NodeService(KindWorker), true},
+		{RoleWorker, true, "$SRV.PING." + NodeService(KindJobMaster), false},
+		{RoleClient, true, must(s.NodeStatus(KindWorker, "n1")), false},
 		{RoleClient, true, must(s.JobEvents("j1")), true},
 		{RoleClient, true, "_INBOX.abc.def", true},
 		{RoleClient, false, "$O." + data + ".C.x", true},
@@ -97,7 +102,7 @@ func TestPermissionsFollowTheBuilders(t *testing.T) {
 		{RoleJobManager, false, "$JS.API.STREAM.CREATE." + KVStream(s.JobsBucket()), true},
 		{RoleJobManager, false, "$JS.API.STREAM.DELETE." + KVStream(s.JobsBucket()), false},
 		{RoleJobManager, true, s.APISubmit(), true},
-		{RoleJobManager, true, "$SRV.PING.dep", true},
+		{RoleJobManager, true, "$SRV.PING." + APIService, true},
 		{RoleJobManager, true, s.ManagerHeartbeat(), true},
 		{RoleAdmin, false, "$JS.API.STREAM.DELETE." + KVStream(s.JobsBucket()), true},
 	}

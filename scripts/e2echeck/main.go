@@ -2,7 +2,8 @@
 // what `drover --json` printed on stdin and either checks a job
 // (the default: exit 0 only if it ended in the expected state with exactly
 // the expected counter total) or flattens a node or worker list into
-// lines the shell script can reason about.
+// lines the shell script can reason about, or (refusals) checks that a
+// connection without credentials is refused every internal action.
 package main
 
 import (
@@ -18,6 +19,8 @@ func main() {
 	mode := flag.String("mode", "job", "job: check `drover get --json`; jobline: print its 'id state epoch node'; nodes: print 'kind id load' lines of `drover nodes --json`; workers: print 'id node epoch state' lines of `drover workers --json`")
 	state := flag.String("state", string(api.StateFinished), "job mode: expected final state")
 	total := flag.Int64("total", -1, "job mode: expected detail.total (-1: do not check)")
+	url := flag.String("url", "", "refusals mode: NATS URL")
+	admin := flag.String("admin", "", "refusals mode: the admin identity's seed file")
 	flag.Parse()
 
 	switch *mode {
@@ -52,6 +55,8 @@ func main() {
 		for _, w := range v.Workers {
 			fmt.Println(w.ID, w.Node, w.Epoch, w.State)
 		}
+	case "refusals":
+		checkRefusals(*url, *admin)
 	default:
 		fail("unknown -mode %q", *mode)
 	}

@@ -19,7 +19,7 @@ import (
 
 // ServiceName is the name of the v1 API as a NATS micro service: `nats
 // micro ls` lists every job manager replica under it.
-const ServiceName = "drover"
+const ServiceName = topics.APIService
 
 // endpoint is one request of the v1 API.
 type endpoint struct {
