@@ -190,6 +190,9 @@ func TestHostileIdentities(t *testing.T) {
 		pub("register a node", "$KV."+sp.NodesBucket()+".worker.evil"),
 		pub("write scratch objects", "$O."+work+".M.evil"),
 		epochMsg("claim a higher epoch to the master", masterInbox, wire.KindHeartbeat, maxEpoch, nil),
+		epochMsg("send the master a business message", must(sp.MasterMessages(job)), wire.KindMessage, master.Epoch, nil),
+		epochMsg("send a worker a business message", must(sp.WorkerMessages(job, before[0].ID)), wire.KindMessage, master.Epoch, nil),
+		pub("call a master's HTTP route directly", must(sp.MasterHTTP(job))),
 		epochMsg("impersonate the master to a worker", workerInbox, wire.KindMessage, maxEpoch, nil),
 		epochMsg("end the job for its workers", broadcast, wire.KindJobEnded, maxEpoch, nil),
 		epochMsg("start a worker on a node", wkCtl, wire.KindCreate, master.Epoch, nil),
@@ -247,6 +250,28 @@ func TestHostileIdentities(t *testing.T) {
 			}
 		})
 	}
+
+	// Defence in depth: what a worker identity may send, forged. A claim
+	// of a newer master epoch is checked against the master record, so
+	// the healthy master does not stop.
+	t.Run("worker-forged-epochs", func(t *testing.T) {
+		a := c.attacker(t, "worker", "drover:worker:wk-1")
+		for i := 0; i < 5; i++ {
+			for _, at := range []attack{
+				epochMsg("claim a newer epoch in a heartbeat", masterInbox, wire.KindHeartbeat, maxEpoch, nil),
+				epochMsg("claim a newer epoch in an exit", masterInbox, wire.KindExit, master.Epoch+1, []byte(`{}`)),
+				epochMsg("claim a newer epoch in a message", must(sp.MasterMessages(job)), wire.KindMessage, maxEpoch, nil),
+			} {
+				if err := a.run(at); err != nil {
+					t.Fatalf("%s: %v", at.what, err)
+				}
+			}
+			time.Sleep(c.Timing.Heartbeat)
+		}
+		if m := c.Master(job); m.Epoch != master.Epoch {
+			t.Fatalf("forged epochs moved the master: epoch %d → %d", master.Epoch, m.Epoch)
+		}
+	})
 
 	// The JetStream calls as the library makes them fail too, and a
 	// client's own data bucket still works.

@@ -84,6 +84,8 @@ type MasterRuntime struct {
 	stor  *storage
 	reg   *trackingRegisterer
 	impl  framework.JobMaster
+	// checkingClaim: a message's claim of a newer epoch is being checked.
+	checkingClaim atomic.Bool
 
 	mu      sync.Mutex
 	workers map[string]*mworker
@@ -359,6 +361,35 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 	}
 }
 
+// claimedNewer checks a message's claim that master epoch e exists
+// against the master record before stopping: a worker that follows a
+// newer master proves this one stale, but a forged header proves nothing.
+// One check runs at a time; claims arriving meanwhile are dropped (the
+// next message repeats them).
+func (m *MasterRuntime) claimedNewer(e uint64) {
+	if !m.checkingClaim.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.checkingClaim.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rec, _, err := m.deps.Store.GetMaster(ctx, m.job.ID)
+		switch {
+		case err == nil && rec.Epoch > m.epoch:
+			m.stale(fmt.Errorf("%w: a worker follows master epoch %d, the record holds %d", kvstate.ErrStaleEpoch, e, rec.Epoch))
+		case err == nil:
+			m.log.Warn("ignored a claim of a newer master epoch: the master record holds this one",
+				zap.Uint64("claimed_epoch", e), zap.Uint64("record_epoch", rec.Epoch))
+		case errors.Is(err, kvstate.ErrNotFound):
+			m.stale(fmt.Errorf("%w: the master record is gone", kvstate.ErrStaleEpoch))
+		default:
+			// Unknown: the master timeout and the write fences decide.
+			m.log.Warn("could not check a claim of a newer master epoch", zap.Uint64("claimed_epoch", e), zap.Error(err))
+		}
+	}()
+}
+
 // onInbox runs on the NATS goroutine: heartbeats are answered here so a
 // busy job callback never starves them; everything else goes to the loop.
 func (m *MasterRuntime) onInbox(msg *nats.Msg) {
@@ -371,7 +402,7 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		return // business messages come by request on MasterMessages, bounded
 	}
 	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
-		m.stale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
+		m.claimedNewer(me)
 		return
 	}
 	if kind != wire.KindHeartbeat {
@@ -409,7 +440,7 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 func (m *MasterRuntime) onMessage(msg *nats.Msg) {
 	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
 		answer(msg, api.Errorf(api.CodeFailedPrecondition, "master %d is stale", m.epoch))
-		m.stale(fmt.Errorf("%w: a worker follows master epoch %d", kvstate.ErrStaleEpoch, me))
+		m.claimedNewer(me)
 		return
 	}
 	id, we := msg.Header.Get(wire.HdrWorker), wire.Uint(msg, wire.HdrWorkerEpoch)

@@ -84,9 +84,13 @@ func Kind(m *nats.Msg) string {
 }
 
 // Assign asks a job-master node to run a job's master under a new epoch.
+//
+// It names the job only: the node reads the job (type, config) from the
+// job record and checks the master record holds this epoch, revision and
+// node, so a forged assignment can run nothing the leader did not write.
 type Assign struct {
-	Job   api.Job `json:"job"`
-	Epoch uint64  `json:"epoch"`
+	Job   string `json:"job"`
+	Epoch uint64 `json:"epoch"`
 	// Rev is the master record revision the leader wrote: the master's fence.
 	Rev uint64 `json:"rev"`
 }

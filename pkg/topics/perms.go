@@ -3,6 +3,7 @@ package topics
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Role is an identity class of a deployment. Each role's NATS permissions
@@ -215,7 +216,8 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	switch r {
 	case RoleJobManager:
 		p.AllowResponses = true
-		sub(inbox, s.join("api", "v1", ">"), "$SRV.>", s.join("p2p", "manager", ">"))
+		// events: the web console's live pages.
+		sub(inbox, s.join("api", "v1", ">"), "$SRV.>", s.join("p2p", "manager", ">"), s.join("events", ">"))
 		pub(s.join("api", "v1", ">"), s.join("p2p", ">"), s.join("events", ">"), "$SYS.REQ.USER.INFO", "$JS.API.INFO")
 		for _, st := range []string{KVStream(jobs), KVStream(state), KVStream(nodes), KVStream(leader), requests, events} {
 			pub(jsCreate(st)...)
@@ -226,14 +228,13 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 		pub(KVSubjects(jobs), KVSubjects(state), KVSubjects(leader))
 	case RoleJobMaster:
 		p.AllowResponses = true
-		ctl, _ := s.NodeControl(KindJobMaster, "x")
-		sub(inbox, wildLast(ctl), wildLast(ctl)+".status", s.join("p2p", "job", "*", "master"), s.join("p2p", "job", "*", "http"))
+		sub(inbox, wild(s.NodeControl(KindJobMaster, anyID)), wild(s.NodeStatus(KindJobMaster, anyID)),
+			wild(s.MasterInbox(anyID)), wild(s.MasterHTTP(anyID)), wild(s.MasterMessages(anyID)))
 		sub(discovery(NodeService(KindJobMaster))...)
-		wctl, _ := s.NodeControl(KindWorker, "x")
 		// Masters place their workers: they start and stop them on worker
 		// nodes. Job-master nodes are controlled by the job manager only.
-		pub(wildLast(wctl), s.ManagerHeartbeat(), s.ManagerControl(),
-			s.join("p2p", "job", "*", "worker", "*"), s.join("p2p", "job", "*", "workers"),
+		pub(wild(s.NodeControl(KindWorker, anyID)), s.ManagerHeartbeat(), s.ManagerControl(),
+			wild(s.WorkerInbox(anyID, anyID)), wild(s.WorkerMessages(anyID, anyID)), wild(s.WorkersBroadcast(anyID)),
 			s.JobEventsPattern())
 		for _, st := range []string{KVStream(jobs), KVStream(state), KVStream(nodes)} {
 			pub(jsRead(st)...)
@@ -244,10 +245,10 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 		useObjects(nodeBuckets)
 	case RoleWorker:
 		p.AllowResponses = true
-		ctl, _ := s.NodeControl(KindWorker, "x")
-		sub(inbox, wildLast(ctl), wildLast(ctl)+".status", s.join("p2p", "job", "*", "worker", "*"), s.join("p2p", "job", "*", "workers"))
+		sub(inbox, wild(s.NodeControl(KindWorker, anyID)), wild(s.NodeStatus(KindWorker, anyID)),
+			wild(s.WorkerInbox(anyID, anyID)), wild(s.WorkerMessages(anyID, anyID)), wild(s.WorkersBroadcast(anyID)))
 		sub(discovery(NodeService(KindWorker))...)
-		pub(s.join("p2p", "job", "*", "master"))
+		pub(wild(s.MasterInbox(anyID)), wild(s.MasterMessages(anyID)))
 		for _, st := range []string{KVStream(state), KVStream(nodes)} {
 			pub(jsRead(st)...)
 			pub(jsConsume(st)...)
@@ -272,14 +273,25 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	return p, nil
 }
 
-// wildLast replaces the last token of subj with '*'.
-func wildLast(subj string) string {
-	for i := len(subj) - 1; i >= 0; i-- {
-		if subj[i] == '.' {
-			return subj[:i+1] + "*"
+// anyID stands for any job, worker or node id in a builder's output;
+// wild turns it into the '*' wildcard. It is a valid id (the builders
+// check) that no constant token of a subject equals.
+const anyID = "ANYxID"
+
+// wild is the subscribe or publish pattern of a builder's subject: every
+// anyID token (after the prefix) becomes '*'. A builder error is a bug
+// of this file: the pattern then matches nothing.
+func wild(subj string, err error) string {
+	if err != nil {
+		return "_INVALID"
+	}
+	toks := strings.Split(subj, ".")
+	for i := 1; i < len(toks); i++ {
+		if toks[i] == anyID {
+			toks[i] = "*"
 		}
 	}
-	return "*"
+	return strings.Join(toks, ".")
 }
 
 // SystemDisconnects is the one subject the job manager's system-account

@@ -596,7 +596,7 @@ func (l *leader) requestAssign(ctx context.Context, node string, j *api.Job, epo
 	if err != nil {
 		return err
 	}
-	msg := wire.NewMsg(subj, wire.KindAssign, epoch, wire.Marshal(wire.Assign{Job: *j, Epoch: epoch, Rev: rev}))
+	msg := wire.NewMsg(subj, wire.KindAssign, epoch, wire.Marshal(wire.Assign{Job: j.ID, Epoch: epoch, Rev: rev}))
 	rctx, cancel := context.WithTimeout(ctx, l.s.cfg.AssignTimeout)
 	defer cancel()
 	resp, err := l.s.deps.NC.RequestMsgWithContext(rctx, msg)

@@ -129,20 +129,36 @@ func (s *Service) onControl(msg *nats.Msg) {
 }
 
 func (s *Service) assign(a wire.Assign) error {
-	if err := topics.ValidateID("job", a.Job.ID); err != nil {
+	if err := topics.ValidateID("job", a.Job); err != nil {
 		return api.Errorf(api.CodeInvalidArgument, "%v", err)
 	}
-	jt, ok := s.deps.Types.Type(a.Job.Type)
-	if !ok {
-		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", a.Job.Type, s.ID)
+	// The records, not the message, say what to run.
+	ctx, cancel := context.WithTimeout(context.Background(), s.Cfg.AssignTimeout)
+	defer cancel()
+	rec, rev, err := s.Store.GetMaster(ctx, a.Job)
+	if err != nil {
+		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no master record", a.Job)
 	}
-	return s.masters.Start(a.Job.ID, a.Epoch, func() (*runtime.MasterRuntime, error) {
+	if rec.Epoch != a.Epoch || rev != a.Rev || rec.Node != s.ID {
+		s.Log.Warn("refused an assignment the master record does not hold", zap.String("job_id", a.Job),
+			zap.Uint64("epoch", a.Epoch), zap.Uint64("record_epoch", rec.Epoch), zap.String("record_node", rec.Node))
+		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s at epoch %d: the master record holds epoch %d on %s", a.Job, a.Epoch, rec.Epoch, rec.Node)
+	}
+	job, _, err := s.Store.GetJob(ctx, a.Job)
+	if err != nil {
+		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no job record", a.Job)
+	}
+	jt, ok := s.deps.Types.Type(job.Type)
+	if !ok {
+		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", job.Type, s.ID)
+	}
+	return s.masters.Start(a.Job, a.Epoch, func() (*runtime.MasterRuntime, error) {
 		return runtime.NewMasterRuntime(runtime.MasterDeps{
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
 			Storage: s.StorageConfig(), CallbackTimeout: s.Cfg.CallbackTimeout,
-		}, jt, runtime.Assignment{Job: a.Job, Epoch: a.Epoch, Rev: a.Rev})
+		}, jt, runtime.Assignment{Job: *job, Epoch: a.Epoch, Rev: a.Rev})
 	}, func(_ *runtime.MasterRuntime, err error) {
-		s.Log.Warn("master ended", zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch), zap.Error(err))
+		s.Log.Warn("master ended", zap.String("job_id", a.Job), zap.Uint64("epoch", a.Epoch), zap.Error(err))
 	})
 }
