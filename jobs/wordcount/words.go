@@ -25,6 +25,13 @@ func IsSpace(b byte) bool {
 	return false
 }
 
+// MaxWordBytes bounds a word: a longer run of letters and digits (a
+// whitespace-free blob, a base64 line) counts as the word of its first
+// MaxWordBytes bytes, cut at a rune boundary. Every later stage reads
+// lines of a bounded length, so no input can make the job fail on a token
+// longer than a buffer.
+const MaxWordBytes = 4096
+
 // Tokenizer turns a byte stream, fed in pieces of any size, into words.
 // The zero value is ready.
 type Tokenizer struct {
@@ -62,9 +69,13 @@ func (t *Tokenizer) Write(p []byte, emit func(word []byte)) {
 		if c < utf8.RuneSelf {
 			switch {
 			case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-				word = append(word, c)
+				if len(word) < MaxWordBytes {
+					word = append(word, c)
+				}
 			case 'A' <= c && c <= 'Z':
-				word = append(word, c+('a'-'A'))
+				if len(word) < MaxWordBytes {
+					word = append(word, c+('a'-'A'))
+				}
 			default:
 				if len(word) > 0 {
 					emit(word)
@@ -95,7 +106,10 @@ func (t *Tokenizer) rune(r rune, size int, emit func([]byte)) {
 		}
 		return
 	}
-	t.word = utf8.AppendRune(t.word, unicode.ToLower(r))
+	lower := unicode.ToLower(r)
+	if len(t.word)+utf8.RuneLen(lower) <= MaxWordBytes {
+		t.word = utf8.AppendRune(t.word, lower)
+	}
 }
 
 // Flush ends the stream: a pending word is emitted.

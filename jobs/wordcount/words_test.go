@@ -200,3 +200,31 @@ func TestReadOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestLongTokensAreCutNotFatal: a whitespace-free run far longer than any
+// buffer counts as one word of MaxWordBytes (cut at a rune boundary), the
+// same whether it is fed whole, in pieces, or read as a map task.
+func TestLongTokensAreCutNotFatal(t *testing.T) {
+	long := strings.Repeat("é", 3*MaxWordBytes) // 2 bytes a rune
+	in := "short " + long + " tail " + strings.Repeat("A", 100<<10)
+	whole, err := CountReader(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, a := strings.Repeat("é", MaxWordBytes/2), strings.Repeat("a", MaxWordBytes)
+	for _, w := range []string{"short", cut, "tail", a} {
+		if whole.m[w] == nil || *whole.m[w] != 1 {
+			t.Fatalf("word of %d bytes not counted once", len(w))
+		}
+	}
+	if len(whole.m) != 4 {
+		t.Fatalf("%d distinct words, want 4", len(whole.m))
+	}
+	got := NewCounts()
+	if _, err := splitRange(strings.NewReader(in), 0, int64(len(in)), int64(len(in)), func(w []byte) { got.Add(w, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.m) != 4 || got.m[cut] == nil || got.m[a] == nil {
+		t.Fatalf("map task counted %d words", len(got.m))
+	}
+}
