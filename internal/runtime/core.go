@@ -13,6 +13,7 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultCallbackTimeout bounds one job callback when the node sets none.
@@ -46,6 +47,13 @@ type core struct {
 	jobq  chan func()
 	hung  atomic.Bool
 	ended atomic.Bool
+
+	// What the job's code writes through (attach): its business KV,
+	// fenced by the incarnation; its storage; its metrics, unregistered
+	// when the incarnation ends.
+	kv   jobKV
+	stor *storage
+	reg  *trackingRegisterer
 }
 
 type exitRequest struct {
@@ -60,6 +68,18 @@ func newCore(role string, metrics *Metrics, log func() *zap.Logger, bound time.D
 	}
 	return &core{role: role, metrics: metrics, log: log, bound: bound,
 		stopCh: make(chan struct{}), fencedCh: make(chan error, 1), jobq: make(chan func())}
+}
+
+// attach gives the incarnation the job-facing resources of job: its
+// business KV fenced by fence, storage, and a registerer adding labels.
+func (c *core) attach(st *kvstate.Store, job string, fence *kvstate.Fence, scfg StorageConfig,
+	reg prometheus.Registerer, labels prometheus.Labels) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	c.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(labels, reg))
+	c.kv = newJobKV(st.Business(job, fence, c.refused), c)
+	c.stor = newStorage(scfg, st, job, c.kv)
 }
 
 // begin starts the goroutine job code runs on; end stops it once the

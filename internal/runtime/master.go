@@ -80,9 +80,6 @@ type MasterRuntime struct {
 	log   *zap.Logger
 	space topics.Space
 	inbox string
-	kv    jobKV
-	stor  *storage
-	reg   *trackingRegisterer
 	impl  framework.JobMaster
 	// checkingClaim: a message's claim of a newer epoch is being checked.
 	checkingClaim atomic.Bool
@@ -155,14 +152,8 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 	}
 	m.core = newCore("master", deps.Metrics, func() *zap.Logger { return m.log }, deps.CallbackTimeout)
 	m.onExit = m.wake
-	reg := deps.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
-		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID}, reg))
-	m.kv = newJobKV(deps.Store.Business(a.Job.ID, m.fence, m.refused), m.core)
-	m.stor = newStorage(deps.Storage, deps.Store, a.Job.ID, m.kv)
+	m.attach(deps.Store, a.Job.ID, m.fence, deps.Storage, deps.Registerer,
+		prometheus.Labels{"job_type": a.Job.Type, "job": a.Job.ID})
 	return m, nil
 }
 

@@ -55,9 +55,6 @@ type WorkerRuntime struct {
 	logp   atomic.Pointer[epochLogger]
 	fence  *kvstate.Fence
 	rec    *kvstate.WorkerRecord
-	kv     jobKV
-	stor   *storage
-	reg    *trackingRegisterer
 	impl   framework.Worker
 	master string // master inbox subject
 
@@ -89,17 +86,11 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		hbNow: make(chan struct{}, 1),
 	}
 	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
-	reg := deps.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	w.reg = newTrackingRegisterer(prometheus.WrapRegistererWith(
-		prometheus.Labels{"job": spec.Job, "worker": spec.Worker}, reg))
 	w.masterEpoch.Store(spec.MasterEpoch)
 	w.setLogEpoch(spec.MasterEpoch)
 	w.lastAck.Store(time.Now().UnixNano())
-	w.kv = newJobKV(deps.Store.Business(spec.Job, w.fence, w.refused), w.core)
-	w.stor = newStorage(deps.Storage, deps.Store, spec.Job, w.kv)
+	w.attach(deps.Store, spec.Job, w.fence, deps.Storage, deps.Registerer,
+		prometheus.Labels{"job": spec.Job, "worker": spec.Worker})
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
 		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
 	return w, nil
