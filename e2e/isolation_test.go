@@ -25,7 +25,7 @@ func crashSpec(id, at, how string) api.Spec {
 // process dies, and the counters finish at their first epoch with exact
 // totals.
 func TestCrashPanicOrHangIsolated(t *testing.T) {
-	c := NewCluster(t, Options{Env: map[string]string{"DROVER_CALLBACK_TIMEOUT": "1s"}})
+	c := NewCluster(t, Options{Env: map[string]string{"DROVER_CALLBACK_TIMEOUT": "3s"}})
 	mgr := c.Start(JobManager, "mgr-1")
 	procs := []*Proc{mgr, c.Start(JobMaster, "jm-1"), c.Start(Worker, "wk-1")}
 	c.WaitNodes(api.NodeJobMaster, "jm-1")

@@ -52,7 +52,7 @@ func callRoute(t *testing.T, sys *testsys.System, job, path string) wire.HTTPRes
 // a hung job never fails.
 func TestCallbackPanicOrHangFailsThatJobAlone(t *testing.T) {
 	sys := testsys.Start(t, crashRegistry())
-	sys.CallbackTimeout = time.Second
+	sys.CallbackTimeout = 3 * time.Second
 	sys.AddJobManager("jm")
 	sys.AddJobMaster("m1")
 	sys.AddWorker("w1")
