@@ -10,6 +10,10 @@
 #   - cut a worker container off the network for longer than every timeout,
 #     then reconnect it.
 # Every job must end `finished` with detail.total == workers*target exactly.
+# The deployment runs with the authorization `drover auth init` generates
+# (the documented step): the script checks that a connection without
+# credentials can submit but is refused every internal action, and that
+# compose refuses to start without the generated variables.
 # The project is always torn down with `down -v` (E2E_KEEP=1 keeps it;
 # E2E_SKIP_BUILD=1 reuses the images already built).
 #
@@ -44,7 +48,9 @@ elif command -v docker-compose >/dev/null 2>&1; then
 else
 	die "neither 'docker compose' nor 'docker-compose' is installed"
 fi
-dc() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml "$@"; }
+# The deployment's identities, generated as the docs say (never in the repo).
+AUTH_DIR=${E2E_AUTH_DIR:-$(mktemp -d)/auth}
+dc() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml --env-file "$AUTH_DIR/compose.env" "$@"; }
 drover() { bin/drover -s "$NATS_URL" --timeout 10s "$@"; }
 
 cleanup() {
@@ -64,6 +70,8 @@ cleanup() {
 	else
 		log "tearing down (down -v)"
 		dc down -v --remove-orphans -t 5 >/dev/null 2>&1
+		# The generated secrets go with the project.
+		[[ -z ${E2E_AUTH_DIR:-} ]] && rm -rf "$(dirname "$AUTH_DIR")"
 	fi
 	exit "$rc"
 }
@@ -188,6 +196,13 @@ else
 fi
 go build -o bin/e2echeck ./scripts/e2echeck
 
+log "compose without the generated identities must refuse to start"
+if "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml config -q >/dev/null 2>&1; then
+	die "docker compose accepted a configuration without DROVER_* identities"
+fi
+log "bin/drover auth init $AUTH_DIR"
+bin/drover auth init "$AUTH_DIR" >/dev/null
+
 log "compose: ${COMPOSE[*]}, project $PROJECT, NATS on $NATS_URL"
 dc down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
 dc up -d --scale worker=2
@@ -209,6 +224,9 @@ until servers=$(drover version 2>/dev/null | grep -c '^server: ' || true); [[ $s
 	sleep 1
 done
 log "micro: both job managers answer \$SRV.PING.drover"
+
+log "--- trust boundary: anonymous is a client; the admin identity is the operator"
+bin/e2echeck -mode refusals -url "$NATS_URL" -admin "$AUTH_DIR/admin.nk" || die "an internal action was not refused"
 
 log "--- phase 1: smoke (request/reply and the durable requests stream)"
 submit e2e-smoke 4 100 20
