@@ -247,9 +247,12 @@ show_nodes
 mapfile -t new_nodes < <(for c in $(containers worker); do
 	[[ " ${old_workers[*]} " == *" $c "* ]] || node_of "$c"
 done)
+# (the new nodes are known before the loads are read: node_of is slow)
+# One snapshot of the loads, taken while e2e-scale-c runs.
+loads=$(nodes_lines)
 used=0
 for n in "${new_nodes[@]}"; do
-	load=$(nodes_lines | awk -v n="$n" '$2 == n { print $3 }')
+	load=$(awk -v n="$n" '$2 == n { print $3 }' <<<"$loads")
 	((${load:-0} > 0)) && used=$((used + 1))
 done
 ((used > 0)) || die "no worker was placed on the 3 new worker nodes (${new_nodes[*]})"
