@@ -107,7 +107,7 @@ func (a *attacker) run(at attack) error {
 // total, at the epoch it started with, its workers never re-created.
 func TestHostileIdentities(t *testing.T) {
 	c := NewCluster(t, Options{System: true, AllowViolations: true})
-	c.Start(JobManager, "mgr-1")
+	mgr := c.Start(JobManager, "mgr-1")
 	c.Start(JobMaster, "jm-1")
 	c.Start(JobMaster, "jm-2")
 	c.Start(Worker, "wk-1")
@@ -271,6 +271,28 @@ func TestHostileIdentities(t *testing.T) {
 		if m := c.Master(job); m.Epoch != master.Epoch {
 			t.Fatalf("forged epochs moved the master: epoch %d → %d", master.Epoch, m.Epoch)
 		}
+	})
+
+	// A job-master identity may send node heartbeats. One that names a
+	// master the records do not place on that node at that epoch keeps
+	// nothing alive: the leader counts it and ignores it.
+	t.Run("jobmaster-forged-heartbeats", func(t *testing.T) {
+		a := c.attacker(t, "jobmaster", "drover:jobmaster:jm-evil")
+		for _, hb := range []wire.NodeHeartbeat{
+			{Node: "jm-evil", Masters: []wire.MasterRef{{Job: job, Epoch: master.Epoch}}},
+			{Node: running.Node, Masters: []wire.MasterRef{{Job: job, Epoch: master.Epoch + 5}}},
+		} {
+			if err := a.nc.PublishMsg(wire.NewMsg(sp.ManagerHeartbeat(), wire.KindNodeHeartbeat, 0, wire.Marshal(hb))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(20*time.Second, "the leader to ignore both forged heartbeats", func() bool {
+			m, err := mgr.Metrics()
+			return err == nil && Sum(m, "drover_jobmanager_ignored_heartbeats_total") >= 2
+		})
 	})
 
 	// The JetStream calls as the library makes them fail too, and a

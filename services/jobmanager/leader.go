@@ -314,10 +314,20 @@ func (l *leader) onNodeHeartbeat(h *wire.NodeHeartbeat) {
 		case ref.Epoch < lj.job.Epoch:
 			// A zombie of an older epoch: fenced already, make it stop.
 			l.stopMaster(h.Node, ref.Job, ref.Epoch)
-		default:
+		case l.holds(ref.Job, ref.Epoch, h.Node):
 			lj.lastSeen = now
+		default:
+			// A master the records do not place on this node at this
+			// epoch: a forged or confused heartbeat keeps nothing alive.
+			l.s.metrics.ignoredHeartbeats.Inc()
 		}
 	}
+}
+
+// holds reports whether the master record of job names node at epoch.
+func (l *leader) holds(job string, epoch uint64, node string) bool {
+	m := l.masters[job]
+	return m != nil && m.Epoch == epoch && m.Node == node
 }
 
 func (l *leader) onControl(msg *nats.Msg) {

@@ -7,22 +7,23 @@ import (
 )
 
 type metrics struct {
-	submissions     *prometheus.CounterVec
-	rejected        *prometheus.CounterVec
-	requests        *prometheus.CounterVec
-	respondFailures *prometheus.CounterVec
-	deleted         *prometheus.CounterVec
-	jobs            *prometheus.GaugeVec
-	assignments     *prometheus.CounterVec
-	failovers       *prometheus.CounterVec
-	restarts        prometheus.Counter
-	forcedCancels   prometheus.Counter
-	crashLoops      prometheus.Counter
-	leaderChanges   prometheus.Counter
-	leader          prometheus.Gauge
-	scheduleSecs    prometheus.Histogram
-	uiStreams       prometheus.Gauge
-	uiRefused       prometheus.Counter
+	submissions       *prometheus.CounterVec
+	rejected          *prometheus.CounterVec
+	requests          *prometheus.CounterVec
+	respondFailures   *prometheus.CounterVec
+	deleted           *prometheus.CounterVec
+	jobs              *prometheus.GaugeVec
+	assignments       *prometheus.CounterVec
+	failovers         *prometheus.CounterVec
+	restarts          prometheus.Counter
+	forcedCancels     prometheus.Counter
+	crashLoops        prometheus.Counter
+	ignoredHeartbeats prometheus.Counter
+	leaderChanges     prometheus.Counter
+	leader            prometheus.Gauge
+	scheduleSecs      prometheus.Histogram
+	uiStreams         prometheus.Gauge
+	uiRefused         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "forced_cancels_total", Help: "Cancels finished by force after cancel_timeout or with no live master."}),
 		crashLoops: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "crash_loops_total", Help: "Jobs failed with crash_loop: their masters' nodes kept dying under them."}),
+		ignoredHeartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ignored_heartbeats_total", Help: "Masters named by node heartbeats that the master records do not place on that node at that epoch (forged or confused); they keep nothing alive."}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "leader_changes_total", Help: "Times this replica became leader."}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -65,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ui_streams_refused_total", Help: "Live streams refused because DROVER_UI_MAX_STREAMS were open."}),
 	}
 	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.deleted, m.jobs, m.assignments, m.failovers,
-		m.restarts, m.forcedCancels, m.crashLoops, m.leaderChanges, m.leader, m.scheduleSecs)
+		m.restarts, m.forcedCancels, m.crashLoops, m.ignoredHeartbeats, m.leaderChanges, m.leader, m.scheduleSecs)
 	reg.MustRegister(m.uiStreams, m.uiRefused)
 	return m
 }
