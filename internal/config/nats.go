@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,7 +26,6 @@ func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 		nats.Name(ConnName(c.Prefix, name, c.NodeIDOr(name))),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
@@ -43,11 +44,43 @@ func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(c.NATSURL, append(opts, auth...)...)
+	opts = append(opts, auth...)
+	// A first attempt without retrying tells a server that is not up yet
+	// (retry until it is) from one that refuses these settings: TLS or
+	// credentials that do not match never heal, so the service stops with
+	// the reason instead of retrying forever.
+	nc, err := nats.Connect(c.NATSURL, opts[:len(opts):len(opts)]...)
+	if err == nil {
+		return nc, nil
+	}
+	if permanentConnectError(err) {
+		return nil, fmt.Errorf("connect to NATS at %s (check DROVER_NATS_TLS_* and the credentials): %w", c.NATSURL, err)
+	}
+	log.Warn("nats not reachable yet, retrying", zap.String("url", c.NATSURL), zap.Error(err))
+	nc, err = nats.Connect(c.NATSURL, append(opts, nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", c.NATSURL, err)
 	}
 	return nc, nil
+}
+
+// permanentConnectError reports errors of the connection's settings, not of
+// the server's availability: TLS refused either way, or credentials refused.
+func permanentConnectError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var header tls.RecordHeaderError
+	switch {
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted),
+		errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return true
+	case errors.As(err, &certErr), errors.As(err, &alert), errors.As(err, &header):
+		return true
+	}
+	// The server's own words for a TLS or authorization failure.
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "tls") || strings.Contains(msg, "x509") || strings.Contains(msg, "authorization violation")
 }
 
 // NATSOptions returns the credential and TLS options of the settings; the

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,17 +113,19 @@ func TestConnectTLS(t *testing.T) {
 		"CA but no client cert": {NATSURL: url, TLSCA: ca},
 		"client cert, no CA":    {NATSURL: url, TLSCert: cliCert, TLSKey: cliKey},
 	} {
-		opts, err := c.NATSOptions()
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(c.NATSURL, append(opts, nats.Timeout(2*time.Second))...)
+		// The services' path fails at once with the reason, instead of
+		// retrying a connection that can never succeed.
+		start := time.Now()
+		nc, err := c.Connect("worker", zap.NewNop())
 		if err == nil {
 			nc.Close()
 			t.Errorf("%s: connected", name)
 			continue
 		}
-		t.Logf("%s: %v", name, err)
+		if !strings.Contains(err.Error(), "DROVER_NATS_TLS_") {
+			t.Errorf("%s: the error does not point at the TLS settings: %v", name, err)
+		}
+		t.Logf("%s: %v (after %s)", name, err, time.Since(start))
 	}
 	// A client configured for TLS refuses a server without it.
 	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
@@ -150,4 +153,31 @@ func waitConnected(nc *nats.Conn) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// TestConnectWaitsForAServerNotUpYet: a service started before NATS (compose
+// starts them together) keeps retrying and connects once the server is up;
+// only settings the server refuses end the start.
+func TestConnectWaitsForAServerNotUpYet(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	c := Common{NATSURL: "nats://127.0.0.1:" + strconv.Itoa(port)}
+	nc, err := c.Connect("worker", zap.NewNop())
+	if err != nil {
+		t.Fatalf("no server yet must mean retrying, not failing: %v", err)
+	}
+	defer nc.Close()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !waitConnected(nc) {
+		t.Fatal("did not connect once the server came up")
+	}
 }
