@@ -182,10 +182,16 @@ func (s *Service) get(ctx context.Context, body []byte) (*api.Job, error) {
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
 	}
-	if err := invalidID("job", req.ID); err != nil {
+	return s.jobByID(ctx, req.ID)
+}
+
+// jobByID reads the job a request names: a coded invalid_argument for a
+// malformed id, not_found for a job that is not there.
+func (s *Service) jobByID(ctx context.Context, id string) (*api.Job, error) {
+	if err := invalidID("job", id); err != nil {
 		return nil, err
 	}
-	j, _, err := s.store.GetJob(ctx, req.ID)
+	j, _, err := s.store.GetJob(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -319,11 +325,8 @@ func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
 	}
-	if err := invalidID("job", req.ID); err != nil {
+	if _, err := s.jobByID(ctx, req.ID); err != nil {
 		return nil, err
-	}
-	if _, _, err := s.store.GetJob(ctx, req.ID); err != nil {
-		return nil, storeError(err)
 	}
 	ws, err := s.store.ListWorkers(ctx, req.ID)
 	if err != nil {

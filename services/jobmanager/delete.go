@@ -19,12 +19,9 @@ func (s *Service) deleteJob(ctx context.Context, body []byte) (*api.Job, error) 
 	if err := decodeStrict(body, &req); err != nil {
 		return nil, err
 	}
-	if err := invalidID("job", req.ID); err != nil {
-		return nil, err
-	}
-	j, _, err := s.store.GetJob(ctx, req.ID)
+	j, err := s.jobByID(ctx, req.ID)
 	if err != nil {
-		return nil, storeError(err)
+		return nil, err
 	}
 	if !j.State.Terminal() {
 		return nil, api.Errorf(api.CodeFailedPrecondition, "job %s is %s: cancel it first", j.ID, j.State)
