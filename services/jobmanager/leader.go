@@ -597,6 +597,11 @@ func (l *leader) assign(lj *ljob, reason string) {
 		return func() {
 			lj.set(updated, nrev)
 			lj.lastSeen, lj.leftNode, lj.assignedAt, lj.crashWait = time.Now(), "", time.Now(), false
+			// The new master's heartbeats are checked against its record
+			// (holds): know it now, not when the watch delivers it.
+			if l.masterRevs[j.ID] < fence.Rev() {
+				l.masters[j.ID], l.masterRevs[j.ID] = rec, fence.Rev()
+			}
 		}
 	})
 }
