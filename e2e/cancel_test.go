@@ -37,7 +37,7 @@ func TestCancelAlwaysEnds(t *testing.T) {
 		if j := c.Cancel("pending"); j.State != api.StateCanceled {
 			t.Fatalf("cancel answered %s, want canceled at once", j.State)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(c.Timing.Settle())
 		if j := c.Job("pending"); j.State != api.StateCanceled || j.Epoch != 0 {
 			t.Fatalf("canceled pending job is now %s at epoch %d", j.State, j.Epoch)
 		}

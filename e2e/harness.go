@@ -102,6 +102,15 @@ func DefaultTiming() Timing {
 	}
 }
 
+// Settle is how long a test watches for something that must NOT happen
+// (a canceled job assigned, a restart after the last one): the longest a
+// job manager or a master waits before its next step — an assignment
+// timeout after a master timeout, plus a heartbeat — so a step that was
+// going to happen has had its chance whatever the machine's speed.
+func (t Timing) Settle() time.Duration {
+	return t.MasterTimeout + t.AssignTimeout + t.Heartbeat
+}
+
 func (t Timing) env() map[string]string {
 	return map[string]string{
 		"DROVER_HEARTBEAT":         t.Heartbeat.String(),

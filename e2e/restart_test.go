@@ -71,7 +71,7 @@ func TestRestartPolicy(t *testing.T) {
 			t.Fatalf("ended %s after %d restarts with %v; want failed after 2 with attempt 3's error", final.State, final.Restarts, final.Error)
 		}
 		// No fourth attempt comes later.
-		time.Sleep(time.Second)
+		time.Sleep(c.Timing.Settle() + 400*time.Millisecond) // + the maximum restart backoff
 		if n := attempts("exhaust"); n != 3 {
 			t.Fatalf("%d attempts, want 3", n)
 		}
@@ -83,7 +83,7 @@ func TestRestartPolicy(t *testing.T) {
 		if final.State != api.StateFailed || final.Restarts != 0 || final.Error == nil {
 			t.Fatalf("ended %s after %d restarts with %v; want failed at once", final.State, final.Restarts, final.Error)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(c.Timing.Settle() + 400*time.Millisecond) // + the maximum restart backoff
 		if n := attempts("permanent"); n != 1 {
 			t.Fatalf("%d attempts, want 1", n)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/drover-run/drover/pkg/framework"
 )
@@ -110,8 +111,12 @@ func makePlan(ctx context.Context, st framework.Storage, cfg Config) (*Plan, err
 			return nil, err
 		}
 		for _, o := range objs {
-			// A previous run's output in the same bucket is not an input.
+			// A previous run's output in the same bucket is not an input,
+			// nor, when the whole bucket is read, any wordcount output.
 			if cfg.OutputBucket == cfg.Bucket && (o.Name == cfg.Output || o.Name == topName(cfg.Output)) {
+				continue
+			}
+			if cfg.Prefix == "" && strings.HasPrefix(o.Name, OutputsPrefix) {
 				continue
 			}
 			p.Inputs = append(p.Inputs, Input{Name: o.Name, Size: o.Size, Version: o.Version})

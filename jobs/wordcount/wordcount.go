@@ -99,7 +99,7 @@ func ParseConfig(raw json.RawMessage, job string) (Config, error) {
 		c.OutputBucket = c.Bucket
 	}
 	if c.Output == "" {
-		c.Output = "wordcount/" + job + ".tsv"
+		c.Output = OutputsPrefix + job + ".tsv"
 	}
 	if err := topics.ValidateID("bucket", c.Bucket); err != nil {
 		return c, fmt.Errorf("wordcount config: bucket: %w", err)
@@ -150,11 +150,16 @@ func checkOutput(c Config, job string) error {
 		switch {
 		case strings.HasPrefix(n, "jobs/"):
 			return fmt.Errorf("%q is under jobs/, where scratch spaces live", n)
-		case job != "" && strings.HasPrefix(n, "wordcount/") && !strings.HasPrefix(n, "wordcount/"+job+"."):
-			return fmt.Errorf("%q is under wordcount/, where only job %s may write wordcount/%s.*", n, job, job)
+		case job != "" && strings.HasPrefix(n, OutputsPrefix) && !strings.HasPrefix(n, OutputsPrefix+job+"."):
+			return fmt.Errorf("%q is under %s, where only job %s may write %s%s.*", n, OutputsPrefix, job, OutputsPrefix, job)
 		}
 		if c.OutputBucket != c.Bucket {
 			continue
+		}
+		if c.Prefix == "" && len(c.Objects) == 0 && !strings.HasPrefix(n, OutputsPrefix) {
+			// The whole bucket is the input: any name but wordcount/… is
+			// (or may become) an input object the output would overwrite.
+			return fmt.Errorf("%q is in the input bucket, which is read whole; write under %s or to another output_bucket", n, OutputsPrefix)
 		}
 		if c.Prefix != "" && strings.HasPrefix(n, c.Prefix) {
 			return fmt.Errorf("%q is under the input prefix %q", n, c.Prefix)
@@ -165,6 +170,10 @@ func checkOutput(c Config, job string) error {
 	}
 	return nil
 }
+
+// OutputsPrefix is where wordcount jobs write by default (wordcount/<job>.tsv);
+// a job reading a whole bucket never takes what is under it as input.
+const OutputsPrefix = "wordcount/"
 
 // Type returns the job type to register.
 func Type() framework.JobType {

@@ -127,7 +127,8 @@ func TestTopAndPartition(t *testing.T) {
 
 func TestParseConfig(t *testing.T) {
 	for _, good := range []string{`{"bucket":"in","prefix":"books/","output":"counts.tsv"}`,
-		`{"bucket":"in","objects":["a"],"output_bucket":"out","output":"a"}`, `{"bucket":"in","output":"wordcount/j.tsv"}`} {
+		`{"bucket":"in","objects":["a"],"output_bucket":"out","output":"a"}`, `{"bucket":"in","output":"wordcount/j.tsv"}`,
+		`{"bucket":"in","output_bucket":"out","output":"counts.tsv"}`, `{"bucket":"in","output":"wordcount/j.counts"}`} {
 		if _, err := ParseConfig([]byte(good), "j"); err != nil {
 			t.Errorf("config %s refused: %v", good, err)
 		}
@@ -142,7 +143,9 @@ func TestParseConfig(t *testing.T) {
 		// Outputs over what the job reads or does not own.
 		`{"bucket":"in","objects":["a","b"],"output":"b"}`, `{"bucket":"in","objects":["a.top.json"],"output":"a"}`,
 		`{"bucket":"in","prefix":"books/","output":"books/counts.tsv"}`, `{"bucket":"in","output":"jobs/j/x"}`,
-		`{"bucket":"in","output_bucket":"work"}`, `{"bucket":"in","output":"wordcount/other.tsv"}`} {
+		`{"bucket":"in","output_bucket":"work"}`, `{"bucket":"in","output":"wordcount/other.tsv"}`,
+		// The whole bucket is read: any name outside wordcount/ may be an input.
+		`{"bucket":"in","output":"counts.tsv"}`, `{"bucket":"in","output":"a.txt"}`} {
 		if _, err := ParseConfig([]byte(bad), "j"); err == nil {
 			t.Errorf("config %s accepted", bad)
 		}
