@@ -19,6 +19,7 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
 	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 	"github.com/drover-run/drover/services/jobmanager"
 	"github.com/drover-run/drover/services/jobmaster"
@@ -72,26 +73,11 @@ func (d *deployment) holdLease(nc *nats.Conn, url string) error {
 	if err != nil {
 		return err
 	}
-	rev, err := st.AcquireLease(d.ctx, "bench")
-	if err != nil {
+	// The campaign wins at once: the deployment is new. Its term renews the
+	// lease until the deployment's context ends.
+	if _, err := st.Election().Campaign(d.ctx, func() kvstate.Lease { return kvstate.Lease{Holder: "bench"} }); err != nil {
 		return fmt.Errorf("hold the leader lease: %w", err)
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		t := time.NewTicker(c.LeaseTTL / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-d.ctx.Done():
-				return
-			case <-t.C:
-				if rev, err = st.RenewLease(d.ctx, "bench", rev); err != nil && d.ctx.Err() == nil {
-					logf("renew the held lease: %v", err)
-				}
-			}
-		}
-	}()
 	return nil
 }
 

@@ -226,34 +226,6 @@ func TestBusinessKeysAreIsolatedAndValidated(t *testing.T) {
 	}
 }
 
-func TestLease(t *testing.T) {
-	st := open(t)
-	ctx := context.Background()
-	rev, err := st.AcquireLease(ctx, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.AcquireLease(ctx, "r2"); !errors.Is(err, kvstate.ErrExists) {
-		t.Fatalf("second acquire: %v", err)
-	}
-	rev2, err := st.RenewLease(ctx, "r1", rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.RenewLease(ctx, "r1", rev); !errors.Is(err, kvstate.ErrNotLeader) {
-		t.Fatalf("renew with old revision: %v", err)
-	}
-	if err := st.ReleaseLease(ctx, rev2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.AcquireLease(ctx, "r2"); err != nil {
-		t.Fatalf("acquire after release: %v", err)
-	}
-	if h, _ := st.LeaseHolder(ctx); h != "r2" {
-		t.Fatalf("holder = %q", h)
-	}
-}
-
 // TestCreateJobRefusesTooLargeRecords: the bound is on the stored
 // encoding, and characters json.Marshal would escape do not count sixfold.
 func TestCreateJobRefusesTooLargeRecords(t *testing.T) {

@@ -113,6 +113,7 @@ type Store struct {
 	// replicas of the buckets: above 1, reads go through the stream leader.
 	replicas int
 	observer Observer
+	leaseTTL time.Duration
 }
 
 // Open creates (idempotently) and opens every bucket and stream.
@@ -121,7 +122,7 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer,
-		replicas: opts.Replicas}
+		replicas: opts.Replicas, leaseTTL: opts.LeaseTTL}
 	if opts.OpenOnly {
 		return s, s.open(ctx)
 	}

@@ -14,64 +14,49 @@ import (
 func (s *Service) elect(ctx context.Context) {
 	poll := min(s.cfg.LeaseTTL/5, 500*time.Millisecond)
 	for {
-		sent := time.Now()
-		rev, err := s.store.AcquireLease(ctx, s.id)
-		wait := poll
-		switch {
-		case err == nil:
-			s.lead(ctx, rev, sent)
-		case errors.Is(err, kvstate.ErrExists):
-			// Act the moment the holder's lease lapses (a crashed or cut-off
-			// leader's), not up to a poll later: take a lapsed lease over
-			// by CAS on its revision, which fails if the holder renewed.
-			at, lrev, ok, err := s.store.LeaseExpiry(ctx, s.cfg.LeaseTTL)
-			if err != nil || !ok {
-				break
-			}
-			if time.Now().After(at) {
-				sent = time.Now()
-				if nrev, err := s.store.RenewLease(ctx, s.id, lrev); err == nil {
-					s.log.Info("took over a lapsed lease", zap.Time("lapsed_at", at))
-					s.lead(ctx, nrev, sent)
-					break
-				}
-			}
-			wait = min(max(time.Until(at)+5*time.Millisecond, 5*time.Millisecond), poll)
-		case ctx.Err() == nil:
-			s.log.Warn("lease acquisition failed", zap.Error(err))
+		term, err := s.election.Campaign(ctx, s.announce)
+		if err == nil {
+			s.lead(ctx, term)
+			continue
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("lease acquisition failed", zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(poll):
 		}
 	}
 }
 
-// leaseMargin is how long before its lease may lapse a leader stops acting.
-func (s *Service) leaseMargin() time.Duration { return s.cfg.LeaseTTL / 10 }
-
-// holdLease records that the lease, written by a request sent at sent, is
-// ours until at least sent + TTL: nobody else can acquire it before.
-func (s *Service) holdLease(sent time.Time) {
-	s.leaseUntil.Store(sent.Add(s.cfg.LeaseTTL - s.leaseMargin()).UnixNano())
+// announce is the lease record this replica writes: its id and the NATS
+// connection it holds the lease from.
+func (s *Service) announce() kvstate.Lease {
+	l := kvstate.Lease{Holder: s.id, Identity: s.identity, Server: s.deps.NC.ConnectedServerName()}
+	l.ConnID, _ = s.deps.NC.GetClientID()
+	return l
 }
 
 // mayLead reports whether this replica's lease is certainly still valid. A
 // leader checks it before every decision, so one that was frozen or cut
 // off past its lease does not act on a stale view when it comes back.
-func (s *Service) mayLead() bool { return time.Now().UnixNano() < s.leaseUntil.Load() }
+func (s *Service) mayLead() bool {
+	t := s.term.Load()
+	return t != nil && t.Held()
+}
 
-// lead runs the scheduler while the lease is renewed.
-func (s *Service) lead(ctx context.Context, rev uint64, sent time.Time) {
+// lead runs the scheduler for one term.
+func (s *Service) lead(ctx context.Context, term *kvstate.Term) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.holdLease(sent)
-	defer s.leaseUntil.Store(0)
+	s.term.Store(term)
+	defer s.term.Store(nil)
 	s.leading.Store(true)
 	s.metrics.leaderChanges.Inc()
 	s.metrics.leader.Set(1)
-	s.log.Info("leading", zap.Uint64("lease_rev", rev))
+	s.log.Info("leading", zap.Uint64("lease_rev", term.Token()), zap.String("won", term.How()))
 	defer func() {
 		s.leading.Store(false)
 		s.metrics.leader.Set(0)
@@ -85,38 +70,21 @@ func (s *Service) lead(ctx context.Context, rev uint64, sent time.Time) {
 		defer close(done)
 		newLeader(s).run(lctx)
 	}()
-	renew := time.NewTicker(s.cfg.LeaseTTL / 3)
-	defer renew.Stop()
-	lastOK := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			cancel()
-			<-done
-			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.store.ReleaseLease(rctx, rev)
-			rcancel()
-			s.log.Info("leadership released")
-			return
-		case <-renew.C:
-			sent := time.Now()
-			nrev, err := s.store.RenewLease(ctx, s.id, rev)
-			switch {
-			case err == nil:
-				rev, lastOK = nrev, time.Now()
-				s.holdLease(sent)
-				continue
-			case errors.Is(err, kvstate.ErrNotLeader):
-				s.log.Warn("lease lost")
-			case time.Since(lastOK) < s.cfg.LeaseTTL-s.cfg.LeaseTTL/3:
-				s.log.Warn("lease renewal failed, retrying", zap.Error(err))
-				continue
-			default:
-				s.log.Warn("lease renewal failed too long, stepping down", zap.Error(err))
-			}
-			cancel()
-			<-done
-			return
-		}
+	select {
+	case <-ctx.Done():
+	case <-term.Done():
 	}
+	cancel()
+	<-done
+	if ctx.Err() == nil {
+		s.log.Warn("lease lost")
+		return
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := term.Resign(rctx)
+	rcancel()
+	if err != nil && !errors.Is(err, kvstate.ErrNotLeader) {
+		s.log.Warn("lease release failed", zap.Error(err))
+	}
+	s.log.Info("leadership released")
 }

@@ -37,9 +37,13 @@ type Service struct {
 	store   *kvstate.Store
 	nodes   *placement.Placer
 	leading atomic.Bool
-	// leaseUntil (Unix ns) is when the lease this replica holds may lapse,
-	// less a margin; 0 when it holds none.
-	leaseUntil atomic.Int64
+	// election is this replica's campaign for the leader lease; term the
+	// lease it holds, nil when none.
+	election *kvstate.Election
+	term     atomic.Pointer[kvstate.Term]
+	// identity is this replica's authenticated NATS identity as the server
+	// reports it, announced in its lease ("" without system access).
+	identity string
 	// sys is the system-account connection (nil without access) and
 	// sysAccount the account whose disconnect events the leader follows.
 	sys        *nats.Conn
@@ -89,6 +93,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.store = st
+	s.election = st.Election()
 	go s.nodes.Run(ctx, st, s.log)
 	defer s.openSystem(ctx)()
 
