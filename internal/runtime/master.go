@@ -88,7 +88,10 @@ type MasterRuntime struct {
 	workers map[string]*mworker
 	// epochs remembers the last epoch of every worker id, ended or not.
 	epochs map[string]uint64
-	queue  []*nats.Msg
+	// marks holds the in-flight writes that record an ended incarnation as
+	// reported (markReported), by worker id.
+	marks map[string]chan struct{}
+	queue []*nats.Msg
 	// queuedMsgs counts the business messages in queue (at most masterQueue).
 	queuedMsgs int
 	online     []string
@@ -146,6 +149,7 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		inbox:   inbox,
 		workers: map[string]*mworker{},
 		epochs:  map[string]uint64{},
+		marks:   map[string]chan struct{}{},
 		signal:  make(chan struct{}, 1),
 		calls:   make(chan func(), 1024),
 		sem:     make(chan struct{}, maxParallelDispatch),
@@ -269,7 +273,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live(), dispatched: true}
 		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
 		m.workers[r.ID] = w
-		if !info.Live() {
+		if !info.Live() && !r.Reported {
 			ended = append(ended, info)
 		}
 	}
@@ -305,8 +309,12 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		return m.writeFailed(err)
 	}
 	for _, info := range ended {
+		if !m.known(info) {
+			continue // removed (or re-created) by OnMasterRecovered
+		}
 		// Reported like a live loss (event, metric), at this epoch: the
-		// previous master may have died before it could.
+		// previous master died before it recorded that it had. Ended
+		// incarnations it did report are not delivered again.
 		if err := m.offline(info, offlineReason(info)); err != nil {
 			return m.fail(err)
 		}
@@ -580,6 +588,9 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 			ex.State = string(kvstate.WorkerFinished)
 		}
 		w.info.State, w.info.Reason, w.info.Detail, w.info.Error = ex.State, ex.State, ex.Detail, ex.Error
+		if failedByCode(w.info.State, w.info.Reason) {
+			w.info.Failures++
+		}
 		info := w.info
 		m.mu.Unlock()
 		return m.offline(info, ex.State)
@@ -600,7 +611,11 @@ func (m *MasterRuntime) offline(info framework.WorkerInfo, reason string) error 
 	m.event(api.EventWorkerOffline, &info, reason)
 	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
 		zap.String("worker_node", info.Node), zap.String("reason", reason))
-	return m.call("OnWorkerOffline", func() error { return m.impl.OnWorkerOffline(info, reason) })
+	if err := m.call("OnWorkerOffline", func() error { return m.impl.OnWorkerOffline(info, reason) }); err != nil {
+		return err
+	}
+	m.markReported(info)
+	return nil
 }
 
 // declareLost ends a worker incarnation the master can no longer count on.
@@ -621,6 +636,10 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 		// It ended on its own and the exit message was lost: keep its word.
 		state, reason = rec.State, string(rec.State)
 		info.Detail, info.Error = rec.Detail, rec.Error
+		info.Failures = rec.PriorFailures
+		if failedByCode(string(state), reason) {
+			info.Failures++
+		}
 	} else {
 		r := recordFromInfo(m.job.ID, &info)
 		r.State, r.Reason = kvstate.WorkerLost, reason
@@ -631,6 +650,7 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 	m.stopWorker(id, epoch)
 	m.mu.Lock()
 	w.info.State, w.info.Reason, w.info.Detail, w.info.Error = string(state), reason, info.Detail, info.Error
+	w.info.Failures = info.Failures
 	info = w.info
 	m.mu.Unlock()
 	return m.offline(info, reason)
@@ -822,13 +842,22 @@ func marshalAny(v any) (json.RawMessage, error) {
 }
 
 func infoFromRecord(r *kvstate.WorkerRecord) framework.WorkerInfo {
-	return framework.WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
-		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail, Error: r.Error}
+	info := framework.WorkerInfo{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
+		Reason: r.Reason, Status: r.Status, Config: r.Config, Detail: r.Detail, Error: r.Error, Failures: r.PriorFailures}
+	if failedByCode(info.State, info.Reason) {
+		info.Failures++
+	}
+	return info
 }
 
 func recordFromInfo(job string, w *framework.WorkerInfo) *kvstate.WorkerRecord {
-	return &kvstate.WorkerRecord{Job: job, ID: w.ID, Type: w.Type, Config: w.Config, Node: w.Node,
-		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail, Error: w.Error}
+	rec := &kvstate.WorkerRecord{Job: job, ID: w.ID, Type: w.Type, Config: w.Config, Node: w.Node,
+		Epoch: w.Epoch, State: kvstate.WorkerState(w.State), Reason: w.Reason, Status: w.Status, Detail: w.Detail, Error: w.Error,
+		PriorFailures: w.Failures}
+	if failedByCode(w.State, w.Reason) {
+		rec.PriorFailures--
+	}
+	return rec
 }
 
 func offlineReason(w framework.WorkerInfo) string {

@@ -133,9 +133,14 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	}
 	epoch := m.epochs[id] + 1
 	m.epochs[id] = epoch
+	failures := 0
+	if prev := m.workers[id]; prev != nil {
+		failures = prev.info.Failures
+	}
 	inbox, _ := m.space.WorkerInbox(m.job.ID, id)
 	w := &mworker{
-		info:     framework.WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated), Config: cfg},
+		info: framework.WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated),
+			Config: cfg, Failures: failures},
 		inbox:    inbox,
 		lastSeen: time.Now(),
 	}
@@ -163,6 +168,11 @@ var afterCreate func()
 // dispatch writes the worker record and asks the chosen node to start it,
 // then reports the outcome on the loop (OnWorkerDispatched).
 func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
+	// The previous incarnation's record must be written first: waiting
+	// comes before the semaphore, which that write takes too.
+	if !m.awaitMark(info.ID) {
+		return
+	}
 	select {
 	case m.sem <- struct{}{}:
 		defer func() { <-m.sem }()
@@ -203,7 +213,7 @@ func (m *MasterRuntime) requestCreate(ctx context.Context, info framework.Worker
 	}
 	req := wire.NewMsg(subj, wire.KindCreate, m.epoch, wire.Marshal(wire.CreateWorker{
 		Job: m.job.ID, Worker: info.ID, Type: info.Type, Config: info.Config,
-		Epoch: info.Epoch, Rev: rev, MasterEpoch: m.epoch,
+		Epoch: info.Epoch, Rev: rev, MasterEpoch: m.epoch, PriorFailures: info.Failures,
 	}))
 	rctx, cancel := context.WithTimeout(ctx, m.deps.DispatchTimeout)
 	defer cancel()
@@ -257,6 +267,7 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 		return
 	}
 	if err != nil {
+		m.markReported(info)
 		return
 	}
 	// Now what waited for the dispatch outcome: online, then the worker's

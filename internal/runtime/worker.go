@@ -92,7 +92,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	w.attach(deps.Store, spec.Job, w.fence, deps.Storage, deps.Registerer,
 		prometheus.Labels{"job": spec.Job, "worker": spec.Worker})
 	w.rec = &kvstate.WorkerRecord{Job: spec.Job, ID: spec.Worker, Type: spec.Type, Config: spec.Config,
-		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated}
+		Node: deps.Node, Epoch: spec.Epoch, State: kvstate.WorkerCreated, PriorFailures: spec.PriorFailures}
 	return w, nil
 }
 

@@ -111,6 +111,9 @@ type CreateWorker struct {
 	Epoch       uint64          `json:"epoch"`
 	Rev         uint64          `json:"rev"`
 	MasterEpoch uint64          `json:"master_epoch"`
+	// PriorFailures is carried into the worker's own record writes
+	// (kvstate.WorkerRecord.PriorFailures).
+	PriorFailures int `json:"prior_failures,omitempty"`
 }
 
 // StopWorker asks a worker node to stop a worker incarnation up to Epoch.

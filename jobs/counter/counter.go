@@ -92,8 +92,6 @@ func countKey(id string) string { return "count." + id }
 type master struct {
 	framework.BaseJobMaster
 	cfg Config
-	// failures counts failed incarnations per worker id.
-	failures map[string]int
 }
 
 func newMaster(h framework.MasterHandle) (framework.JobMaster, error) {
@@ -101,23 +99,22 @@ func newMaster(h framework.MasterHandle) (framework.JobMaster, error) {
 	if err != nil {
 		return nil, framework.Permanent(err)
 	}
-	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg, failures: map[string]int{}}, nil
+	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg}, nil
 }
 
 func (m *master) Init(ctx context.Context) error { return m.reconcile(ctx) }
 
 func (m *master) Tick(ctx context.Context) error { return m.reconcile(ctx) }
 
-func (m *master) OnWorkerOffline(w framework.WorkerInfo, reason string) error {
-	if w.State == "failed" && reason != framework.OfflineDispatchFailed {
-		m.failures[w.ID]++
-	}
+func (m *master) OnWorkerOffline(framework.WorkerInfo, string) error {
 	return m.reconcile(context.Background())
 }
 
 // reconcile makes sure every index has a live or finished worker and exits
 // once all have finished. It is driven by state, not events, so it is the
-// same after a recovery as on a first start.
+// same after a recovery as on a first start: the failures it bounds are
+// the runtime's persisted count (WorkerInfo.Failures), which holds across
+// master failovers.
 func (m *master) reconcile(ctx context.Context) error {
 	if !m.H.IsMasterReady() {
 		return nil
@@ -132,8 +129,8 @@ func (m *master) reconcile(ctx context.Context) error {
 		case ok && w.State == "finished":
 			finished++
 			continue
-		case m.failures[id] > m.cfg.MaxWorkerRestarts:
-			m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", id, m.failures[id]), nil)
+		case ok && w.Failures > m.cfg.MaxWorkerRestarts:
+			m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", id, w.Failures), nil)
 			return nil
 		}
 		_, err := m.H.CreateWorker(ctx, WorkerType, workerConfig{Target: m.cfg.Target, IntervalMS: m.cfg.IntervalMS},

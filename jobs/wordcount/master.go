@@ -21,11 +21,10 @@ import (
 // records), not by events, so it is the same after a recovery.
 type master struct {
 	framework.BaseJobMaster
-	cfg      Config
-	plan     *Plan
-	st       framework.Storage
-	failures map[string]int
-	phase    string
+	cfg   Config
+	plan  *Plan
+	st    framework.Storage
+	phase string
 
 	// The output is written off the loop (it can take a while); the loop
 	// picks up the outcome on its next tick.
@@ -47,7 +46,7 @@ func newMaster(h framework.MasterHandle) (framework.JobMaster, error) {
 		return nil, framework.Permanent(errNoStorage)
 	}
 	st.KeepScratch(cfg.KeepScratch)
-	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg, st: st, failures: map[string]int{}}, nil
+	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg, st: st}, nil
 }
 
 func (m *master) Init(ctx context.Context) error { return m.start(ctx) }
@@ -79,8 +78,7 @@ func (m *master) Tick(ctx context.Context) error { return m.reconcile(ctx) }
 
 func (m *master) OnWorkerOffline(w framework.WorkerInfo, reason string) error {
 	if w.State == "failed" && reason != framework.OfflineDispatchFailed {
-		m.failures[w.ID]++
-		m.H.Logger().Warn("wordcount worker failed", zap.String("worker_id", w.ID), zap.Int("failures", m.failures[w.ID]))
+		m.H.Logger().Warn("wordcount worker failed", zap.String("worker_id", w.ID), zap.Int("failures", w.Failures))
 	}
 	return m.reconcile(context.Background())
 }
@@ -135,8 +133,9 @@ func (m *master) reconcile(ctx context.Context) error {
 				reducersDone++
 			}
 			continue
-		case m.failures[w.id] > m.cfg.MaxWorkerRestarts:
-			m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", w.id, m.failures[w.id]), nil)
+		case ok && info.Failures > m.cfg.MaxWorkerRestarts:
+			// Failures is persisted: the bound holds across master failovers.
+			m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", w.id, info.Failures), nil)
 			return nil
 		}
 		_, err := m.H.CreateWorker(ctx, w.typ, workerConfig{Index: w.index}, framework.WithWorkerID(w.id))

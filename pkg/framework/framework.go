@@ -89,10 +89,16 @@ type WorkerInfo struct {
 	Reason string `json:"reason,omitempty"`
 	// Error is the error an ended worker exited with (Exit's err, or the
 	// job_panic or job_hung of its code), nil for a clean end or a loss.
-	Error  *api.Error      `json:"error,omitempty"`
-	Status json.RawMessage `json:"status,omitempty"`
-	Config json.RawMessage `json:"config,omitempty"`
-	Detail json.RawMessage `json:"detail,omitempty"`
+	Error *api.Error `json:"error,omitempty"`
+	// Failures counts the incarnations of this worker id that ended failed
+	// by their own code (Exit(ExitFailed, ...), a panic, a hang), this one
+	// included once it has; dispatch failures and losses do not count. It
+	// is persisted, so it holds across master failovers, and starts over
+	// after RemoveWorker.
+	Failures int             `json:"failures,omitempty"`
+	Status   json.RawMessage `json:"status,omitempty"`
+	Config   json.RawMessage `json:"config,omitempty"`
+	Detail   json.RawMessage `json:"detail,omitempty"`
 }
 
 // Live reports whether the worker incarnation is created or online.
@@ -158,6 +164,11 @@ type MasterHandle interface {
 	// CreateWorker places and starts a worker; the outcome reaches
 	// OnWorkerDispatched. It returns the worker id.
 	CreateWorker(ctx context.Context, workerType string, config any, opts ...CreateOption) (string, error)
+	// RemoveWorker forgets an ended worker: its record is deleted (fenced
+	// by this master's epoch) and it leaves Workers. A later CreateWorker
+	// with the same id starts afresh (Failures 0). Removing a live worker
+	// fails with ErrWorkerExists, an unknown one with ErrUnknownWorker.
+	RemoveWorker(ctx context.Context, id string) error
 	// UpdateJobStatus persists detail as the job's detail (shown by get).
 	UpdateJobStatus(ctx context.Context, detail any) error
 	// SendMessage sends a business message to one worker's OnMasterMessage.

@@ -69,18 +69,27 @@ func (s WorkerState) Ended() bool {
 
 // WorkerRecord is one worker of a job: its incarnation (epoch), node and status.
 type WorkerRecord struct {
-	Job       string          `json:"job"`
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Config    json.RawMessage `json:"config,omitempty"`
-	Node      string          `json:"node"`
-	Epoch     uint64          `json:"epoch"`
-	State     WorkerState     `json:"state"`
-	Reason    string          `json:"reason,omitempty"`
-	Status    json.RawMessage `json:"status,omitempty"`
-	Error     *api.Error      `json:"error,omitempty"`
-	Detail    json.RawMessage `json:"detail,omitempty"`
-	UpdatedAt time.Time       `json:"updated_at"`
+	Job    string          `json:"job"`
+	ID     string          `json:"id"`
+	Type   string          `json:"type"`
+	Config json.RawMessage `json:"config,omitempty"`
+	Node   string          `json:"node"`
+	Epoch  uint64          `json:"epoch"`
+	State  WorkerState     `json:"state"`
+	Reason string          `json:"reason,omitempty"`
+	Status json.RawMessage `json:"status,omitempty"`
+	Error  *api.Error      `json:"error,omitempty"`
+	Detail json.RawMessage `json:"detail,omitempty"`
+	// PriorFailures counts the earlier incarnations of this worker id that
+	// ended failed by their own code (Exit failed, a panic, a hang). The
+	// master carries it from one incarnation to the next, so it survives
+	// master failover.
+	PriorFailures int `json:"prior_failures,omitempty"`
+	// Reported: the master delivered this ended incarnation to the job
+	// (OnWorkerOffline or a failed OnWorkerDispatched); a recovering
+	// master does not deliver it again.
+	Reported  bool      `json:"reported,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func masterKey(job string) string            { return "m." + job }
