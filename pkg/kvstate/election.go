@@ -263,8 +263,12 @@ func (t *Term) keepAlive(ctx context.Context, announce func() Lease) {
 		}
 		sent := time.Now()
 		l := announce()
+		// A renewal under way is not cut short by the term ending: the
+		// server may apply it anyway, and Resign needs its revision.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.e.ttl)
 		t.mu.Lock()
-		rev, err := t.e.write(ctx, l, t.rev)
+		rev, err := t.e.write(wctx, l, t.rev)
+		cancel()
 		if err == nil {
 			t.rev = rev
 			t.lease.Store(&l)
@@ -284,8 +288,8 @@ func (t *Term) keepAlive(ctx context.Context, announce func() Lease) {
 // successor's lease.
 func (t *Term) Resign(ctx context.Context) (err error) {
 	t.finish()
-	t.stop()
 	<-t.stopped
+	t.stop()
 	defer t.e.s.observe("release_lease", time.Now(), &err)
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
