@@ -102,6 +102,12 @@ func (p *Placer) Forget(id string) {
 	delete(p.nodes, id)
 }
 
+// AvoidAfterFailure is how long a node that failed a placement (its
+// create or assign request refused or unanswered) is skipped: long enough
+// for the retry that follows to go elsewhere, short enough that a node
+// back from a hiccup soon gets work again.
+const AvoidAfterFailure = 2 * time.Second
+
 // Avoid skips a node for d after it failed a placement.
 func (p *Placer) Avoid(id string, d time.Duration) {
 	p.mu.Lock()

@@ -195,6 +195,10 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 			afterCreate()
 		}
 		if err != nil {
+			// The next placement (the job's retry) goes elsewhere.
+			if m.deps.Placer != nil {
+				m.deps.Placer.Avoid(info.Node, placement.AvoidAfterFailure)
+			}
 			// Record the failure so a later recovery does not wait for it.
 			rec := recordFromInfo(m.job.ID, &info)
 			rec.State, rec.Reason = kvstate.WorkerFailed, framework.OfflineDispatchFailed

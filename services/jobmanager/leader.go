@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
@@ -559,7 +560,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
 			l.log.Warn("assignment refused or unanswered; trying another node", zap.String("job_id", j.ID),
 				zap.String("node", node), zap.Uint64("epoch", rec.Epoch), zap.Error(err))
-			l.s.nodes.Avoid(node, 2*time.Second)
+			l.s.nodes.Avoid(node, placement.AvoidAfterFailure)
 			return nil
 		}
 		l.s.metrics.assignments.WithLabelValues(reason).Inc()
