@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/drover-run/drover/pkg/api"
+)
+
+var (
+	massJobs    = flag.Int("mass.jobs", 1000, "running masters on the job-master node killed by BenchmarkMassFailover")
+	massWorkers = flag.Int("mass.workers", 2, "workers of each job of BenchmarkMassFailover")
+	massOut     = flag.String("mass.out", "", "write BenchmarkMassFailover's figures as JSON to this file (merged per mode)")
+)
+
+// BenchmarkMassFailover kills (SIGKILL) a job-master node hosting every
+// master of -mass.jobs running counter jobs (-mass.workers workers each)
+// and measures, per job, the crash → its new master's master_ready event
+// (ready: every live worker re-attached), p50/p99/max and the time until
+// the last one; every worker must keep its epoch (none re-created). One
+// kill per mode:
+//
+//	go test -run '^$' -bench BenchmarkMassFailover -benchtime 1x -timeout 30m ./e2e -mass.jobs 1000 -mass.out ../bench/results/mass_failover.json
+//
+// Modes as BenchmarkFailover: sys-disconnect (the leader follows $SYS
+// disconnect events) and heartbeat (the node's silence for the master
+// timeout).
+func BenchmarkMassFailover(b *testing.B) {
+	b.Run("sys-disconnect", func(b *testing.B) { benchMassFailover(b, "sys-disconnect", true) })
+	b.Run("heartbeat", func(b *testing.B) { benchMassFailover(b, "heartbeat", false) })
+}
+
+func benchMassFailover(b *testing.B, mode string, system bool) {
+	n, w := *massJobs, *massWorkers
+	c := NewCluster(b, Options{Timing: DefaultTiming(), System: system,
+		Env: map[string]string{"DROVER_CAPACITY": fmt.Sprint(max(n, n*w))}})
+	mgr := c.Start(JobManager, "mgr-1")
+	jm1 := c.Start(JobMaster, "jm-1")
+	c.Start(Worker, "wk-1")
+	c.Start(Worker, "wk-2")
+	c.WaitNodes(api.NodeJobMaster, "jm-1")
+	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
+
+	var mu sync.Mutex
+	online := map[string]map[string]bool{} // job → workers online under the first master
+	ready := map[string]time.Time{}        // job → its epoch-2 master's master_ready
+	sub, err := c.NC.Subscribe(c.Space.JobEventsPattern(), func(m *nats.Msg) {
+		var ev api.Event
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Kind == api.EventWorkerOnline && ev.Epoch == 1:
+			if online[ev.Job] == nil {
+				online[ev.Job] = map[string]bool{}
+			}
+			online[ev.Job][ev.Worker] = true
+		case ev.Kind == api.EventMasterReady && ev.Epoch >= 2:
+			if _, ok := ready[ev.Job]; !ok {
+				ready[ev.Job] = ev.Time
+			}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	_ = sub.SetPendingLimits(-1, -1)
+
+	// Every master on jm-1 (the only job-master node), its workers online.
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("mass%05d", i)
+		c.Counter(ids[i], w, 1_000_000_000, 1000)
+	}
+	c.Eventually(time.Duration(n)*c.Timing.AssignTimeout/10+time.Minute, fmt.Sprintf("%d jobs with %d workers online each", n, w), func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if len(online[id]) != w {
+				return false
+			}
+		}
+		return true
+	})
+	// The failover target, started once everything runs on jm-1.
+	c.Start(JobMaster, "jm-2")
+	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
+	time.Sleep(2 * c.Timing.Heartbeat) // the leader has seen jm-2's heartbeat
+
+	b.ResetTimer()
+	t0 := time.Now()
+	jm1.Kill()
+	bound := c.Timing.MasterTimeout + time.Duration(n)*c.Timing.AssignTimeout/10 + time.Minute
+	c.Eventually(bound, fmt.Sprintf("%d masters ready on jm-2", n), func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ready) == n
+	})
+	b.StopTimer()
+
+	took := make([]float64, 0, n)
+	mu.Lock()
+	for _, at := range ready {
+		took = append(took, float64(at.Sub(t0).Microseconds())/1000)
+	}
+	mu.Unlock()
+	sort.Float64s(took)
+	pct := func(p float64) float64 { return took[int(math.Ceil(p/100*float64(len(took))))-1] }
+	recreated := 0
+	for _, id := range ids {
+		for _, r := range c.Workers(id) {
+			if r.Epoch != 1 {
+				recreated++
+			}
+		}
+	}
+	assigned := 0
+	for _, e := range mgr.Logs() {
+		if e.Msg() == "master assigned" && e.Str("reason") != "first" {
+			assigned++
+		}
+	}
+	sum := map[string]any{"jobs": n, "workers_per_job": w, "p50_ms": pct(50), "p99_ms": pct(99),
+		"max_ms": took[len(took)-1], "last_ms": took[len(took)-1], "first_ms": took[0],
+		"workers_recreated": recreated, "reassigned": assigned}
+	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created",
+		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated)
+	b.ReportMetric(pct(99), "p99-ms")
+	b.ReportMetric(took[len(took)-1], "last-ms")
+	if recreated > 0 {
+		b.Errorf("%d workers re-created by the failover", recreated)
+	}
+	if *massOut != "" {
+		if err := mergeResults(*massOut, mode, sum, c.Timing); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
