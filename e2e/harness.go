@@ -178,6 +178,14 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 		opts.Timing = FastTiming()
 	}
 	dir := t.TempDir()
+	if keep := os.Getenv("DROVER_E2E_KEEP"); keep != "" {
+		// Kept after the test (logs, store) for a post-mortem: a fresh
+		// directory under keep, named after the test.
+		if d, err := os.MkdirTemp(keep, strings.NewReplacer("/", "_").Replace(t.Name())+"-"); err == nil {
+			t.Logf("e2e: cluster files kept in %s", d)
+			dir = d
+		}
+	}
 	c := &Cluster{t: t, Dir: dir, Timing: opts.Timing, opts: opts, seq: map[string]int{}, t0: time.Now(),
 		Space: topics.MustNew(topics.DefaultPrefix)}
 	var err error
