@@ -8,3 +8,11 @@ func SlowCreateReplies(d time.Duration) (restore func()) {
 	afterCreate = func() { time.Sleep(d) }
 	return func() { afterCreate = nil }
 }
+
+// SlowWorkerLoad delays every master's read of its worker records by d
+// (after it subscribed to its inbox) until restore is called.
+func SlowWorkerLoad(d time.Duration) (restore func()) {
+	f := func() { time.Sleep(d) }
+	beforeLoadWorkers.Store(&f)
+	return func() { beforeLoadWorkers.Store(nil) }
+}

@@ -96,6 +96,9 @@ type MasterRuntime struct {
 	queuedMsgs int
 	online     []string
 	seq        int
+	// loaded: the worker records are read. Until then a heartbeat is from
+	// a worker the master does not know yet, not from a stranger to stop.
+	loaded bool
 
 	signal   chan struct{}
 	calls    chan func()
@@ -255,6 +258,9 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	// written under a master's fence, and there was none before it. Not
 	// reading saves a consumer create and delete per job on the server.
 	var workers []kvstate.WorkerEntry
+	if f := beforeLoadWorkers.Load(); f != nil {
+		(*f)()
+	}
 	if m.epoch > 1 {
 		if workers, err = m.deps.Store.ListWorkers(ctx, m.job.ID); err != nil {
 			return fmt.Errorf("load worker records: %w", err)
@@ -263,6 +269,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	recovering := m.rec.Initialized
 	var ended []framework.WorkerInfo
 	m.mu.Lock()
+	m.loaded = true
 	for _, we := range workers {
 		r := we.Record
 		m.epochs[r.ID] = r.Epoch
@@ -322,6 +329,10 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	m.checkReady()
 	return m.loop(ctx)
 }
+
+// beforeLoadWorkers, set by tests only, runs between a master's inbox
+// subscription and its read of the worker records.
+var beforeLoadWorkers atomic.Pointer[func()]
 
 func (m *MasterRuntime) loop(ctx context.Context) error {
 	tick := time.NewTicker(tickInterval(m.impl, 100*time.Millisecond))
@@ -412,6 +423,13 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 	id := msg.Header.Get(wire.HdrWorker)
 	we := wire.Uint(msg, wire.HdrWorkerEpoch)
 	m.mu.Lock()
+	if !m.loaded {
+		// Subscribed before the records are read (so no heartbeat sent
+		// after the read is missed): the worker heartbeats again, and the
+		// recovery's new-master broadcast asks it to at once.
+		m.mu.Unlock()
+		return
+	}
 	w := m.workers[id]
 	if w == nil || w.info.Epoch != we || !w.info.Live() {
 		m.mu.Unlock()

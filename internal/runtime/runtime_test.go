@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
@@ -247,6 +248,53 @@ func TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock(t *testing.T) {
 		for _, o := range r.offline[e2] {
 			if !strings.HasSuffix(o, ":"+framework.OfflineTimeout) {
 				t.Errorf("offline %s, want reason %s", o, framework.OfflineTimeout)
+			}
+		}
+		return true
+	})
+}
+
+// TestHeartbeatsBeforeTheRecordsAreReadStopNoWorker: a recovering master
+// subscribes to its inbox before it reads the worker records; the live
+// workers' heartbeats that arrive in between are from workers it does not
+// know yet, not strangers: none is stopped, and every worker re-attaches
+// with its epoch (seen failing: under a mass failover a slow read made
+// the new master stop live workers, which were then re-created).
+func TestHeartbeatsBeforeTheRecordsAreReadStopNoWorker(t *testing.T) {
+	rec := newRecorder()
+	sys := testsys.Start(t, probeRegistry(rec))
+	sys.Timing.WorkerSelfFence, sys.Timing.WorkerTimeout = 5*time.Second, 6*time.Second
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: "slowload", Type: "probe", Config: json.RawMessage(`{"workers":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "three workers online", func() bool {
+		return rec.read(func(r *recorder) bool { return len(r.online[1]) == 3 })
+	})
+	// Three heartbeats reach the next master before it reads the records.
+	defer runtime.SlowWorkerLoad(3 * sys.Timing.Heartbeat)()
+	sys.AddJobMaster("m2")
+	sys.WaitReady(2, 1)
+	sys.Crash("m1")
+	natstest.Eventually(t, 20*time.Second, "a recovered master with all three workers online", func() bool {
+		return rec.read(func(r *recorder) bool {
+			for e, ws := range r.online {
+				if e > 1 && len(ws) == 3 && r.readyEpochs[e] {
+					return true
+				}
+			}
+			return false
+		})
+	})
+	rec.read(func(r *recorder) bool {
+		for e, ws := range r.online {
+			for _, w := range ws {
+				if !strings.HasSuffix(w, "@1") {
+					t.Errorf("worker %s online under master epoch %d: a live worker was stopped and re-created", w, e)
+				}
 			}
 		}
 		return true

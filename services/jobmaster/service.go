@@ -33,7 +33,15 @@ type Service struct {
 	placer  *placement.Placer
 
 	masters *svc.Runs[*runtime.MasterRuntime]
+	// assigning bounds the assignments checked at once (each reads the
+	// master and job records before it answers).
+	assigning chan struct{}
 }
+
+// maxParallelAssigns is how many assignments a node checks at once: when a
+// node dies, the leader moves its hundreds of masters in parallel, and one
+// at a time the two record reads of each would queue them for seconds.
+const maxParallelAssigns = 64
 
 // New builds a job-master node; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {
@@ -42,8 +50,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{Node: n, deps: deps, metrics: runtime.NewMetrics(n.Registry),
-		placer:  placement.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
-		masters: svc.NewRuns[*runtime.MasterRuntime](n.ID, "master", n.Capacity)}, nil
+		placer:    placement.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
+		masters:   svc.NewRuns[*runtime.MasterRuntime](n.ID, "master", n.Capacity),
+		assigning: make(chan struct{}, maxParallelAssigns)}, nil
 }
 
 // Run serves until ctx ends, then hands its masters over and returns.
@@ -115,7 +124,14 @@ func (s *Service) onControl(msg *nats.Msg) {
 	case wire.KindAssign:
 		var a wire.Assign
 		if svc.Decode(msg, &a) {
-			svc.Reply(msg, s.assign(a))
+			// Off the control subscription, bounded: the leader's order
+			// holds, as it sends a job's next control message only after
+			// this reply.
+			s.assigning <- struct{}{}
+			go func() {
+				defer func() { <-s.assigning }()
+				svc.Reply(msg, s.assign(a))
+			}()
 		}
 	case wire.KindStopMaster:
 		var req wire.StopMaster
