@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -153,12 +154,26 @@ func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*
 			w.stop()
 		}
 	}()
+	var profiled []*child
+	profs := func(name string) []string {
+		if !b.o.profile || n != 2 {
+			return nil
+		}
+		return []string{b.profPath(fmt.Sprintf("wordcount%d_%s", n, name))}
+	}
 	for i := range n {
-		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), nil)
+		var p []string
+		if i == 0 {
+			p = profs("worker")
+		}
+		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), p)
 		if err != nil {
 			return nil, err
 		}
 		workers = append(workers, w)
+		if p != nil {
+			profiled = append(profiled, w)
+		}
 	}
 	if err := d.waitReady(1 + n); err != nil {
 		return nil, err
@@ -197,6 +212,13 @@ func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*
 		if err != nil {
 			return nil, err
 		}
+		if r == 0 {
+			// The first run of the two-node case, profiled with -profile:
+			// one worker node's CPU, where the job's time goes.
+			for _, c := range profiled {
+				c.signal(syscall.SIGUSR1)
+			}
+		}
 		t0 := time.Now()
 		id := fmt.Sprintf("wc%d", r)
 		if _, err := d.client.Submit(ctx, api.Spec{ID: id, Type: wordcount.Name, Config: cfg}); err != nil {
@@ -207,6 +229,11 @@ func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*
 			return nil, err
 		}
 		secs := time.Since(t0).Seconds()
+		if r == 0 {
+			for _, c := range profiled {
+				c.signal(syscall.SIGUSR1)
+			}
+		}
 		after, err := ticksOf(workers)
 		if err != nil {
 			return nil, err
