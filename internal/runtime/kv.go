@@ -49,6 +49,27 @@ func (k jobKV) Keys(ctx context.Context, prefix string) ([]string, error) {
 	return keys, sdkError(err)
 }
 
+func (k jobKV) GetPrefix(ctx context.Context, prefix string) ([]framework.KVEntry, error) {
+	es, err := k.b.GetPrefix(ctx, prefix)
+	return es, sdkError(err)
+}
+
+func (k jobKV) CompareAndPut(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+	if k.c.isEnded() {
+		return 0, errEnded
+	}
+	rev, err := k.b.CompareAndPut(ctx, key, val, rev)
+	return rev, sdkError(err)
+}
+
+func (k jobKV) Batch(ctx context.Context, ops []framework.KVOp) (uint64, error) {
+	if k.c.isEnded() {
+		return 0, errEnded
+	}
+	rev, err := k.b.Batch(ctx, ops)
+	return rev, sdkError(err)
+}
+
 // sdkError makes err also match the SDK sentinel of its kind; its text is
 // unchanged and it still matches the kvstate sentinel.
 func sdkError(err error) error {
@@ -59,6 +80,8 @@ func sdkError(err error) error {
 		return &bothError{err: err, sdk: framework.ErrNotFound}
 	case errors.Is(err, kvstate.ErrStaleEpoch):
 		return &bothError{err: err, sdk: framework.ErrFenced}
+	case errors.Is(err, kvstate.ErrRevisionMismatch):
+		return &bothError{err: err, sdk: framework.ErrRevisionMismatch}
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -46,9 +47,12 @@ var (
 	// runtime stops this incarnation.
 	ErrFenced = errors.New("framework: fenced by a newer epoch")
 	// ErrNotFound: KV.Get of a key that does not exist.
-	ErrNotFound      = errors.New("framework: not found")
-	ErrWorkerExists  = errors.New("framework: worker already live")
-	ErrUnknownWorker = errors.New("framework: unknown worker")
+	ErrNotFound = errors.New("framework: not found")
+	// ErrRevisionMismatch: KV.CompareAndPut found the key at another
+	// revision; nothing was written.
+	ErrRevisionMismatch = errors.New("framework: key revision changed")
+	ErrWorkerExists     = errors.New("framework: worker already live")
+	ErrUnknownWorker    = errors.New("framework: unknown worker")
 	// ErrNoCapacity reaches OnWorkerDispatched when no worker node with
 	// free capacity matches the worker's type and selectors.
 	ErrNoCapacity = errors.New("framework: no worker node with free capacity matches")
@@ -109,12 +113,32 @@ func (w WorkerInfo) Live() bool { return w.State == "created" || w.State == "onl
 // fails with an error wrapping ErrNotFound. Every write is fenced by the
 // writer's epoch: once a newer incarnation exists it fails with an error
 // wrapping ErrFenced, and the runtime stops the stale writer.
+//
+// Revisions are those of the whole bucket: they grow with every write of
+// the deployment, not by one per key.
 type KV interface {
 	Get(ctx context.Context, key string) ([]byte, uint64, error)
 	Put(ctx context.Context, key string, val []byte) (uint64, error)
 	Delete(ctx context.Context, key string) error
 	Keys(ctx context.Context, prefix string) ([]string, error)
+	// GetPrefix returns the keys that start with prefix ("" for all) with
+	// their values and revisions, sorted by key.
+	GetPrefix(ctx context.Context, prefix string) ([]KVEntry, error)
+	// CompareAndPut writes key only if its revision is still rev, as
+	// returned by Get, Put or GetPrefix (0: the key has no value). When
+	// another write came first it fails with an error wrapping
+	// ErrRevisionMismatch and writes nothing.
+	CompareAndPut(ctx context.Context, key string, val []byte, rev uint64) (uint64, error)
+	// Batch applies up to 100 puts and deletes atomically: every one of
+	// them or, on any error, none. It returns the last write's revision.
+	Batch(ctx context.Context, ops []KVOp) (uint64, error)
 }
+
+// KVEntry is one key of KV.GetPrefix.
+type KVEntry = kvstate.BusinessEntry
+
+// KVOp is one write of KV.Batch: Value put at Key, or Key deleted.
+type KVOp = kvstate.BusinessOp
 
 // Router registers a master's HTTP routes, served under
 // /api/v1/jobs/{id}/ on the job manager and forwarded to the master.

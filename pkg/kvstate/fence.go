@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -49,13 +47,7 @@ func (s *Store) fencedPublish(ctx context.Context, f *Fence, key string, val []b
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	m := nats.NewMsg(s.statePrefix + key)
-	m.Data = val
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.Rev(), 10))
-	m.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", f.subject)
-	if del {
-		m.Header.Set("KV-Operation", "DEL")
-	}
+	m := s.fencedMsg(f, s.statePrefix+key, val, del)
 	ack, err := retryBusy(ctx, func() (*jetstream.PubAck, error) { return s.js.PublishMsg(ctx, m) })
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: write %s fenced by %s@%d", ErrStaleEpoch, key, f.key, f.Rev())

@@ -139,6 +139,9 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	}); err != nil {
 		return nil, err
 	}
+	if err := enableAtomic(ctx, js, space.StateBucket()); err != nil {
+		return nil, err
+	}
 	if s.nodes, err = ensureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: space.NodesBucket(), Description: "Drover node presence", History: 1,
 		TTL: opts.NodeTTL, Replicas: opts.Replicas, Storage: jetstream.MemoryStorage,
