@@ -17,7 +17,9 @@ import (
 )
 
 type options struct {
-	quick       bool
+	quick bool
+	// quoteOnly re-quotes the failover benchmarks into the last results.
+	quoteOnly   bool
 	out         string
 	md          string
 	only        map[string]bool
@@ -48,6 +50,7 @@ func main() {
 	}
 	var o options
 	var only string
+	flag.BoolVar(&o.quoteOnly, "quote", false, "run nothing: quote the failover benchmarks' files (bench/results/failover.json, leader_failover.json) anew into the last results file and table")
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick: none; \"-\" for none)")

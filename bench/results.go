@@ -68,10 +68,18 @@ type results struct {
 	// HBMasterMemBytesPerWorker is the job-master node's growth per worker.
 	HBMasterMemBytesPerWorker *float64 `json:"hb10k_master_mem_bytes_per_worker,omitempty"`
 	// The failover benchmark's $SYS disconnect mode, if it measured one.
-	FailoverDisconnectP50Ms *float64          `json:"failover_sys_disconnect_p50_ms,omitempty"`
-	FailoverDisconnectP99Ms *float64          `json:"failover_sys_disconnect_p99_ms,omitempty"`
-	Failover                json.RawMessage   `json:"failover,omitempty"`
-	Wordcount               *wordcountFigures `json:"wordcount,omitempty"`
+	FailoverDisconnectP50Ms *float64        `json:"failover_sys_disconnect_p50_ms,omitempty"`
+	FailoverDisconnectP99Ms *float64        `json:"failover_sys_disconnect_p99_ms,omitempty"`
+	Failover                json.RawMessage `json:"failover,omitempty"`
+	// The leader failover benchmark: kill -9 of the leading job manager →
+	// the first job scheduled by the new leader, on a $SYS disconnect event
+	// (the headline) and on the lease TTL.
+	LeaderFailoverP50Ms    *float64          `json:"leader_failover_p50_ms,omitempty"`
+	LeaderFailoverP99Ms    *float64          `json:"leader_failover_p99_ms,omitempty"`
+	LeaderFailoverTTLP50Ms *float64          `json:"leader_failover_lease_ttl_p50_ms,omitempty"`
+	LeaderFailoverTTLP99Ms *float64          `json:"leader_failover_lease_ttl_p99_ms,omitempty"`
+	LeaderFailover         json.RawMessage   `json:"leader_failover,omitempty"`
+	Wordcount              *wordcountFigures `json:"wordcount,omitempty"`
 	// The list API with ListJobs jobs stored (the list phase).
 	ListJobs      int      `json:"list_jobs,omitempty"`
 	ListPageP50Ms *float64 `json:"list_page_p50_ms,omitempty"`
@@ -82,27 +90,25 @@ type results struct {
 	Env           *env     `json:"env,omitempty"`
 }
 
-// readFailover quotes the failover benchmark's figures (issue 3), which
-// has its own program; a missing file leaves them null. The p50/p99 are
-// taken from the top level or else from the nested object whose path names
-// the heartbeat timeout (the default deployment's failover path), else the
-// first one; a $SYS disconnect mode, if measured, is quoted beside. The
-// whole file is kept under "failover".
-func (r *results) readFailover(path string) {
+// failoverMode is one mode's figures in a failover benchmark's file.
+type failoverMode struct {
+	path     string
+	p50, p99 *float64
+}
+
+// readModes reads a failover benchmark's file and the modes in it: every
+// object with a p99 figure, named by its path. A missing or unreadable
+// file, or one without figures, is logged and gives nothing.
+func readModes(path string) ([]byte, []failoverMode) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		logf("no %s: failover figures left null", filepath.Base(path))
-		return
+		logf("no %s: its figures left null", filepath.Base(path))
+		return nil, nil
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		logf("%s unreadable: %v", path, err)
-		return
-	}
-	r.Failover = b
-	type mode struct {
-		path     string
-		p50, p99 *float64
+		return nil, nil
 	}
 	pick := func(m map[string]any, keys ...string) *float64 {
 		for _, k := range keys {
@@ -112,11 +118,11 @@ func (r *results) readFailover(path string) {
 		}
 		return nil
 	}
-	var modes []mode
+	var modes []failoverMode
 	var walk func(path string, m map[string]any)
 	walk = func(path string, m map[string]any) {
 		if p99 := pick(m, "failover_p99_ms", "p99_ms", "p99"); p99 != nil {
-			modes = append(modes, mode{path, pick(m, "failover_p50_ms", "p50_ms", "p50"), p99})
+			modes = append(modes, failoverMode{path, pick(m, "failover_p50_ms", "p50_ms", "p50"), p99})
 			return
 		}
 		keys := make([]string, 0, len(m))
@@ -133,8 +139,23 @@ func (r *results) readFailover(path string) {
 	walk("", m)
 	if len(modes) == 0 {
 		logf("%s has no p50/p99 figures", filepath.Base(path))
+		return nil, nil
+	}
+	return b, modes
+}
+
+// readFailover quotes the failover benchmark's figures (issue 3), which
+// has its own program; a missing file leaves them null. The p50/p99 are
+// taken from the top level or else from the nested object whose path names
+// the heartbeat timeout (the default deployment's failover path), else the
+// first one; a $SYS disconnect mode, if measured, is quoted beside. The
+// whole file is kept under "failover".
+func (r *results) readFailover(path string) {
+	b, modes := readModes(path)
+	if modes == nil {
 		return
 	}
+	r.Failover = b
 	main := modes[0]
 	for _, md := range modes {
 		if md.path == "" || strings.Contains(md.path, "heartbeat") || strings.Contains(md.path, "timeout") {
@@ -149,6 +170,26 @@ func (r *results) readFailover(path string) {
 		}
 	}
 	logf("failover figures from %s (%s)", filepath.Base(path), main.path)
+}
+
+// readLeaderFailover quotes the leader failover benchmark's figures (an
+// e2e benchmark of its own): the $SYS disconnect mode as the headline, the
+// lease TTL mode beside it. The whole file is kept under "leader_failover".
+func (r *results) readLeaderFailover(path string) {
+	b, modes := readModes(path)
+	if modes == nil {
+		return
+	}
+	r.LeaderFailover = b
+	for _, md := range modes {
+		switch {
+		case strings.Contains(md.path, "disconnect"):
+			r.LeaderFailoverP50Ms, r.LeaderFailoverP99Ms = md.p50, md.p99
+		case strings.Contains(md.path, "ttl"):
+			r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms = md.p50, md.p99
+		}
+	}
+	logf("leader failover figures from %s", filepath.Base(path))
 }
 
 func (r *results) derive() {
@@ -230,6 +271,8 @@ func (r *results) rows() []row {
 		{fmt.Sprintf("list, first page of 100 at %d jobs, p50 / p99 (ms)", r.ListJobs), pair(r.ListPageP50Ms, r.ListPageP99Ms), "O(page): limit 1 " + f(r.ListOneP50Ms, "%.2f") + " ms, a filter matching nothing " + f(r.ListNoneP50Ms, "%.2f") + " ms"},
 		{"list, every page of 1000 (ms)", f(r.ListWalkMs, "%.0f"), ""},
 		{"failover on a $SYS disconnect event, p50 / p99 (ms)", pair(r.FailoverDisconnectP50Ms, r.FailoverDisconnectP99Ms), "where the deployment grants system-account access"},
+		{"leader failover, kill -9 of the leader → first job scheduled by the new one, $SYS disconnect event, p50 / p99 (ms)", pair(r.LeaderFailoverP50Ms, r.LeaderFailoverP99Ms), target(lt(r.LeaderFailoverP99Ms, 1000), "< 1,000; from bench/results/leader_failover.json")},
+		{"leader failover on the lease TTL (5 s), p50 / p99 (ms)", pair(r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms), "without system-account access"},
 	}
 	return append(rows, wordcountRows(r.Wordcount)...)
 }

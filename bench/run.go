@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,9 @@ import (
 // run executes every selected phase on one embedded server, each phase in
 // its own namespace so that none sees another's jobs, and writes results.
 func run(o *options) error {
+	if o.quoteOnly {
+		return requote(o)
+	}
 	if err := os.MkdirAll(filepath.Join(o.root, "bench", "results"), 0o755); err != nil {
 		return err
 	}
@@ -67,7 +71,7 @@ func run(o *options) error {
 		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
 	}
 	r.Wordcount = wordcountResult
-	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
+	r.quote(o)
 	r.derive()
 	env.finish()
 	if err := r.write(o.path(o.out), env); err != nil {
@@ -169,4 +173,50 @@ func startServer(dir string) (*server.Server, error) {
 		return nil, errors.New("nats-server not ready")
 	}
 	return s, nil
+}
+
+// phaseNames are the phases in the order they run.
+var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list"}
+
+// quote reads the figures of the benchmarks that have programs of their
+// own (the e2e failover benchmarks).
+func (r *results) quote(o *options) {
+	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
+	r.readLeaderFailover(filepath.Join(o.root, "bench", "results", "leader_failover.json"))
+}
+
+// requote re-reads the results file of the last run, quotes the other
+// benchmarks' files anew and rewrites it and the table, running nothing:
+// for figures measured by those benchmarks since.
+func requote(o *options) error {
+	b, err := os.ReadFile(o.path(o.out))
+	if err != nil {
+		return err
+	}
+	r := &results{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return fmt.Errorf("%s: %w", o.out, err)
+	}
+	e := r.Env
+	if e == nil {
+		return fmt.Errorf("%s: no env: not written by a run", o.out)
+	}
+	for _, p := range phaseNames {
+		if _, ok := e.PhaseLoad[p]; ok {
+			e.phases = append(e.phases, p)
+		}
+	}
+	r.quote(o)
+	if err := r.write(o.path(o.out), e); err != nil {
+		return err
+	}
+	logf("requoted %s", o.out)
+	if o.md != "" {
+		if err := writeMarkdown(o.path(o.md), r, e); err != nil {
+			return err
+		}
+		logf("wrote %s", o.md)
+	}
+	r.print(os.Stdout)
+	return nil
 }

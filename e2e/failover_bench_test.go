@@ -196,6 +196,14 @@ func summarize(trials []failoverTrial) map[string]any {
 // mergeResults writes one mode's figures into the results file, keeping
 // the other mode's.
 func mergeResults(path, mode string, sum map[string]any, tm Timing) error {
+	return mergeResultsAs(path, mode, sum, tm,
+		fmt.Sprintf("kill -9 of the job-master node hosting a running counter job with %d workers → its new master ready with every worker re-attached (master_ready event); detect = kill → leader assigns elsewhere, recover = new master start → ready", failoverWorkers),
+		"go test -run '^$' -bench BenchmarkFailover -benchtime 20x ./e2e -failover.out ../bench/results/failover.json")
+}
+
+// mergeResultsAs is mergeResults for any failover benchmark: what it
+// measures and the command that reproduces it.
+func mergeResultsAs(path, mode string, sum map[string]any, tm Timing, what, command string) error {
 	out := map[string]any{}
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &out)
@@ -207,10 +215,10 @@ func mergeResults(path, mode string, sum map[string]any, tm Timing) error {
 	sum["measured_at"] = time.Now().UTC().Format(time.RFC3339)
 	modes[mode] = sum
 	out["modes"] = modes
-	out["what"] = fmt.Sprintf("kill -9 of the job-master node hosting a running counter job with %d workers → its new master ready with every worker re-attached (master_ready event); detect = kill → leader assigns elsewhere, recover = new master start → ready", failoverWorkers)
-	out["command"] = "go test -run '^$' -bench BenchmarkFailover -benchtime 20x ./e2e -failover.out ../bench/results/failover.json"
+	out["what"] = what
+	out["command"] = command
 	out["timing"] = map[string]string{"heartbeat": tm.Heartbeat.String(), "master_timeout": tm.MasterTimeout.String(),
-		"worker_self_fence": tm.WorkerSelfFence.String(), "worker_timeout": tm.WorkerTimeout.String()}
+		"worker_self_fence": tm.WorkerSelfFence.String(), "worker_timeout": tm.WorkerTimeout.String(), "lease_ttl": tm.LeaseTTL.String()}
 	out["machine"] = map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

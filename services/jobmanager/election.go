@@ -42,9 +42,23 @@ func (s *Service) announce() kvstate.Lease {
 // mayLead reports whether this replica's lease is certainly still valid. A
 // leader checks it before every decision, so one that was frozen or cut
 // off past its lease does not act on a stale view when it comes back.
+//
+// Where another replica may take the lease over on this one's disconnect
+// event (an identity is announced), it also requires the connection the
+// lease names to be the one it is on: after a reconnect it waits for its
+// next renewal, which records the new connection, or fails if the lease
+// was taken meanwhile.
 func (s *Service) mayLead() bool {
 	t := s.term.Load()
-	return t != nil && t.Held()
+	if t == nil || !t.Held() {
+		return false
+	}
+	l := t.Lease()
+	if l.Identity == "" {
+		return true
+	}
+	cid, err := s.deps.NC.GetClientID()
+	return err == nil && s.deps.NC.IsConnected() && cid == l.ConnID && s.deps.NC.ConnectedServerName() == l.Server
 }
 
 // lead runs the scheduler for one term.

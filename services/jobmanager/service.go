@@ -48,9 +48,11 @@ type Service struct {
 	// sysAccount the account whose disconnect events the leader follows.
 	sys        *nats.Conn
 	sysAccount string
-	http       *obs.Server
-	auth       *httpAuth
-	console    *console
+	// nodeGone, set while leading, is told of job-master disconnects.
+	nodeGone atomic.Pointer[func(node, reason string)]
+	http     *obs.Server
+	auth     *httpAuth
+	console  *console
 }
 
 // queueGroup makes every replica answer API requests, each request once.
