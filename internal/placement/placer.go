@@ -166,15 +166,6 @@ func (p *Placer) Nodes() int {
 	return len(p.nodes)
 }
 
-func matches(labels, selectors map[string]string) bool {
-	for k, v := range selectors {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // supports reports whether a node announcing types runs t.
 func supports(types []string, t string) bool {
 	for _, x := range types {

@@ -115,6 +115,12 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	if err != nil {
 		return "", err
 	}
+	if o.Selectors == nil {
+		o.Selectors = m.job.Selectors // inherited; WithSelectors(map{}) opts out
+	}
+	if err := placement.ValidateSelectors(o.Selectors); err != nil {
+		return "", api.Errorf(api.CodeInvalidArgument, "%v", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.takeExit() != nil {

@@ -63,6 +63,9 @@ type System struct {
 	// Start opens the API to anonymous callers, explicitly: tests of
 	// other things need no tokens; the authentication tests set their own.
 	HTTPTokens, HTTPAnonymous string
+	// Labels are the DROVER_LABELS ("k=v,k2=v2") of nodes added from now
+	// on, by node id.
+	Labels map[string]string
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -147,7 +150,7 @@ func (s *System) AddJobMaster(id string) *Proc { return s.AddJobMasterHTTP(id, "
 
 // AddJobMasterHTTP starts a job-master node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddJobMasterHTTP(id, addr string) *Proc {
-	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout}}
+	cfg := jobmaster.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout, Labels: s.Labels[id]}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return jobmaster.New(cfg, jobmaster.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})
@@ -158,7 +161,7 @@ func (s *System) AddWorker(id string) *Proc { return s.AddWorkerHTTP(id, "") }
 
 // AddWorkerHTTP starts a worker node serving /metrics, /healthz and /readyz on addr.
 func (s *System) AddWorkerHTTP(id, addr string) *Proc {
-	cfg := worker.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout}}
+	cfg := worker.Config{Node: config.Node{Common: s.common(id, addr), CallbackTimeout: s.CallbackTimeout, Labels: s.Labels[id]}}
 	return s.start(id, func(nc *nats.Conn, log *zap.Logger, reg *prometheus.Registry) (runner, error) {
 		return worker.New(cfg, worker.Deps{NC: nc, Log: log, Registry: reg, Types: s.Types})
 	})

@@ -166,7 +166,11 @@ func WithWorkerID(id string) CreateOption {
 	return func(o *CreateOptions) error { o.ID = id; return nil }
 }
 
-// WithSelectors places the worker only on nodes whose labels match.
+// WithSelectors places the worker only on nodes whose labels match: per
+// label key, a value ("eu"), in(a,b), notin(a,b), exists or !exists.
+// Without it the worker inherits the job's selectors; an empty map
+// places it on any node. An invalid form fails CreateWorker with
+// invalid_argument.
 func WithSelectors(sel map[string]string) CreateOption {
 	return func(o *CreateOptions) error { o.Selectors = sel; return nil }
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
@@ -104,6 +105,9 @@ func (s *Service) validateSpec(spec *api.Spec) error {
 		if k == "" || len(k) > 64 || len(v) > 256 || strings.ContainsAny(k, "=,") {
 			return api.Errorf(api.CodeInvalidArgument, "selector %q=%q is not a valid label", k, v)
 		}
+	}
+	if err := placement.ValidateSelectors(spec.Selectors); err != nil {
+		return api.Errorf(api.CodeInvalidArgument, "%v", err)
 	}
 	if r := spec.Restart; r != nil {
 		if r.MaxRestarts != nil && (*r.MaxRestarts < 0 || *r.MaxRestarts > maxRestartsCap) {
