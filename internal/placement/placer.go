@@ -6,11 +6,9 @@ package placement
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/pkg/api"
@@ -63,20 +61,15 @@ func (p *Placer) Run(ctx context.Context, store *kvstate.Store, log *zap.Logger)
 			}
 			continue
 		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
+		for e := range w.Events() {
+			switch {
+			case e.Op == kvstate.OpDelete:
+				p.Forget(e.ID)
+			case e.Err != nil:
+				log.Warn("bad node record", zap.String("node", e.ID), zap.Error(e.Err))
+			case e.Op == kvstate.OpPut:
+				p.Update(*e.Node)
 			}
-			if e.Operation() != jetstream.KeyValuePut {
-				p.Forget(strings.TrimPrefix(e.Key(), p.kind+"."))
-				continue
-			}
-			n, err := kvstate.DecodeNode(e)
-			if err != nil {
-				log.Warn("bad node record", zap.String("key", e.Key()), zap.Error(err))
-				continue
-			}
-			p.Update(*n)
 		}
 		_ = w.Stop()
 	}

@@ -187,17 +187,6 @@ func (s *Store) ScanJobs(ctx context.Context, after uint64, max int, fn func(j *
 	return last, false, nil
 }
 
-// WatchJobs streams every job record change, starting with the current ones.
-func (s *Store) WatchJobs(ctx context.Context) (jetstream.KeyWatcher, error) {
-	return s.jobs.WatchAll(ctx)
-}
-
-// DecodeJob decodes a job entry from a watcher.
-func DecodeJob(e jetstream.KeyValueEntry) (*api.Job, error) {
-	j, err := decode[api.Job](e)
-	return &j, err
-}
-
 // DeleteJob removes every record of a job: its master, worker and
 // business records, its events, and last its job record, so a delete cut
 // short leaves the job to be deleted again. Each is a purge of the

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -74,18 +72,6 @@ func (s *Store) ListNodes(ctx context.Context, kind string) (_ []api.Node, err e
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Kind+out[a].ID < out[b].Kind+out[b].ID })
 	return out, nil
-}
-
-// WatchNodes streams presence changes of kind; deletes and expiries arrive
-// as entries whose Operation is not KeyValuePut.
-func (s *Store) WatchNodes(ctx context.Context, kind string) (jetstream.KeyWatcher, error) {
-	return s.nodes.Watch(ctx, kind+".*")
-}
-
-// DecodeNode decodes a node entry from a watcher.
-func DecodeNode(e jetstream.KeyValueEntry) (*api.Node, error) {
-	n, err := decode[api.Node](e)
-	return &n, err
 }
 
 func errorsIsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

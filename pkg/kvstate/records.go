@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -193,17 +191,6 @@ func (s *Store) PutMaster(ctx context.Context, f *Fence, rec *MasterRecord) (err
 	}
 	_, err = s.updateOwn(ctx, f, b)
 	return err
-}
-
-// WatchMasters streams master record changes.
-func (s *Store) WatchMasters(ctx context.Context) (jetstream.KeyWatcher, error) {
-	return s.state.Watch(ctx, "m.*")
-}
-
-// DecodeMaster decodes a master entry from a watcher.
-func DecodeMaster(e jetstream.KeyValueEntry) (*MasterRecord, error) {
-	m, err := decode[MasterRecord](e)
-	return &m, err
 }
 
 // PutWorkerAsMaster writes a worker record on behalf of the master (create,

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/placement"
@@ -155,8 +154,8 @@ func (l *leader) run(ctx context.Context) {
 		return
 	}
 	defer func() { _ = mw.Stop() }()
-	go l.follow(jw, func(e jetstream.KeyValueEntry) { l.onJob(e) }, true)
-	go l.follow(mw, func(e jetstream.KeyValueEntry) { l.onMaster(e) }, false)
+	go follow(l, jw, l.onJob, func(e kvstate.JobEvent) bool { return e.Op == kvstate.OpSynced })
+	go follow(l, mw, l.onMaster, nil)
 
 	space := st.Space()
 	hb, err := l.s.deps.NC.Subscribe(space.ManagerHeartbeat(), func(msg *nats.Msg) {
@@ -219,27 +218,29 @@ func (l *leader) unstall(tick time.Time) {
 	}
 }
 
-// follow feeds a KV watcher into the loop; the nil marker ends the replay.
-func (l *leader) follow(w jetstream.KeyWatcher, f func(jetstream.KeyValueEntry), marksSync bool) {
-	for e := range w.Updates() {
-		if e == nil {
-			if marksSync {
-				l.post(func() { l.synced = true; l.log.Info("leader synced", zap.Int("live_jobs", len(l.jobs))) })
-			}
+// follow feeds a watch into the loop; with synced, the event it names
+// (the end of the replay) marks the leader synced.
+func follow[E any](l *leader, w *kvstate.Watch[E], f func(E), synced func(E) bool) {
+	for e := range w.Events() {
+		if synced != nil && synced(e) {
+			l.post(func() { l.synced = true; l.log.Info("leader synced", zap.Int("live_jobs", len(l.jobs))) })
 			continue
 		}
 		l.post(func() { f(e) })
 	}
 }
 
-func (l *leader) onJob(e jetstream.KeyValueEntry) {
-	id := e.Key()
-	if e.Operation() != jetstream.KeyValuePut {
+func (l *leader) onJob(e kvstate.JobEvent) {
+	id := e.ID
+	switch e.Op {
+	case kvstate.OpSynced:
+		return
+	case kvstate.OpDelete:
 		delete(l.jobs, id)
 		delete(l.states, id)
 		return
 	}
-	if lj := l.jobs[id]; lj != nil && lj.rev >= e.Revision() {
+	if lj := l.jobs[id]; lj != nil && lj.rev >= e.Revision {
 		// The leader's own write, applied when its op completed: no need
 		// to decode it again.
 		l.states[id] = lj.job.State
@@ -248,9 +249,9 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	j, err := kvstate.DecodeJob(e)
-	if err != nil {
-		l.jlog(id, 0, "").Warn("unreadable job record", zap.Error(err))
+	j := e.Job
+	if e.Err != nil {
+		l.jlog(id, 0, "").Warn("unreadable job record", zap.Error(e.Err))
 		return
 	}
 	l.states[id] = j.State
@@ -260,13 +261,13 @@ func (l *leader) onJob(e jetstream.KeyValueEntry) {
 	}
 	lj := l.jobs[id]
 	if lj == nil {
-		lj = &ljob{job: j, rev: e.Revision(), lastSeen: time.Now(), assignedAt: time.Now()}
+		lj = &ljob{job: j, rev: e.Revision, lastSeen: time.Now(), assignedAt: time.Now()}
 		l.jobs[id], l.active[id] = lj, lj
 	} else {
 		if lj.job.Epoch != j.Epoch {
 			lj.lastSeen = time.Now()
 		}
-		lj.set(j, e.Revision())
+		lj.set(j, e.Revision)
 	}
 	// Act on the change now rather than at the next tick: a new job is
 	// assigned within a KV round trip of its submission.
@@ -284,15 +285,15 @@ func (l *leader) drop(id string) {
 	delete(l.masterRevs, id)
 }
 
-func (l *leader) onMaster(e jetstream.KeyValueEntry) {
-	if e.Operation() != jetstream.KeyValuePut {
+func (l *leader) onMaster(e kvstate.MasterEvent) {
+	if e.Op != kvstate.OpPut || e.Err != nil {
 		return
 	}
-	m, err := kvstate.DecodeMaster(e)
-	if err != nil || l.states[m.Job].Terminal() {
+	m := e.Master
+	if l.states[m.Job].Terminal() {
 		return // an ended job's master needs no tracking
 	}
-	l.masters[m.Job], l.masterRevs[m.Job] = m, e.Revision()
+	l.masters[m.Job], l.masterRevs[m.Job] = m, e.Revision
 	if lj := l.jobs[m.Job]; lj != nil {
 		// A master's exit is finalized as soon as it is written.
 		l.reconcileJob(lj, time.Now())
