@@ -16,3 +16,10 @@ func SlowWorkerLoad(d time.Duration) (restore func()) {
 	beforeLoadWorkers.Store(&f)
 	return func() { beforeLoadWorkers.Store(nil) }
 }
+
+// DropHeartbeats makes every master ignore worker heartbeats (as a master
+// whose inbox overflowed would) until restore is called.
+func DropHeartbeats() (restore func()) {
+	dropHeartbeats.Store(true)
+	return func() { dropHeartbeats.Store(false) }
+}

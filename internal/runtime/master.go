@@ -45,6 +45,8 @@ type MasterDeps struct {
 	Storage StorageConfig
 	// CallbackTimeout bounds each call of job code (0: DefaultCallbackTimeout).
 	CallbackTimeout time.Duration
+	// Pacing paces placements and reads late workers under load.
+	Pacing Pacing
 }
 
 // Assignment is one master incarnation to run: the job, its epoch, and the
@@ -111,6 +113,19 @@ type MasterRuntime struct {
 	// firstOnline: a first start waiting for its first worker online.
 	firstOnline bool
 	ctx         context.Context
+
+	// Waiting and overload (pacing.go). waitq, recreating and losses are
+	// under mu; patience and lastLate are the loop's.
+	pacing     Pacing
+	waitq      waitHeap
+	recreating int
+	// losses counts the incarnations of each worker id lost (timeout,
+	// node leaving): the next one waits out a backoff first.
+	losses map[string]int
+	// patience is the worker timeout in force, widened under overload.
+	patience  time.Duration
+	lastLate  time.Time
+	workerLog *LineLimit
 }
 
 type mworker struct {
@@ -128,6 +143,10 @@ type mworker struct {
 	// in held, so the job hears of a worker in order.
 	dispatched bool
 	held       []*nats.Msg
+	// wait is set while the worker waits for placement (pacing.go).
+	wait *waitState
+	// recreating: a re-creation after a loss, being dispatched.
+	recreating bool
 }
 
 // NewMasterRuntime prepares a master incarnation; Run starts it.
@@ -156,7 +175,11 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		signal:  make(chan struct{}, 1),
 		calls:   make(chan func(), 1024),
 		sem:     make(chan struct{}, maxParallelDispatch),
+		pacing:  deps.Pacing.withDefaults(deps.WorkerTimeout),
+		losses:  map[string]int{},
 	}
+	m.patience = deps.WorkerTimeout
+	m.workerLog = NewLineLimit(m.pacing.LogRate, deps.Metrics)
 	m.core = newCore("master", deps.Metrics, func() *zap.Logger { return m.log }, deps.CallbackTimeout)
 	m.onExit = m.wake
 	m.attach(deps.Store, a.Job.ID, m.fence, deps.Storage, deps.Registerer,
@@ -280,6 +303,12 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live(), dispatched: true}
 		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
 		m.workers[r.ID] = w
+		if r.State == kvstate.WorkerWaiting {
+			// Never placed: nothing to wait for, placing resumes at once.
+			// The record keeps no selectors: the retry places it anywhere.
+			w.recovering = false
+			m.startWaiting(w, nil, r.Reason, 0, r.Reason == WaitRecreate)
+		}
 		if !info.Live() && !r.Reported {
 			ended = append(ended, info)
 		}
@@ -416,7 +445,14 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		return
 	}
 	if kind != wire.KindHeartbeat {
+		// Any message proves its sender alive when it arrives, not when
+		// the loop gets to it: an exit queued behind a busy loop is not a
+		// silence.
+		m.touch(msg.Header.Get(wire.HdrWorker), wire.Uint(msg, wire.HdrWorkerEpoch))
 		m.enqueue(msg)
+		return
+	}
+	if dropHeartbeats.Load() {
 		return
 	}
 	m.deps.Metrics.HeartbeatsReceived.Inc()
@@ -480,6 +516,15 @@ func (m *MasterRuntime) onMessage(msg *nats.Msg) {
 		answer(msg, nil)
 		m.wake()
 	}
+}
+
+// touch marks worker incarnation id/epoch as heard from now.
+func (m *MasterRuntime) touch(id string, epoch uint64) {
+	m.mu.Lock()
+	if w := m.workers[id]; w != nil && w.info.Epoch == epoch && w.info.Live() {
+		w.lastSeen = time.Now()
+	}
+	m.mu.Unlock()
 }
 
 func (m *MasterRuntime) enqueue(msg *nats.Msg) {
@@ -627,8 +672,10 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 func (m *MasterRuntime) offline(info framework.WorkerInfo, reason string) error {
 	m.deps.Metrics.WorkerOfflines.WithLabelValues(offlineLabel(reason)).Inc()
 	m.event(api.EventWorkerOffline, &info, reason)
-	m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
-		zap.String("worker_node", info.Node), zap.String("reason", reason))
+	if m.workerLog.Allow(m.log) {
+		m.log.Info("worker offline", zap.String("worker_id", info.ID), zap.Uint64("worker_epoch", info.Epoch),
+			zap.String("worker_node", info.Node), zap.String("reason", reason))
+	}
 	if err := m.call("OnWorkerOffline", func() error { return m.impl.OnWorkerOffline(info, reason) }); err != nil {
 		return err
 	}
@@ -667,6 +714,9 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 	}
 	m.stopWorker(id, epoch)
 	m.mu.Lock()
+	if state == kvstate.WorkerLost {
+		m.losses[id]++
+	}
 	w.info.State, w.info.Reason, w.info.Detail, w.info.Error = string(state), reason, info.Detail, info.Error
 	w.info.Failures = info.Failures
 	info = w.info
@@ -677,6 +727,7 @@ func (m *MasterRuntime) declareLost(ctx context.Context, id string, epoch uint64
 // scan declares silent workers lost and updates readiness.
 func (m *MasterRuntime) scan(ctx context.Context) error {
 	now := time.Now()
+	m.placeWaiting(now)
 	var silent []*mworker
 	// The sweep walks every worker under the lock the heartbeats take: at
 	// 10,000 workers every 50 ms it was a fifth of the master's CPU. A
@@ -685,13 +736,7 @@ func (m *MasterRuntime) scan(ctx context.Context) error {
 	// fenced itself before the timeout anyway (docs/failover.md, Timings).
 	if now.Sub(m.lastSweep) >= max(scanInterval, m.deps.WorkerTimeout/20) {
 		m.lastSweep = now
-		m.mu.Lock()
-		for _, w := range m.workers {
-			if w.info.Live() && now.Sub(w.lastSeen) > m.deps.WorkerTimeout {
-				silent = append(silent, w)
-			}
-		}
-		m.mu.Unlock()
+		silent = m.lateWorkers(now)
 	}
 	for _, w := range silent {
 		m.deps.Metrics.HeartbeatsMissed.Inc()
@@ -792,13 +837,17 @@ func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail an
 	// workers stopped: a stale master must not stop the workers its
 	// successor leads.
 	m.mu.Lock()
-	var live []framework.WorkerInfo
+	var live, waiting []framework.WorkerInfo
 	for _, w := range m.workers {
-		if w.info.Live() {
+		switch {
+		case w.wait != nil:
+			waiting = append(waiting, w.info)
+		case w.info.Live():
 			live = append(live, w.info)
 		}
 	}
 	m.mu.Unlock()
+	m.endWaiting(ctx, waiting)
 	for _, w := range live {
 		m.stopWorker(w.ID, w.Epoch)
 		// The event stream pairs every worker_online with an offline.
@@ -808,6 +857,7 @@ func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail an
 	if b, err := m.space.WorkersBroadcast(m.job.ID); err == nil {
 		_ = m.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, m.epoch, nil))
 	}
+	m.workerLog.Flush(m.log)
 	m.log.Info("master exited", zap.String("reason", string(reason)), zap.Error(cause))
 	_ = m.deps.NC.PublishMsg(wire.NewMsg(m.space.ManagerControl(), wire.KindMasterExit, m.epoch,
 		wire.Marshal(wire.MasterExit{Job: m.job.ID, Epoch: m.epoch, State: string(reason)})))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,26 +151,31 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 		inbox:    inbox,
 		lastSeen: time.Now(),
 	}
-	node, perr := "", error(nil)
-	if m.deps.Placer == nil {
-		perr = framework.ErrNoCapacity
-	} else {
-		node, perr = m.deps.Placer.Pick(workerType, o.Selectors, "")
-		if errors.Is(perr, placement.ErrNoCapacity) {
-			perr = framework.ErrNoCapacity
-		}
+	m.workers[id] = w
+	m.deps.Metrics.WorkerCreations.Inc()
+	// A worker whose previous incarnation was lost waits out a backoff
+	// first; one no node can take waits for capacity. Either way the
+	// runtime retries, not the job (pacing.go).
+	if n := m.losses[id]; n > 0 {
+		m.startWaiting(w, o.Selectors, WaitRecreate, m.pacing.backoff(n-1), true)
+		return id, nil
+	}
+	node, perr := m.pick(workerType, o.Selectors)
+	if errors.Is(perr, framework.ErrNoCapacity) {
+		m.startWaiting(w, o.Selectors, WaitNoCapacity, m.pacing.backoff(0), false)
+		return id, nil
 	}
 	w.info.Node = node
-	m.workers[id] = w
-	info := w.info
-	m.deps.Metrics.WorkerCreations.Inc()
-	go m.dispatch(info, perr)
+	go m.dispatch(w.info, perr)
 	return id, nil
 }
 
 // afterCreate, set by tests only, runs once a create request is answered:
 // it widens the window in which a worker runs before its master knows.
 var afterCreate func()
+
+// dropHeartbeats, set by tests only, makes masters ignore heartbeats.
+var dropHeartbeats atomic.Bool
 
 // dispatch writes the worker record and asks the chosen node to start it,
 // then reports the outcome on the loop (OnWorkerDispatched).
@@ -255,6 +261,10 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 	if err != nil && w.info.Live() {
 		w.info.State, w.info.Reason = string(kvstate.WorkerFailed), framework.OfflineDispatchFailed
 	}
+	if w.recreating {
+		w.recreating = false
+		m.recreating--
+	}
 	w.dispatched = true
 	info, attached, held := w.info, w.attached, w.held
 	w.held = nil
@@ -269,8 +279,10 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 		// the same offline event and metric as any worker that ended.
 		m.deps.Metrics.WorkerOfflines.WithLabelValues(framework.OfflineDispatchFailed).Inc()
 		m.event(api.EventWorkerOffline, &info, framework.OfflineDispatchFailed)
-		m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Uint64("worker_epoch", epoch),
-			zap.String("worker_node", info.Node), zap.Error(err))
+		if m.workerLog.Allow(m.log) {
+			m.log.Warn("worker dispatch failed", zap.String("worker_id", id), zap.Uint64("worker_epoch", epoch),
+				zap.String("worker_node", info.Node), zap.Error(err))
+		}
 	}
 	if cerr := m.call("OnWorkerDispatched", func() error { return m.impl.OnWorkerDispatched(info, err) }); cerr != nil {
 		m.requestExit(framework.ExitFailed, cerr, nil)

@@ -30,6 +30,11 @@ type Metrics struct {
 	// CallbackFailures counts job callbacks that panicked or overran the
 	// callback bound, by role (master, worker) and kind (panic, hung).
 	CallbackFailures *prometheus.CounterVec
+	// Waiting and overload (pacing.go).
+	WorkersWaiting     prometheus.Gauge
+	PlacementRetries   prometheus.Counter
+	PatienceWidenings  prometheus.Counter
+	LogLinesSuppressed prometheus.Counter
 }
 
 // NewMetrics builds the runtime metrics and registers them on reg (nil: unregistered).
@@ -62,6 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CallbackFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
 			Name: "callback_failures_total", Help: "Job callbacks that panicked or did not return within the callback timeout, by role and kind; each failed its incarnation."},
 			[]string{"role", "kind"}),
+		WorkersWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "workers_waiting", Help: "Workers waiting for placement (no capacity, or a re-creation backoff)."}),
+		PlacementRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "placement_retries_total", Help: "Placement attempts of waiting workers that found no capacity."}),
+		PatienceWidenings: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "worker_timeout_widenings_total", Help: "Times a master saw many workers late at once and widened its worker timeout."}),
+		LogLinesSuppressed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "drover", Subsystem: "runtime",
+			Name: "log_lines_suppressed_total", Help: "Per-worker log lines a master summarised instead of writing."}),
 	}
 	if reg != nil {
 		// A job-master and a worker node in one process may share reg:
@@ -78,6 +91,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		register(reg, &m.FirstWorkerOnlineSeconds)
 		register(reg, &m.SelfFenced)
 		register(reg, &m.CallbackFailures)
+		register(reg, &m.WorkersWaiting)
+		register(reg, &m.PlacementRetries)
+		register(reg, &m.PatienceWidenings)
+		register(reg, &m.LogLinesSuppressed)
 	}
 	return m
 }

@@ -38,6 +38,9 @@ type WorkerDeps struct {
 	Storage StorageConfig
 	// CallbackTimeout bounds each call of job code (0: DefaultCallbackTimeout).
 	CallbackTimeout time.Duration
+	// Lines, shared by the node's workers, rate-limits their per-worker
+	// log lines (nil: no limit).
+	Lines *LineLimit
 }
 
 // WorkerSpec is one worker incarnation to run.
@@ -287,7 +290,9 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 		}
 	case wire.KindStop:
 		if wire.Uint(msg, wire.HdrWorkerEpoch) >= w.spec.Epoch {
-			w.logger().Info("worker stopped by its master")
+			if w.deps.Lines.Allow(w.deps.Log) {
+				w.logger().Info("worker stopped by its master")
+			}
 			w.Stop()
 		}
 	case wire.KindJobEnded:
@@ -327,7 +332,9 @@ func (w *WorkerRuntime) adopt(epoch uint64) bool {
 		}
 		if w.masterEpoch.CompareAndSwap(cur, epoch) {
 			w.setLogEpoch(epoch)
-			w.logger().Info("worker follows new master", zap.Uint64("previous_epoch", cur))
+			if w.deps.Lines.Allow(w.deps.Log) {
+				w.logger().Info("worker follows new master", zap.Uint64("previous_epoch", cur))
+			}
 			return true
 		}
 	}
@@ -378,7 +385,9 @@ func (w *WorkerRuntime) exit(reason framework.ExitReason, cause error, detail an
 		w.logger().Error("persist worker exit", zap.Error(err))
 	}
 	_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindExit, wire.Marshal(ex)))
-	w.logger().Info("worker exited", zap.String("reason", string(reason)), zap.Error(cause))
+	if cause != nil || w.deps.Lines.Allow(w.deps.Log) {
+		w.logger().Info("worker exited", zap.String("reason", string(reason)), zap.Error(cause))
+	}
 	w.closeImpl()
 	return nil
 }

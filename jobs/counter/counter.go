@@ -92,22 +92,43 @@ func countKey(id string) string { return "count." + id }
 type master struct {
 	framework.BaseJobMaster
 	cfg Config
+	// finished holds the ids whose worker finished; swept is when the
+	// last full reconcile ran. A worker's end touches only its own index,
+	// so 10,000 workers ending cost 10,000 steps, not 10,000 full passes
+	// (which kept the master's loop busy for minutes).
+	finished map[string]bool
+	swept    time.Time
 }
+
+// sweepEvery is how often Tick runs a full reconcile: it catches what no
+// event names (a recovery, a worker that never came).
+const sweepEvery = time.Second
 
 func newMaster(h framework.MasterHandle) (framework.JobMaster, error) {
 	cfg, err := ParseConfig(h.Config())
 	if err != nil {
 		return nil, framework.Permanent(err)
 	}
-	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg}, nil
+	return &master{BaseJobMaster: framework.BaseJobMaster{H: h}, cfg: cfg, finished: map[string]bool{}}, nil
 }
 
 func (m *master) Init(ctx context.Context) error { return m.reconcile(ctx) }
 
-func (m *master) Tick(ctx context.Context) error { return m.reconcile(ctx) }
+func (m *master) Tick(ctx context.Context) error {
+	if time.Since(m.swept) < sweepEvery {
+		return nil
+	}
+	return m.reconcile(ctx)
+}
 
-func (m *master) OnWorkerOffline(framework.WorkerInfo, string) error {
-	return m.reconcile(context.Background())
+func (m *master) OnWorkerOffline(w framework.WorkerInfo, _ string) error {
+	if !m.H.IsMasterReady() {
+		return nil
+	}
+	if err := m.reconcileOne(context.Background(), w.ID); err != nil {
+		return err
+	}
+	return m.exitIfDone(context.Background())
 }
 
 // reconcile makes sure every index has a live or finished worker and exits
@@ -119,33 +140,45 @@ func (m *master) reconcile(ctx context.Context) error {
 	if !m.H.IsMasterReady() {
 		return nil
 	}
-	finished := 0
+	m.swept = time.Now()
 	for i := range m.cfg.Workers {
-		id := workerID(i)
-		w, ok := m.H.Worker(id)
-		switch {
-		case ok && w.Live():
-			continue
-		case ok && w.State == "finished":
-			finished++
-			continue
-		case ok && w.Failures > m.cfg.MaxWorkerRestarts:
-			m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", id, w.Failures), nil)
-			return nil
-		}
-		_, err := m.H.CreateWorker(ctx, WorkerType, workerConfig{Target: m.cfg.Target, IntervalMS: m.cfg.IntervalMS},
-			framework.WithWorkerID(id))
-		if err != nil && !errors.Is(err, framework.ErrWorkerExists) {
+		if err := m.reconcileOne(ctx, workerID(i)); err != nil {
 			return err
 		}
 	}
-	if finished == m.cfg.Workers {
-		d, err := m.detail(ctx)
-		if err != nil {
-			return err
-		}
-		m.H.Exit(framework.ExitFinished, nil, d)
+	return m.exitIfDone(ctx)
+}
+
+// reconcileOne makes sure worker id is live or finished.
+func (m *master) reconcileOne(ctx context.Context, id string) error {
+	w, ok := m.H.Worker(id)
+	switch {
+	case ok && w.Live():
+		return nil
+	case ok && w.State == "finished":
+		m.finished[id] = true
+		return nil
+	case ok && w.Failures > m.cfg.MaxWorkerRestarts:
+		m.H.Exit(framework.ExitFailed, fmt.Errorf("worker %s failed %d times", id, w.Failures), nil)
+		return nil
 	}
+	_, err := m.H.CreateWorker(ctx, WorkerType, workerConfig{Target: m.cfg.Target, IntervalMS: m.cfg.IntervalMS},
+		framework.WithWorkerID(id))
+	if err != nil && !errors.Is(err, framework.ErrWorkerExists) && !errors.Is(err, framework.ErrExited) {
+		return err
+	}
+	return nil
+}
+
+func (m *master) exitIfDone(ctx context.Context) error {
+	if len(m.finished) < m.cfg.Workers {
+		return nil
+	}
+	d, err := m.detail(ctx)
+	if err != nil {
+		return err
+	}
+	m.H.Exit(framework.ExitFinished, nil, d)
 	return nil
 }
 

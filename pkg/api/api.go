@@ -234,6 +234,9 @@ const (
 	EventWorkerOnline  = "worker_online"
 	EventWorkerOffline = "worker_offline"
 	EventMasterReady   = "master_ready"
+	// EventWorkerWaiting: a worker waits for capacity (or a re-creation
+	// backoff); Reason says which. Once per worker and reason, not per retry.
+	EventWorkerWaiting = "worker_waiting"
 	// EventRequestRejected is published on drover.events.requests.rejected
 	// when a durable request can not be stored; Job is its id if it had
 	// one, Error says why.

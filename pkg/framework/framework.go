@@ -105,8 +105,10 @@ type WorkerInfo struct {
 	Detail   json.RawMessage `json:"detail,omitempty"`
 }
 
-// Live reports whether the worker incarnation is created or online.
-func (w WorkerInfo) Live() bool { return w.State == "created" || w.State == "online" }
+// Live reports whether the worker incarnation is waiting, created or online.
+func (w WorkerInfo) Live() bool {
+	return w.State == "created" || w.State == "online" || w.State == "waiting"
+}
 
 // KV is a job's business key/value state. Keys are dot-separated tokens of
 // [A-Za-z0-9_-]; a job never sees another job's keys. Get of a missing key

@@ -50,8 +50,11 @@ type WorkerState string
 // Worker states: created by the master, online after the first heartbeat,
 // then one of the ended states.
 const (
-	WorkerCreated  WorkerState = "created"
-	WorkerOnline   WorkerState = "online"
+	WorkerCreated WorkerState = "created"
+	WorkerOnline  WorkerState = "online"
+	// WorkerWaiting: no node can take the worker yet (or it waits out a
+	// re-creation backoff); its master retries the placement.
+	WorkerWaiting  WorkerState = "waiting"
 	WorkerFinished WorkerState = "finished"
 	WorkerFailed   WorkerState = "failed"
 	WorkerCanceled WorkerState = "canceled"

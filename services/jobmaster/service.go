@@ -31,6 +31,7 @@ type Service struct {
 	deps    Deps
 	metrics *runtime.Metrics
 	placer  *placement.Placer
+	pacing  runtime.Pacing
 
 	masters *svc.Runs[*runtime.MasterRuntime]
 	// assigning bounds the assignments checked at once (each reads the
@@ -50,7 +51,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{Node: n, deps: deps, metrics: runtime.NewMetrics(n.Registry),
-		placer:    placement.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
+		placer: placement.NewPlacer(api.NodeWorker, cfg.NodeTTL()),
+		pacing: runtime.Pacing{PlacementBackoff: cfg.PlacementBackoff, PlacementBackoffMax: cfg.PlacementBackoffMax,
+			MaxRecreations: cfg.MaxRecreations, LateBurst: cfg.WorkerLateBurst, WorkerTimeoutMax: cfg.WorkerTimeoutMax,
+			LogRate: cfg.WorkerLogRate},
 		masters:   svc.NewRuns[*runtime.MasterRuntime](n.ID, "master", n.Capacity),
 		assigning: make(chan struct{}, maxParallelAssigns)}, nil
 }
@@ -172,7 +176,7 @@ func (s *Service) assign(a wire.Assign) error {
 		return runtime.NewMasterRuntime(runtime.MasterDeps{
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
-			Storage: s.StorageConfig(), CallbackTimeout: s.Cfg.CallbackTimeout,
+			Storage: s.StorageConfig(), CallbackTimeout: s.Cfg.CallbackTimeout, Pacing: s.pacing,
 		}, jt, runtime.Assignment{Job: *job, Epoch: a.Epoch, Rev: a.Rev})
 	}, func(_ *runtime.MasterRuntime, err error) {
 		s.Log.Warn("master ended", zap.String("job_id", a.Job), zap.Uint64("epoch", a.Epoch), zap.Error(err))

@@ -11,4 +11,8 @@ const DefaultCapacity = 10000
 // Config of a worker node (DROVER_ variables).
 type Config struct {
 	config.Node
+	// WorkerLogRate is how many per-worker log lines (a worker exited,
+	// stopped, following a new master) the node writes a second; beyond
+	// it they are summarised. Errors always show.
+	WorkerLogRate int `envconfig:"WORKER_LOG_RATE" default:"20"`
 }

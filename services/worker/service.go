@@ -29,6 +29,8 @@ type Service struct {
 	*svc.Node
 	deps    Deps
 	metrics *runtime.Metrics
+	// lines rate-limits the per-worker log lines of all its workers.
+	lines *runtime.LineLimit
 
 	// workers maps job/worker to the live incarnation.
 	workers *svc.Runs[*workerRun]
@@ -49,7 +51,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{Node: n, deps: deps, metrics: runtime.NewMetrics(n.Registry),
+	metrics := runtime.NewMetrics(n.Registry)
+	return &Service{Node: n, deps: deps, metrics: metrics, lines: runtime.NewLineLimit(cfg.WorkerLogRate, metrics),
 		workers: svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity)}, nil
 }
 
@@ -115,7 +118,7 @@ func (s *Service) create(spec runtime.WorkerSpec) error {
 		rt, err := runtime.NewWorkerRuntime(runtime.WorkerDeps{
 			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID, Registerer: s.Registry,
 			Heartbeat: s.Cfg.Heartbeat, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
-			CallbackTimeout: s.Cfg.CallbackTimeout,
+			CallbackTimeout: s.Cfg.CallbackTimeout, Lines: s.lines,
 		}, spec)
 		if err != nil {
 			return nil, err

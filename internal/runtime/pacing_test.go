@@ -1,0 +1,192 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/runtime"
+	"github.com/drover-run/drover/internal/testsys"
+	"github.com/drover-run/drover/jobs/counter"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/services/jobmaster"
+	"github.com/drover-run/drover/services/worker"
+)
+
+func counterSystem(t *testing.T) (*testsys.System, *observer.ObservedLogs) {
+	reg := framework.NewRegistry()
+	reg.MustRegister(counter.Type())
+	sys := testsys.Start(t, reg)
+	core, logs := observer.New(zap.InfoLevel)
+	sys.Log = zap.New(core)
+	return sys, logs
+}
+
+// jobEvents returns every event of job id so far.
+func jobEvents(t *testing.T, sys *testsys.System, id string) []api.StreamEvent {
+	t.Helper()
+	var out []api.StreamEvent
+	var since uint64
+	for {
+		evs, next, err := sys.Client.Events(context.Background(), api.EventsRequest{ID: id, SinceSeq: since})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, evs...)
+		if len(evs) == 0 || next == since {
+			return out
+		}
+		since = next
+	}
+}
+
+// workerStates returns job id's workers by state, and the highest epoch.
+func workerStates(t *testing.T, sys *testsys.System, id string) (map[string]int, uint64) {
+	t.Helper()
+	ws, err := sys.Client.Workers(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, top := map[string]int{}, uint64(0)
+	for _, w := range ws {
+		states[w.State]++
+		top = max(top, w.Epoch)
+	}
+	return states, top
+}
+
+func submitCounter(t *testing.T, sys *testsys.System, id string, workers int) {
+	t.Helper()
+	cfg, _ := json.Marshal(counter.Config{Workers: workers, Target: counter.MaxTarget, IntervalMS: 50})
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: id, Type: counter.Name, Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWorkersBeyondCapacityWaitQuietly submits a job asking for more
+// workers than the deployment can place, next to a running neighbour:
+// the ones left over wait (visible as waiting, one event each however
+// many retries), the log stays quiet, the neighbour is untouched, and
+// once capacity frees the waiting workers are placed, first incarnation.
+// Before the runtime owned the wait, every missing worker failed its
+// dispatch on each 100 ms tick: an event and a WARN line each time.
+func TestWorkersBeyondCapacityWaitQuietly(t *testing.T) {
+	sys, logs := counterSystem(t)
+	const backoff, backoffMax = 50 * time.Millisecond, 200 * time.Millisecond
+	sys.AddJobManager("jm")
+	sys.AddJobMasterWith("m1", func(c *jobmaster.Config) {
+		c.PlacementBackoff, c.PlacementBackoffMax = backoff, backoffMax
+	})
+	sys.AddWorkerWith("w1", func(c *worker.Config) { c.Capacity = 6 })
+	sys.WaitReady(1, 1)
+
+	submitCounter(t, sys, "neighbour", 4)
+	natstest.Eventually(t, 20*time.Second, "the neighbour's four workers online", func() bool {
+		s, _ := workerStates(t, sys, "neighbour")
+		return s["online"] == 4
+	})
+	submitCounter(t, sys, "big", 6)
+	natstest.Eventually(t, 20*time.Second, "two of big's workers online, four waiting", func() bool {
+		s, _ := workerStates(t, sys, "big")
+		return s["online"] == 2 && s["waiting"] == 4
+	})
+	// Ten backoff steps at the largest: without a wait owned by the
+	// runtime, each would have failed and reported every missing worker.
+	time.Sleep(10 * backoffMax)
+
+	kinds := map[string]int{}
+	for _, e := range jobEvents(t, sys, "big") {
+		kinds[e.Kind]++
+	}
+	if kinds[api.EventWorkerWaiting] != 4 || kinds[api.EventWorkerOffline] != 0 {
+		t.Errorf("big's events %v: want 4 worker_waiting (one per waiting worker) and no worker_offline", kinds)
+	}
+	if n := logs.FilterField(zap.String("job_id", "big")).Len(); n > 12 {
+		t.Errorf("big wrote %d log lines while waiting; want a few (one per waiting worker at most)", n)
+		for _, e := range logs.FilterField(zap.String("job_id", "big")).All()[:12] {
+			t.Log(e.Message)
+		}
+	}
+	if s, top := workerStates(t, sys, "neighbour"); s["online"] != 4 || top != 1 {
+		t.Errorf("neighbour workers %v, highest epoch %d: want all four online at epoch 1", s, top)
+	}
+
+	if _, err := sys.Client.Cancel(context.Background(), "neighbour"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, "big's waiting workers placed once the neighbour ended", func() bool {
+		s, _ := workerStates(t, sys, "big")
+		return s["online"] == 6
+	})
+	if _, top := workerStates(t, sys, "big"); top != 1 {
+		t.Errorf("big's workers reached epoch %d: waiting must not re-create", top)
+	}
+}
+
+// TestManyLateWorkersWidenPatience has a master miss every heartbeat for
+// a while, as one whose inbox overflowed would: all its workers are late
+// at once. It reads that as its own overload: none is declared lost at
+// the worker timeout; only at the widened one, and each is then
+// re-created through a backoff (at most MaxRecreations in flight), once.
+func TestManyLateWorkersWidenPatience(t *testing.T) {
+	sys, _ := counterSystem(t)
+	timeout := sys.Timing.WorkerTimeout
+	sys.AddJobManager("jm")
+	sys.AddJobMasterWith("m1", func(c *jobmaster.Config) {
+		c.WorkerLateBurst, c.MaxRecreations, c.WorkerTimeoutMax = 5, 2, 2*timeout
+		c.PlacementBackoff, c.PlacementBackoffMax = 100*time.Millisecond, time.Second
+	})
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	const n = 10
+	submitCounter(t, sys, "late", n)
+	natstest.Eventually(t, 20*time.Second, "ten workers online", func() bool {
+		s, _ := workerStates(t, sys, "late")
+		return s["online"] == n
+	})
+
+	dropped := time.Now()
+	restore := runtime.DropHeartbeats()
+	// Long enough for every worker to be late (and, unacknowledged, to
+	// fence itself), short of the widened timeout.
+	time.Sleep(timeout + timeout/2)
+	restore()
+
+	natstest.Eventually(t, 10*timeout, "every worker re-created and online", func() bool {
+		ws, err := sys.Client.Workers(context.Background(), "late")
+		if err != nil {
+			t.Fatal(err)
+		}
+		online := 0
+		for _, w := range ws {
+			if w.State == "online" && w.Epoch == 2 {
+				online++
+			}
+		}
+		return online == n
+	})
+	recreated := map[string]bool{}
+	for _, e := range jobEvents(t, sys, "late") {
+		switch {
+		case e.Kind == api.EventWorkerOffline && e.Reason == framework.OfflineTimeout:
+			if at := e.Time.Sub(dropped); at < 2*timeout {
+				t.Errorf("worker %s declared lost %s after heartbeats stopped: before the widened timeout %s",
+					e.Worker, at.Round(time.Millisecond), 2*timeout)
+			}
+		case e.Kind == api.EventWorkerWaiting && e.Reason == runtime.WaitRecreate:
+			recreated[e.Worker] = true
+		}
+	}
+	if len(recreated) != n {
+		t.Errorf("%d workers re-created through a backoff, want %d", len(recreated), n)
+	}
+	if _, top := workerStates(t, sys, "late"); top != 2 {
+		t.Errorf("highest worker epoch %d, want 2: each worker re-created once", top)
+	}
+}
