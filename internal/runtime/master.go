@@ -147,6 +147,7 @@ type mworker struct {
 	wait *waitState
 	// recreating: a re-creation after a loss, being dispatched.
 	recreating bool
+	selectors  map[string]string
 }
 
 // NewMasterRuntime prepares a master incarnation; Run starts it.

@@ -151,6 +151,7 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 		inbox:    inbox,
 		lastSeen: time.Now(),
 	}
+	w.selectors = o.Selectors
 	m.workers[id] = w
 	m.deps.Metrics.WorkerCreations.Inc()
 	// A worker whose previous incarnation was lost waits out a backoff
@@ -205,6 +206,12 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 		err = m.requestCreate(ctx, info, rev)
 		if afterCreate != nil {
 			afterCreate()
+		}
+		if api.ErrorCode(err) == api.CodeUnavailable {
+			// The node is full or leaving: the placer's view was behind.
+			// Not a failure of the worker: it waits for capacity again.
+			m.post(func() { m.requeue(info) })
+			return
 		}
 		if err != nil {
 			// The next placement (the job's retry) goes elsewhere.

@@ -143,6 +143,7 @@ func (m *MasterRuntime) pick(typ string, selectors map[string]string) (string, e
 func (m *MasterRuntime) startWaiting(w *mworker, selectors map[string]string, reason string, delay time.Duration, recreate bool) {
 	w.info.State, w.info.Reason, w.info.Node = string(kvstate.WorkerWaiting), reason, ""
 	w.wait = &waitState{selectors: selectors, writing: true, recreate: recreate}
+	w.selectors = selectors
 	heap.Push(&m.waitq, waitEntry{id: w.info.ID, epoch: w.info.Epoch, at: time.Now().Add(delay)})
 	m.deps.Metrics.WorkersWaiting.Inc()
 	info := w.info
@@ -152,6 +153,27 @@ func (m *MasterRuntime) startWaiting(w *mworker, selectors map[string]string, re
 			zap.Uint64("worker_epoch", info.Epoch), zap.String("reason", reason), zap.Duration("retry_in", delay))
 	}
 	go m.writeWaiting(info)
+}
+
+// requeue puts a worker its chosen node refused for want of room back
+// to waiting, and keeps the placer off that node for a backoff step.
+func (m *MasterRuntime) requeue(info framework.WorkerInfo) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.workers[info.ID]
+	if w == nil || w.info.Epoch != info.Epoch || !w.info.Live() || w.wait != nil {
+		return
+	}
+	recreate := w.recreating
+	if w.recreating {
+		w.recreating = false
+		m.recreating--
+	}
+	d := m.pacing.backoff(1)
+	if m.deps.Placer != nil {
+		m.deps.Placer.Avoid(info.Node, d)
+	}
+	m.startWaiting(w, w.selectors, WaitNoCapacity, d, recreate)
 }
 
 // writeWaiting records a waiting worker, then lets its placement go ahead.

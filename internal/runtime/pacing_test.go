@@ -104,8 +104,11 @@ func TestWorkersBeyondCapacityWaitQuietly(t *testing.T) {
 	for _, e := range jobEvents(t, sys, "big") {
 		kinds[e.Kind]++
 	}
-	if kinds[api.EventWorkerWaiting] != 4 || kinds[api.EventWorkerOffline] != 0 {
-		t.Errorf("big's events %v: want 4 worker_waiting (one per waiting worker) and no worker_offline", kinds)
+	// One worker_waiting per waiting worker, and one more for each
+	// creation a full node refused (the placer's view of its load lags):
+	// a few, not one per retry.
+	if w := kinds[api.EventWorkerWaiting]; w < 4 || w > 8 || kinds[api.EventWorkerOffline] != 0 {
+		t.Errorf("big's events %v: want 4 to 8 worker_waiting and no worker_offline", kinds)
 	}
 	if n := logs.FilterField(zap.String("job_id", "big")).Len(); n > 12 {
 		t.Errorf("big wrote %d log lines while waiting; want a few (one per waiting worker at most)", n)
