@@ -1,11 +1,28 @@
 package runtime
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // SlowCreateReplies delays every master's handling of create replies by d
 // until the test ends.
 func SlowCreateReplies(d time.Duration) (restore func()) {
-	afterCreate = func() { time.Sleep(d) }
+	afterCreate = func(err error) error { time.Sleep(d); return err }
+	return func() { afterCreate = nil }
+}
+
+// FailCreateReplies makes every master take d to handle a create reply and
+// then treat it as failed, though the worker was started, until the test
+// ends.
+func FailCreateReplies(d time.Duration) (restore func()) {
+	afterCreate = func(err error) error {
+		time.Sleep(d)
+		if err == nil {
+			err = errors.New("injected: create reply lost")
+		}
+		return err
+	}
 	return func() { afterCreate = nil }
 }
 

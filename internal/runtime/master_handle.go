@@ -171,9 +171,10 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	return id, nil
 }
 
-// afterCreate, set by tests only, runs once a create request is answered:
-// it widens the window in which a worker runs before its master knows.
-var afterCreate func()
+// afterCreate, set by tests only, runs once a create request is answered
+// and may replace its outcome: it widens the window in which a worker runs
+// before its master knows, or fails a create that succeeded.
+var afterCreate func(error) error
 
 // dropHeartbeats, set by tests only, makes masters ignore heartbeats.
 var dropHeartbeats atomic.Bool
@@ -205,7 +206,7 @@ func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
 	if err == nil {
 		err = m.requestCreate(ctx, info, rev)
 		if afterCreate != nil {
-			afterCreate()
+			err = afterCreate(err)
 		}
 		if api.ErrorCode(err) == api.CodeUnavailable {
 			// The node is full or leaving: the placer's view was behind.
