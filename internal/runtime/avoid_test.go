@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/natstest"
-	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/topics"
@@ -67,11 +66,7 @@ func TestPlacerAvoidsANodeThatFailedADispatch(t *testing.T) {
 			},
 		},
 	})
-	sys := testsys.Start(t, reg)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := startSmall(t, reg)
 	st := openStore(t, sys)
 
 	// The ghost's capacity makes it the least loaded node however many

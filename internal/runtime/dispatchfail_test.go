@@ -9,7 +9,6 @@ import (
 
 	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/internal/runtime"
-	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 )
@@ -70,11 +69,7 @@ func TestCreateFailedThoughWorkerRanIsOneDispatchFailure(t *testing.T) {
 			"runner": func(h framework.WorkerHandle) (framework.Worker, error) { return &framework.BaseWorker{H: h}, nil },
 		},
 	})
-	sys := testsys.Start(t, reg)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := startSmall(t, reg)
 	ctx := context.Background()
 	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "runners", Type: "runners"}); err != nil {
 		t.Fatal(err)

@@ -122,6 +122,18 @@ func enderRegistry(log *endLog) *framework.Registry {
 	return reg
 }
 
+// startSmall runs the smallest whole deployment for reg's types: a job
+// manager, job-master node m1 and worker node w1, all ready.
+func startSmall(t *testing.T, reg *framework.Registry) *testsys.System {
+	t.Helper()
+	sys := testsys.Start(t, reg)
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	return sys
+}
+
 func openStore(t *testing.T, sys *testsys.System) *kvstate.Store {
 	t.Helper()
 	_, js := natstest.Connect(t, sys.Server)
@@ -138,11 +150,7 @@ func openStore(t *testing.T, sys *testsys.System) *kvstate.Store {
 // record each recovery replayed every ended worker.
 func TestEndedWorkersAreNotReplayedAtRecovery(t *testing.T) {
 	log := &endLog{ticks: map[uint64]int{}, infos: map[string]framework.WorkerInfo{}}
-	sys := testsys.Start(t, enderRegistry(log))
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := startSmall(t, enderRegistry(log))
 	st := openStore(t, sys)
 	ctx := context.Background()
 	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "ender1", Type: "ender", Config: json.RawMessage(`{"workers":2}`)}); err != nil {
@@ -195,11 +203,7 @@ func TestEndedWorkersAreNotReplayedAtRecovery(t *testing.T) {
 // a live or unknown worker is refused with the SDK's errors.
 func TestRemoveWorkerForgetsAnEndedWorker(t *testing.T) {
 	log := &endLog{ticks: map[uint64]int{}, infos: map[string]framework.WorkerInfo{}}
-	sys := testsys.Start(t, enderRegistry(log))
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := startSmall(t, enderRegistry(log))
 	st := openStore(t, sys)
 	ctx := context.Background()
 	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "ender2", Type: "ender",

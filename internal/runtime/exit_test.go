@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/natstest"
-	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 )
@@ -75,11 +74,7 @@ func TestExitWithUnknownReasonFails(t *testing.T) {
 			},
 		},
 	})
-	sys := testsys.Start(t, reg)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := startSmall(t, reg)
 	ctx := context.Background()
 	for _, tc := range []struct{ id, reason string }{{"empty", ""}, {"done", "done"}} {
 		t.Run("master "+tc.id, func(t *testing.T) {
