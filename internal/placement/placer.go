@@ -48,8 +48,14 @@ func NewPlacer(kind string, ttl time.Duration) *Placer {
 	return &Placer{kind: kind, ttl: ttl, nodes: map[string]*placeNode{}}
 }
 
+// NodeWatcher is the part of the nodes' presence (kvstate.Presence) the
+// placer reads.
+type NodeWatcher interface {
+	WatchNodes(ctx context.Context, kind string) (*kvstate.Watch[kvstate.NodeEvent], error)
+}
+
 // Run follows the nodes' presence until ctx ends.
-func (p *Placer) Run(ctx context.Context, store *kvstate.Store, log *zap.Logger) {
+func (p *Placer) Run(ctx context.Context, store NodeWatcher, log *zap.Logger) {
 	for ctx.Err() == nil {
 		w, err := store.WatchNodes(ctx, p.kind)
 		if err != nil {

@@ -10,10 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultCallbackTimeout bounds one job callback when the node sets none.
@@ -72,7 +73,7 @@ func newCore(role string, metrics *Metrics, log func() *zap.Logger, bound time.D
 
 // attach gives the incarnation the job-facing resources of job: its
 // business KV fenced by fence, storage, and a registerer adding labels.
-func (c *core) attach(st *kvstate.Store, job string, fence *kvstate.Fence, scfg StorageConfig,
+func (c *core) attach(st ScratchState, job string, fence *kvstate.Fence, scfg StorageConfig,
 	reg prometheus.Registerer, labels prometheus.Labels) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()

@@ -29,7 +29,7 @@ import (
 // MasterDeps is what a job-master node gives every master it runs.
 type MasterDeps struct {
 	NC     *nats.Conn
-	Store  *kvstate.Store
+	Store  MasterState
 	Placer *placement.Placer
 	Log    *zap.Logger
 	// Registerer receives job authors' metrics (wrapped with job labels).

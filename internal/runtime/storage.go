@@ -53,7 +53,7 @@ type storage struct {
 	job  string
 	c    *objstore.Client
 	kv   framework.KV
-	st   *kvstate.Store
+	st   ScratchState
 	keep atomic.Bool
 
 	mu     sync.Mutex
@@ -61,7 +61,7 @@ type storage struct {
 }
 
 // newStorage returns nil when bucket storage is disabled.
-func newStorage(cfg StorageConfig, st *kvstate.Store, job string, kv framework.KV) *storage {
+func newStorage(cfg StorageConfig, st ScratchState, job string, kv framework.KV) *storage {
 	if !cfg.Enabled || st == nil {
 		return nil
 	}
@@ -160,7 +160,7 @@ const scratchKept = "keep"
 // how many objects it deleted. A job that never used its scratch space
 // costs one read; one that asked to keep it is left alone unless force.
 // It may be repeated: what is gone stays gone.
-func CleanScratch(ctx context.Context, st *kvstate.Store, workBucket, job string, force bool) (int, error) {
+func CleanScratch(ctx context.Context, st ScratchState, workBucket, job string, force bool) (int, error) {
 	if workBucket == "" {
 		workBucket = DefaultWorkBucket
 	}

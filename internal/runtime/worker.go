@@ -24,7 +24,7 @@ type WorkerDeps struct {
 	// and worker labels).
 	Registerer prometheus.Registerer
 	NC         *nats.Conn
-	Store      *kvstate.Store
+	Store      WorkerState
 	Log        *zap.Logger
 	Metrics    *Metrics
 	Node       string

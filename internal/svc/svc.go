@@ -52,7 +52,7 @@ func OpenStore(ctx context.Context, cfg *config.Common, nc *nats.Conn, log *zap.
 
 // KeepPresence writes the node's presence every interval until ctx ends,
 // then deletes it so placement stops at once.
-func KeepPresence(ctx context.Context, st *kvstate.Store, interval time.Duration, log *zap.Logger, node func() api.Node) {
+func KeepPresence(ctx context.Context, st kvstate.Presence, interval time.Duration, log *zap.Logger, node func() api.Node) {
 	put := func() {
 		n := node()
 		if err := st.PutNode(ctx, &n); err != nil && ctx.Err() == nil {

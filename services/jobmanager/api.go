@@ -162,9 +162,9 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	now := time.Now().UTC()
 	job := &api.Job{ID: spec.ID, Type: spec.Type, Config: spec.Config, Selectors: spec.Selectors,
 		Restart: spec.Restart, State: api.StateCreated, CreatedAt: now, UpdatedAt: now}
-	_, err := s.store.CreateJob(ctx, job)
+	_, err := s.jobs.CreateJob(ctx, job)
 	if errors.Is(err, kvstate.ErrExists) {
-		old, _, gerr := s.store.GetJob(ctx, spec.ID)
+		old, _, gerr := s.jobs.GetJob(ctx, spec.ID)
 		if gerr != nil {
 			return nil, storeError(gerr)
 		}
@@ -195,7 +195,7 @@ func (s *Service) jobByID(ctx context.Context, id string) (*api.Job, error) {
 	if err := invalidID("job", id); err != nil {
 		return nil, err
 	}
-	j, _, err := s.store.GetJob(ctx, id)
+	j, _, err := s.jobs.GetJob(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -241,7 +241,7 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 	out := make([]api.Job, 0, min(req.Limit, 64))
 	seen := map[string]int{}
 	size := 0
-	last, end, err := s.store.ScanJobs(ctx, after, listReads(req.Limit), func(j *api.Job, _ uint64) bool {
+	last, end, err := s.jobs.ScanJobs(ctx, after, listReads(req.Limit), func(j *api.Job, _ uint64) bool {
 		if len(out) == req.Limit {
 			return false
 		}
@@ -332,7 +332,7 @@ func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error
 	if _, err := s.jobByID(ctx, req.ID); err != nil {
 		return nil, err
 	}
-	ws, err := s.store.ListWorkers(ctx, req.ID)
+	ws, err := s.workerRecs.ListWorkers(ctx, req.ID)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -369,7 +369,7 @@ func (s *Service) events(ctx context.Context, body []byte) ([]api.StreamEvent, u
 	if req.SinceTime != nil {
 		q.SinceTime = *req.SinceTime
 	}
-	evs, next, err := s.store.JobEvents(ctx, q)
+	evs, next, err := s.jobs.JobEvents(ctx, q)
 	if err != nil {
 		return nil, 0, storeError(err)
 	}

@@ -35,11 +35,11 @@ func (s *Service) deleteJob(ctx context.Context, body []byte) (*api.Job, error) 
 // removeJob deletes an ended job's scratch space (even one it asked to
 // keep) and then its records, the job record last.
 func (s *Service) removeJob(ctx context.Context, j *api.Job, why string) error {
-	n, err := runtime.CleanScratch(ctx, s.store, s.cfg.StorageBucket, j.ID, true)
+	n, err := runtime.CleanScratch(ctx, s.scratch, s.cfg.StorageBucket, j.ID, true)
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteJob(ctx, j.ID); err != nil {
+	if err := s.jobs.DeleteJob(ctx, j.ID); err != nil {
 		return err
 	}
 	s.metrics.deleted.WithLabelValues(why).Inc()
@@ -59,7 +59,7 @@ func (s *Service) cleanEndedScratch(j *api.Job, reason string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		n, err := runtime.CleanScratch(ctx, s.store, s.cfg.StorageBucket, j.ID, false)
+		n, err := runtime.CleanScratch(ctx, s.scratch, s.cfg.StorageBucket, j.ID, false)
 		if err != nil {
 			s.log.Warn("scratch cleanup", jobFields(j, zap.Int("deleted", n), zap.Error(err))...)
 			return
@@ -99,7 +99,7 @@ func (s *Service) sweep(ctx context.Context) {
 		for ctx.Err() == nil {
 			var expired []*api.Job
 			newer := false
-			last, end, err := s.store.ScanJobs(ctx, after, 1000, func(j *api.Job, _ uint64) bool {
+			last, end, err := s.jobs.ScanJobs(ctx, after, 1000, func(j *api.Job, _ uint64) bool {
 				if j.UpdatedAt.After(cutoff) {
 					newer = true
 					return false

@@ -29,13 +29,13 @@ func (s *Service) newHTTP() *obs.Server {
 			return nil
 		},
 		"state": func(ctx context.Context) error {
-			if s.store == nil {
+			if s.conn == nil {
 				return api.Errorf(api.CodeUnavailable, "state store not open")
 			}
 			if !s.deps.NC.IsConnected() {
 				return api.Errorf(api.CodeUnavailable, "no NATS connection to reach the buckets")
 			}
-			return s.store.Ping(ctx)
+			return s.conn.Ping(ctx)
 		},
 	}, func() map[string]any { return map[string]any{"leader": s.Leading(), "replica": s.id} })
 	mux := srv.Mux
@@ -79,7 +79,7 @@ type route struct {
 // NATS API's; each is counted as the NATS request it mirrors.
 func (s *Service) apiRoutes() []route {
 	// The store opens in Run; routes read its namespace when they answer.
-	space := func() topics.Space { return s.store.Space() }
+	space := func() topics.Space { return s.space }
 	serve := func(w http.ResponseWriter, r *http.Request, subject string, h handler, body []byte) {
 		rep, e := s.answer(r.Context(), subject, h, body)
 		if e != nil {
@@ -220,7 +220,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, api.Reply{Error: api.AsError(err)})
 		return
 	}
-	j, _, err := s.store.GetJob(r.Context(), id)
+	j, _, err := s.jobs.GetJob(r.Context(), id)
 	if err != nil {
 		writeReply(w, s.public(api.Reply{Error: api.AsError(storeError(err))}))
 		return
@@ -237,7 +237,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, api.Reply{Error: api.Errorf(api.CodeTooLarge, "body larger than %d bytes", api.MaxPayload)})
 		return
 	}
-	subj, _ := s.store.Space().MasterHTTP(id)
+	subj, _ := s.space.MasterHTTP(id)
 	req := wire.HTTPRequest{Method: r.Method, Path: "/" + r.PathValue("rest"), Query: r.URL.RawQuery,
 		Header: forwardedHeader(r.Header), Body: body}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

@@ -39,8 +39,8 @@ func retryable(code api.Code) bool {
 // handled once, and it is acknowledged only once the job is stored or
 // rejected.
 func (s *Service) consumeRequests(ctx context.Context) {
-	js := s.store.JetStream()
-	space := s.store.Space()
+	js := s.conn.JetStream()
+	space := s.space
 	maxDeliver := s.cfg.RequestMaxDeliver
 	if maxDeliver <= 0 {
 		maxDeliver = defaultRequestMaxDeliver
@@ -131,7 +131,7 @@ func (s *Service) publishRejected(id string, seq uint64, err error) {
 		e = api.Errorf(api.CodeInternal, "internal error (the job manager's log has the detail)")
 	}
 	ev := api.Event{Job: id, Kind: api.EventRequestRejected, Error: e, Request: seq, Time: time.Now().UTC()}
-	if perr := s.deps.NC.Publish(s.store.Space().RequestRejections(), wire.Marshal(ev)); perr != nil {
+	if perr := s.deps.NC.Publish(s.space.RequestRejections(), wire.Marshal(ev)); perr != nil {
 		s.log.Warn("request rejection not published", zap.Uint64("request", seq), zap.Error(perr))
 	}
 }

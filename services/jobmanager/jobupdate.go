@@ -26,7 +26,7 @@ func (s *Service) updateJobFrom(ctx context.Context, cur *api.Job, rev uint64, f
 // State changes explain themselves (transitionReason).
 func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, why string, fn func(*api.Job) error) (*api.Job, uint64, error) {
 	var before api.Job
-	j, nrev, err := s.store.UpdateJobFrom(ctx, cur, rev, func(j *api.Job) error {
+	j, nrev, err := s.jobs.UpdateJobFrom(ctx, cur, rev, func(j *api.Job) error {
 		before = *j
 		if err := fn(j); err != nil {
 			return err
@@ -100,7 +100,7 @@ func transitionReason(before, after *api.Job) string {
 }
 
 func (s *Service) publishEvent(j *api.Job, kind, reason string) {
-	subj, err := s.store.Space().JobEvents(j.ID)
+	subj, err := s.space.JobEvents(j.ID)
 	if err != nil {
 		return
 	}
@@ -114,7 +114,7 @@ func (s *Service) publishEvent(j *api.Job, kind, reason string) {
 
 // sendCancel asks the job's master to cancel (OnCancel).
 func (s *Service) sendCancel(j *api.Job) {
-	subj, err := s.store.Space().MasterInbox(j.ID)
+	subj, err := s.space.MasterInbox(j.ID)
 	if err != nil {
 		return
 	}

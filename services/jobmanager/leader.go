@@ -141,14 +141,13 @@ func (l *leader) post(f func()) {
 
 func (l *leader) run(ctx context.Context) {
 	l.ctx = ctx
-	st := l.s.store
-	jw, err := st.WatchJobs(ctx)
+	jw, err := l.s.jobs.WatchJobs(ctx)
 	if err != nil {
 		l.log.Error("watch jobs", zap.Error(err))
 		return
 	}
 	defer func() { _ = jw.Stop() }()
-	mw, err := st.WatchMasters(ctx)
+	mw, err := l.s.masters.WatchMasters(ctx)
 	if err != nil {
 		l.log.Error("watch masters", zap.Error(err))
 		return
@@ -157,7 +156,7 @@ func (l *leader) run(ctx context.Context) {
 	go follow(l, jw, l.onJob, func(e kvstate.JobEvent) bool { return e.Op == kvstate.OpSynced })
 	go follow(l, mw, l.onMaster, nil)
 
-	space := st.Space()
+	space := l.s.space
 	hb, err := l.s.deps.NC.Subscribe(space.ManagerHeartbeat(), func(msg *nats.Msg) {
 		var h wire.NodeHeartbeat
 		if json.Unmarshal(msg.Data, &h) == nil {
@@ -551,7 +550,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	}
 	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
-		rec, fence, err := l.s.store.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
+		rec, fence, err := l.s.masters.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
 		})
 		if err != nil {
@@ -609,7 +608,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 }
 
 func (l *leader) requestAssign(ctx context.Context, node string, j *api.Job, epoch, rev uint64) error {
-	subj, err := l.s.store.Space().NodeControl(topics.KindJobMaster, node)
+	subj, err := l.s.space.NodeControl(topics.KindJobMaster, node)
 	if err != nil {
 		return err
 	}
@@ -632,7 +631,7 @@ func (l *leader) requestAssign(ctx context.Context, node string, j *api.Job, epo
 
 // stopMaster asks a node to stop a master incarnation (best effort).
 func (l *leader) stopMaster(node, job string, epoch uint64) {
-	subj, err := l.s.store.Space().NodeControl(topics.KindJobMaster, node)
+	subj, err := l.s.space.NodeControl(topics.KindJobMaster, node)
 	if err != nil {
 		return
 	}
@@ -740,7 +739,7 @@ func (l *leader) endByForce(lj *ljob, what string, end func(j *api.Job)) {
 	j, rev := lj.job, lj.rev
 	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
-		rec, _, err := l.s.store.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
+		rec, _, err := l.s.masters.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.State = kvstate.MasterStopped
 		})
 		if err != nil {
@@ -750,7 +749,7 @@ func (l *leader) endByForce(lj *ljob, what string, end func(j *api.Job)) {
 		if j.Node != "" {
 			l.stopMaster(j.Node, j.ID, rec.Epoch-1)
 		}
-		if b, err := l.s.store.Space().WorkersBroadcast(j.ID); err == nil {
+		if b, err := l.s.space.WorkersBroadcast(j.ID); err == nil {
 			_ = l.s.deps.NC.PublishMsg(wire.NewMsg(b, wire.KindJobEnded, rec.Epoch, nil))
 		}
 		updated, nrev, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {

@@ -97,7 +97,7 @@ func (st *endpointStats) data(name string) any {
 // this reason micro's own num_errors stays 0: errors by code are in each
 // endpoint's stats data (and in drover_jobmanager_api_requests_total).
 func (s *Service) serveAPI(ctx context.Context) (stop func(), err error) {
-	space := s.store.Space()
+	space := s.space
 	stats := &endpointStats{errors: map[string]map[api.Code]int{}, inflight: map[string]int{}}
 	srv, err := micro.AddService(s.deps.NC, micro.Config{
 		Name: ServiceName, Version: buildinfo.Version(),

@@ -38,7 +38,7 @@ func (s *Service) replyNodes(ctx context.Context, b []byte) (any, error) {
 	if err := decodeStrict(b, &struct{}{}); err != nil {
 		return nil, err
 	}
-	nodes, err := s.store.ListNodes(ctx, "")
+	nodes, err := s.presence.ListNodes(ctx, "")
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -91,7 +91,7 @@ func (s *Service) countReply(subject string, e *api.Error) {
 			s.log.Error("api request failed", zap.String("subject", subject), zap.String("error", e.Message))
 		}
 	}
-	if subject == s.store.Space().APISubmit() {
+	if subject == s.space.APISubmit() {
 		if e != nil {
 			s.metrics.rejected.WithLabelValues("request", code).Inc()
 		} else {

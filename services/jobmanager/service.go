@@ -11,10 +11,12 @@ import (
 
 	"github.com/drover-run/drover/internal/obs"
 	"github.com/drover-run/drover/internal/placement"
+	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/svc"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // Deps are the service's collaborators.
@@ -34,9 +36,17 @@ type Service struct {
 	id      string
 	log     *zap.Logger
 	metrics *metrics
-	store   *kvstate.Store
-	nodes   *placement.Placer
-	leading atomic.Bool
+	// The state, by role (pkg/kvstate): each part of the service uses
+	// only what it needs.
+	conn       kvstate.Conn
+	space      topics.Space
+	jobs       kvstate.Jobs
+	masters    kvstate.Masters
+	workerRecs kvstate.Workers
+	presence   kvstate.Presence
+	scratch    runtime.ScratchState
+	nodes      *placement.Placer
+	leading    atomic.Bool
 	// election is this replica's campaign for the leader lease; term the
 	// lease it holds, nil when none.
 	election *kvstate.Election
@@ -94,7 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.store = st
+	s.conn, s.space, s.jobs, s.masters, s.workerRecs, s.presence, s.scratch = st, st.Space(), st, st, st, st, st
 	s.election = st.Election()
 	go s.nodes.Run(ctx, st, s.log)
 	defer s.openSystem(ctx)()

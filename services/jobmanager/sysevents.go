@@ -147,7 +147,7 @@ func (s *Service) onNodeDisconnect(ev disconnectEvent, node string, gone func(no
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		n, err := s.store.GetNode(ctx, api.NodeJobMaster, node)
+		n, err := s.presence.GetNode(ctx, api.NodeJobMaster, node)
 		if err != nil || n.ConnID != ev.Client.ID || n.Server != ev.Server.Name {
 			s.log.Warn("ignored a disconnect event: not the node's announced connection",
 				zap.String("node", node), zap.Uint64("conn_id", ev.Client.ID), zap.String("server", ev.Server.Name), zap.Error(err))

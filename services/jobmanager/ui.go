@@ -256,7 +256,7 @@ func (c *console) withProgress(ctx context.Context, row *jobRow) {
 	if row.State == api.StateCreated || row.State == api.StatePending {
 		return
 	}
-	ws, err := c.s.store.ListWorkers(ctx, row.ID)
+	ws, err := c.s.workerRecs.ListWorkers(ctx, row.ID)
 	if err == nil {
 		row.Progress = progressOf(ws)
 	}
@@ -274,7 +274,7 @@ func (c *console) jobsPage(w http.ResponseWriter, r *http.Request) {
 	d := jobsData{State: q.Get("state"), Type: q.Get("type"), Q: strings.TrimSpace(q.Get("q")), After: q.Get("after")}
 	p := page{Title: "Jobs", Nav: "jobs", Data: &d}
 	var jobs []api.Job
-	space := c.s.store.Space()
+	space := c.s.space
 	if d.Q != "" {
 		rep, e := c.s.answer(r.Context(), space.APIGet(), jobHandler(c.s.get), wire.Marshal(api.GetRequest{ID: d.Q}))
 		if p.Error = e; e == nil {
@@ -311,7 +311,7 @@ type jobData struct {
 }
 
 func (c *console) jobPage(w http.ResponseWriter, r *http.Request) {
-	rep, e := c.s.answer(r.Context(), c.s.store.Space().APIGet(), jobHandler(c.s.get), wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
+	rep, e := c.s.answer(r.Context(), c.s.space.APIGet(), jobHandler(c.s.get), wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
 	if e != nil {
 		c.render(w, r, e.Code.HTTPStatus(), "job", page{Title: "Job", Nav: "jobs", Error: e})
 		return
@@ -361,7 +361,7 @@ func (c *console) cancel(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusForbidden, "job", page{Title: "Job", Nav: "jobs", Error: api.Errorf(api.CodePermissionDenied, "the form was not posted from this console")})
 		return
 	}
-	_, e := c.s.answer(r.Context(), c.s.store.Space().APICancel(), jobHandler(c.s.cancel), wire.Marshal(api.CancelRequest{ID: id}))
+	_, e := c.s.answer(r.Context(), c.s.space.APICancel(), jobHandler(c.s.cancel), wire.Marshal(api.CancelRequest{ID: id}))
 	if e != nil {
 		c.render(w, r, e.Code.HTTPStatus(), "job", page{Title: "Job", Nav: "jobs", Error: e})
 		return
@@ -480,7 +480,7 @@ func (c *console) submit(w http.ResponseWriter, r *http.Request) {
 		fail("config", api.Errorf(api.CodeInvalidArgument, "config is not valid JSON"))
 		return
 	}
-	rep, e := c.s.answer(r.Context(), c.s.store.Space().APISubmit(), jobHandler(c.s.submit), body)
+	rep, e := c.s.answer(r.Context(), c.s.space.APISubmit(), jobHandler(c.s.submit), body)
 	if e != nil {
 		fail(fieldOf(e), e)
 		return

@@ -137,7 +137,7 @@ func (c *console) live(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), streamMaxAge)
 	defer cancel()
-	space := c.s.store.Space()
+	space := c.s.space
 	events := make(chan api.Event, streamEventsBuf)
 	overflow := make(chan struct{}, 1)
 	var subj string
@@ -294,11 +294,11 @@ func (s *jobStream) start(ctx context.Context, out *sse) error {
 // read refreshes the job's row and workers, returning the workers changed
 // since the last read (all of them on the first).
 func (s *jobStream) read(ctx context.Context) (*api.Job, map[string]workerCell, error) {
-	j, _, err := s.c.s.store.GetJob(ctx, s.id)
+	j, _, err := s.c.s.jobs.GetJob(ctx, s.id)
 	if err != nil {
 		return nil, nil, storeError(err)
 	}
-	ws, err := s.c.s.store.ListWorkers(ctx, s.id)
+	ws, err := s.c.s.workerRecs.ListWorkers(ctx, s.id)
 	if err != nil {
 		return nil, nil, storeError(err)
 	}
@@ -383,7 +383,7 @@ func (s *rowsStream) refresh(ctx context.Context, out *sse) error {
 }
 
 func (s *rowsStream) refreshOne(ctx context.Context, out *sse, id string) error {
-	j, _, err := s.c.s.store.GetJob(ctx, id)
+	j, _, err := s.c.s.jobs.GetJob(ctx, id)
 	if err != nil {
 		return nil
 	}
@@ -442,7 +442,7 @@ func (s *Service) jobEvents(ctx context.Context, id string, max int) ([]api.Even
 	var out []api.Event
 	q := kvstate.EventsQuery{Job: id, Limit: maxEventsLimit, MaxBytes: historyPageBytes}
 	for {
-		evs, next, err := s.store.JobEvents(ctx, q)
+		evs, next, err := s.jobs.JobEvents(ctx, q)
 		if err != nil {
 			return out, fmt.Errorf("events of %s: %w", id, err)
 		}
