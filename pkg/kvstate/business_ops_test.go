@@ -117,3 +117,46 @@ func TestBatchIsAtomicAndFenced(t *testing.T) {
 		t.Errorf("bad key in a batch: %v", err)
 	}
 }
+
+// TestDeleteWorkerLeavesNothingAndIsFenced: a removed worker record leaves
+// no message in the state stream (its marker is purged), a record written
+// again afterwards survives, and a stale master cannot remove one.
+func TestDeleteWorkerLeavesNothingAndIsFenced(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	_, f1, err := st.AdvanceEpoch(ctx, "j1", func(*kvstate.MasterRecord) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &kvstate.WorkerRecord{Job: "j1", ID: "w1", Epoch: 1, State: kvstate.WorkerFinished}
+	if _, err := st.PutWorkerAsMaster(ctx, f1, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteWorkerAsMaster(ctx, f1, "j1", "w1"); err != nil {
+		t.Fatal(err)
+	}
+	js := st.JetStream()
+	stream, err := js.Stream(ctx, "KV_"+st.Space().StateBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx, "$KV."+st.Space().StateBucket()+".w.j1.w1"); err == nil {
+		t.Error("a message of the removed worker record is left in the stream")
+	}
+	rec.Epoch = 2
+	if _, err := st.PutWorkerAsMaster(ctx, f1, rec); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := st.ListWorkers(ctx, "j1"); err != nil || len(ws) != 1 || ws[0].Record.Epoch != 2 {
+		t.Fatalf("workers after re-creation: %+v %v", ws, err)
+	}
+	if _, _, err := st.AdvanceEpoch(ctx, "j1", func(*kvstate.MasterRecord) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteWorkerAsMaster(ctx, f1, "j1", "w1"); !errors.Is(err, kvstate.ErrStaleEpoch) {
+		t.Fatalf("delete by a stale master: %v, want ErrStaleEpoch", err)
+	}
+	if ws, _ := st.ListWorkers(ctx, "j1"); len(ws) != 1 {
+		t.Fatal("a stale master removed a worker record")
+	}
+}
