@@ -306,9 +306,9 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		m.workers[r.ID] = w
 		if r.State == kvstate.WorkerWaiting {
 			// Never placed: nothing to wait for, placing resumes at once.
-			// The record keeps no selectors: the retry places it anywhere.
+			// The record keeps no selectors: it gets the job's.
 			w.recovering = false
-			m.startWaiting(w, nil, r.Reason, 0, r.Reason == WaitRecreate)
+			m.startWaiting(w, m.job.Selectors, r.Reason, 0, r.Reason == WaitRecreate)
 		}
 		if !info.Live() && !r.Reported {
 			ended = append(ended, info)
