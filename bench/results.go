@@ -87,7 +87,11 @@ type results struct {
 	ListOneP50Ms  *float64 `json:"list_limit1_p50_ms,omitempty"`
 	ListNoneP50Ms *float64 `json:"list_filter_none_p50_ms,omitempty"`
 	ListWalkMs    *float64 `json:"list_every_page_ms,omitempty"`
-	Env           *env     `json:"env,omitempty"`
+	// The bigjob phase (bench/results/bigjob.json): the largest counter
+	// job the make run topology finishes with no worker re-created.
+	LargestJobNoRecreate *int            `json:"largest_job_no_recreate_workers,omitempty"`
+	BigJob               json.RawMessage `json:"bigjob,omitempty"`
+	Env                  *env            `json:"env,omitempty"`
 }
 
 // failoverMode is one mode's figures in a failover benchmark's file.
@@ -272,9 +276,17 @@ func (r *results) rows() []row {
 		{"list, every page of 1000 (ms)", f(r.ListWalkMs, "%.0f"), ""},
 		{"failover on a $SYS disconnect event, p50 / p99 (ms)", pair(r.FailoverDisconnectP50Ms, r.FailoverDisconnectP99Ms), "where the deployment grants system-account access"},
 		{"leader failover, kill -9 of the leader → first job scheduled by the new one, $SYS disconnect event, p50 / p99 (ms)", pair(r.LeaderFailoverP50Ms, r.LeaderFailoverP99Ms), target(lt(r.LeaderFailoverP99Ms, 1000), "< 1,000; from bench/results/leader_failover.json")},
+		{"largest counter job (target 1) finished with no worker re-created, make run topology (workers)", intOr(r.LargestJobNoRecreate), target(r.LargestJobNoRecreate != nil && *r.LargestJobNoRecreate >= 10000, "≥ 10,000; from bench/results/bigjob.json")},
 		{"leader failover on the lease TTL (5 s), p50 / p99 (ms)", pair(r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms), "without system-account access"},
 	}
 	return append(rows, wordcountRows(r.Wordcount)...)
+}
+
+func intOr(v *int) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%d", *v)
 }
 
 func pair(a, b *float64) string {

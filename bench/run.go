@@ -50,6 +50,7 @@ func run(o *options) error {
 		{"scale", b.scale},
 		{"wordcount", b.wordcount},
 		{"list", b.list},
+		{"bigjob", b.bigjob},
 	}
 	for _, p := range phases {
 		if !o.selected(p.name) {
@@ -69,6 +70,9 @@ func run(o *options) error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
+	}
+	if o.onlyQuoted() {
+		return requote(o)
 	}
 	r.Wordcount = wordcountResult
 	r.quote(o)
@@ -176,13 +180,28 @@ func startServer(dir string) (*server.Server, error) {
 }
 
 // phaseNames are the phases in the order they run.
-var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list"}
+var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list", "bigjob"}
+
+// quotedPhases write files of their own, quoted into the results file: a
+// run of only these re-quotes the last results instead of replacing them.
+var quotedPhases = map[string]bool{"bigjob": true}
+
+// onlyQuoted reports whether every selected phase is a quoted one.
+func (o *options) onlyQuoted() bool {
+	for p := range o.only {
+		if !quotedPhases[p] {
+			return false
+		}
+	}
+	return len(o.only) > 0
+}
 
 // quote reads the figures of the benchmarks that have programs of their
 // own (the e2e failover benchmarks).
 func (r *results) quote(o *options) {
 	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
 	r.readLeaderFailover(filepath.Join(o.root, "bench", "results", "leader_failover.json"))
+	r.readBigJob(filepath.Join(o.root, "bench", "results", "bigjob.json"))
 }
 
 // requote re-reads the results file of the last run, quotes the other

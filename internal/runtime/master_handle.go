@@ -274,6 +274,11 @@ func (m *MasterRuntime) dispatched(id string, epoch uint64, err error) {
 		m.recreating--
 	}
 	w.dispatched = true
+	if err == nil {
+		// Heard of from its creation on: a create that queued behind
+		// thousands of others is not a silence.
+		w.lastSeen = time.Now()
+	}
 	info, attached, held := w.info, w.attached, w.held
 	w.held = nil
 	m.mu.Unlock()

@@ -265,7 +265,9 @@ func (m *MasterRuntime) lateWorkers(now time.Time) []*mworker {
 	silent := 0
 	m.mu.Lock()
 	for _, w := range m.workers {
-		if !w.info.Live() || w.wait != nil {
+		if !w.info.Live() || w.wait != nil || !w.dispatched {
+			// Waiting, or its create still under way (bounded by the
+			// dispatch timeout): its silence starts once it is created.
 			continue
 		}
 		switch quiet := now.Sub(w.lastSeen); {
