@@ -78,12 +78,17 @@ func run(o *options) error {
 	r.quote(o)
 	r.derive()
 	env.finish()
-	if err := r.write(o.path(o.out), env); err != nil {
+	return r.save(o, env)
+}
+
+// save writes the results file and the table, and prints the figures.
+func (r *results) save(o *options, e *env) error {
+	if err := r.write(o.path(o.out), e); err != nil {
 		return err
 	}
 	logf("wrote %s", o.out)
 	if o.md != "" {
-		if err := writeMarkdown(o.path(o.md), r, env); err != nil {
+		if err := writeMarkdown(o.path(o.md), r, e); err != nil {
 			return err
 		}
 		logf("wrote %s", o.md)
@@ -226,16 +231,5 @@ func requote(o *options) error {
 		}
 	}
 	r.quote(o)
-	if err := r.write(o.path(o.out), e); err != nil {
-		return err
-	}
-	logf("requoted %s", o.out)
-	if o.md != "" {
-		if err := writeMarkdown(o.path(o.md), r, e); err != nil {
-			return err
-		}
-		logf("wrote %s", o.md)
-	}
-	r.print(os.Stdout)
-	return nil
+	return r.save(o, e)
 }

@@ -104,15 +104,28 @@ func newWatch[E any](ctx context.Context, w jetstream.KeyWatcher, conv func(jets
 	return tw
 }
 
-// op maps an entry (nil: the end of the initial values) to its Op.
-func op(e jetstream.KeyValueEntry) Op {
+// typed decodes an entry (nil: the end of the initial values) into its
+// Op, revision and record (for OpPut, unless it cannot be decoded).
+func typed[T any](e jetstream.KeyValueEntry) (op Op, rev uint64, rec *T, err error) {
 	switch {
 	case e == nil:
-		return OpSynced
-	case e.Operation() == jetstream.KeyValuePut:
-		return OpPut
+		return OpSynced, 0, nil, nil
+	case e.Operation() != jetstream.KeyValuePut:
+		return OpDelete, e.Revision(), nil, nil
 	}
-	return OpDelete
+	v, err := decode[T](e)
+	if err != nil {
+		return OpPut, e.Revision(), nil, err
+	}
+	return OpPut, e.Revision(), &v, nil
+}
+
+// key is an entry's key, "" for the end of the initial values.
+func key(e jetstream.KeyValueEntry) string {
+	if e == nil {
+		return ""
+	}
+	return e.Key()
 }
 
 // WatchJobs streams every job record change, starting with the current ones.
@@ -122,17 +135,8 @@ func (s *Store) WatchJobs(ctx context.Context) (*Watch[JobEvent], error) {
 		return nil, err
 	}
 	return newWatch(ctx, w, func(e jetstream.KeyValueEntry) JobEvent {
-		ev := JobEvent{Op: op(e)}
-		if e == nil {
-			return ev
-		}
-		ev.ID, ev.Revision = e.Key(), e.Revision()
-		if ev.Op == OpPut {
-			j, err := decode[api.Job](e)
-			if ev.Err = err; err == nil {
-				ev.Job = &j
-			}
-		}
+		ev := JobEvent{ID: key(e)}
+		ev.Op, ev.Revision, ev.Job, ev.Err = typed[api.Job](e)
 		return ev
 	}), nil
 }
@@ -144,17 +148,8 @@ func (s *Store) WatchMasters(ctx context.Context) (*Watch[MasterEvent], error) {
 		return nil, err
 	}
 	return newWatch(ctx, w, func(e jetstream.KeyValueEntry) MasterEvent {
-		ev := MasterEvent{Op: op(e)}
-		if e == nil {
-			return ev
-		}
-		ev.Job, ev.Revision = strings.TrimPrefix(e.Key(), "m."), e.Revision()
-		if ev.Op == OpPut {
-			m, err := decode[MasterRecord](e)
-			if ev.Err = err; err == nil {
-				ev.Master = &m
-			}
-		}
+		ev := MasterEvent{Job: strings.TrimPrefix(key(e), "m.")}
+		ev.Op, ev.Revision, ev.Master, ev.Err = typed[MasterRecord](e)
 		return ev
 	}), nil
 }
@@ -166,18 +161,9 @@ func (s *Store) WatchNodes(ctx context.Context, kind string) (*Watch[NodeEvent],
 		return nil, err
 	}
 	return newWatch(ctx, w, func(e jetstream.KeyValueEntry) NodeEvent {
-		ev := NodeEvent{Op: op(e)}
-		if e == nil {
-			return ev
-		}
-		ev.Kind, ev.ID, _ = strings.Cut(e.Key(), ".")
-		ev.Revision = e.Revision()
-		if ev.Op == OpPut {
-			n, err := decode[api.Node](e)
-			if ev.Err = err; err == nil {
-				ev.Node = &n
-			}
-		}
+		var ev NodeEvent
+		ev.Kind, ev.ID, _ = strings.Cut(key(e), ".")
+		ev.Op, ev.Revision, ev.Node, ev.Err = typed[api.Node](e)
 		return ev
 	}), nil
 }
