@@ -2,8 +2,9 @@
 // one run, on an embedded nats-server (JetStream, file store) on loopback:
 // request/reply and KV baselines, submit throughput, end-to-end job rate,
 // scheduling latency, worker placement and heartbeat capacity (job-master
-// and worker nodes as separate processes), and quotes the failover figures
-// of bench/results/failover.json. It writes bench/results/latest.json and
+// and worker nodes as separate processes), and failover of one master, of a
+// whole node's masters and of the leader (the e2e failover benchmarks, run
+// by the failover phase). It writes bench/results/latest.json and
 // the table in BENCHMARKS.md. `make bench` runs it; `make bench-quick` is
 // the short CI smoke form, whose figures are not for the docs.
 package main
@@ -35,7 +36,10 @@ type options struct {
 	workerNodes int
 	hbWindow    time.Duration
 	listJobs    int
-	root        string
+	// failoverTrials and massJobs size the failover phase.
+	failoverTrials int
+	massJobs       int
+	root           string
 }
 
 func (o *options) selected(phase string) bool { return len(o.only) == 0 || o.only[phase] }
@@ -54,7 +58,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick: none; \"-\" for none)")
-	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount,list,bigjob (default all; bigjob alone re-quotes the last results)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")
@@ -67,6 +71,8 @@ func main() {
 	flag.IntVar(&o.workerNodes, "worker-nodes", 4, "worker node processes in the placement and heartbeat phase")
 	flag.DurationVar(&o.hbWindow, "hb-window", 0, "heartbeat measurement window (default 10s, quick 4s)")
 	flag.IntVar(&o.listJobs, "list-jobs", 0, "jobs stored in the list phase (default 10000, quick 1000)")
+	flag.IntVar(&o.failoverTrials, "failover-trials", 0, "kills per mode of one master and of the leader in the failover phase (default 10, quick 3)")
+	flag.IntVar(&o.massJobs, "mass-jobs", 0, "masters on the node killed in the failover phase (default 1000, quick 100)")
 	flag.Parse()
 
 	def := func(full, quick int) int {
@@ -92,6 +98,12 @@ func main() {
 	}
 	if o.listJobs == 0 {
 		o.listJobs = def(10000, 1000)
+	}
+	if o.failoverTrials == 0 {
+		o.failoverTrials = def(10, 3)
+	}
+	if o.massJobs == 0 {
+		o.massJobs = def(1000, 100)
 	}
 	if o.hbWindow == 0 {
 		o.hbWindow = time.Duration(def(10, 4)) * time.Second

@@ -74,12 +74,22 @@ type results struct {
 	// The leader failover benchmark: kill -9 of the leading job manager →
 	// the first job scheduled by the new leader, on a $SYS disconnect event
 	// (the headline) and on the lease TTL.
-	LeaderFailoverP50Ms    *float64          `json:"leader_failover_p50_ms,omitempty"`
-	LeaderFailoverP99Ms    *float64          `json:"leader_failover_p99_ms,omitempty"`
-	LeaderFailoverTTLP50Ms *float64          `json:"leader_failover_lease_ttl_p50_ms,omitempty"`
-	LeaderFailoverTTLP99Ms *float64          `json:"leader_failover_lease_ttl_p99_ms,omitempty"`
-	LeaderFailover         json.RawMessage   `json:"leader_failover,omitempty"`
-	Wordcount              *wordcountFigures `json:"wordcount,omitempty"`
+	LeaderFailoverP50Ms    *float64        `json:"leader_failover_p50_ms,omitempty"`
+	LeaderFailoverP99Ms    *float64        `json:"leader_failover_p99_ms,omitempty"`
+	LeaderFailoverTTLP50Ms *float64        `json:"leader_failover_lease_ttl_p50_ms,omitempty"`
+	LeaderFailoverTTLP99Ms *float64        `json:"leader_failover_lease_ttl_p99_ms,omitempty"`
+	LeaderFailover         json.RawMessage `json:"leader_failover,omitempty"`
+	// The mass failover benchmark: kill -9 of a job-master node hosting
+	// MassFailoverJobs masters → each new master ready; the last one.
+	MassFailoverJobs     *float64          `json:"mass_failover_jobs,omitempty"`
+	MassFailoverSysP50Ms *float64          `json:"mass_failover_sys_p50_ms,omitempty"`
+	MassFailoverSysP99Ms *float64          `json:"mass_failover_sys_p99_ms,omitempty"`
+	MassFailoverSysLast  *float64          `json:"mass_failover_sys_last_ms,omitempty"`
+	MassFailoverHBP50Ms  *float64          `json:"mass_failover_hb_p50_ms,omitempty"`
+	MassFailoverHBP99Ms  *float64          `json:"mass_failover_hb_p99_ms,omitempty"`
+	MassFailoverHBLast   *float64          `json:"mass_failover_hb_last_ms,omitempty"`
+	MassFailover         json.RawMessage   `json:"mass_failover,omitempty"`
+	Wordcount            *wordcountFigures `json:"wordcount,omitempty"`
 	// The list API with ListJobs jobs stored (the list phase).
 	ListJobs      int      `json:"list_jobs,omitempty"`
 	ListPageP50Ms *float64 `json:"list_page_p50_ms,omitempty"`
@@ -96,8 +106,9 @@ type results struct {
 
 // failoverMode is one mode's figures in a failover benchmark's file.
 type failoverMode struct {
-	path     string
-	p50, p99 *float64
+	path           string
+	p50, p99, last *float64
+	jobs           *float64
 }
 
 // readModes reads a failover benchmark's file and the modes in it: every
@@ -126,7 +137,8 @@ func readModes(path string) ([]byte, []failoverMode) {
 	var walk func(path string, m map[string]any)
 	walk = func(path string, m map[string]any) {
 		if p99 := pick(m, "failover_p99_ms", "p99_ms", "p99"); p99 != nil {
-			modes = append(modes, failoverMode{path, pick(m, "failover_p50_ms", "p50_ms", "p50"), p99})
+			modes = append(modes, failoverMode{path, pick(m, "failover_p50_ms", "p50_ms", "p50"), p99,
+				pick(m, "last_ms"), pick(m, "jobs")})
 			return
 		}
 		keys := make([]string, 0, len(m))
@@ -194,6 +206,27 @@ func (r *results) readLeaderFailover(path string) {
 		}
 	}
 	logf("leader failover figures from %s", filepath.Base(path))
+}
+
+// readMassFailover reads the mass failover benchmark's figures: per mode,
+// p50/p99 over the jobs and the last one ready. The whole file is kept
+// under "mass_failover".
+func (r *results) readMassFailover(path string) {
+	b, modes := readModes(path)
+	if modes == nil {
+		return
+	}
+	r.MassFailover = b
+	for _, md := range modes {
+		switch {
+		case strings.Contains(md.path, "disconnect"):
+			r.MassFailoverSysP50Ms, r.MassFailoverSysP99Ms, r.MassFailoverSysLast = md.p50, md.p99, md.last
+		case strings.Contains(md.path, "heartbeat"):
+			r.MassFailoverHBP50Ms, r.MassFailoverHBP99Ms, r.MassFailoverHBLast = md.p50, md.p99, md.last
+		}
+		r.MassFailoverJobs = md.jobs
+	}
+	logf("mass failover figures from %s", filepath.Base(path))
 }
 
 func (r *results) derive() {
@@ -270,12 +303,16 @@ func (r *results) rows() []row {
 		{"nats-server + job manager CPU (cores)", f(r.HBServerCores, "%.3f"), ""},
 		{"NATS messages/s (in + out)", f(r.HBNatsMsgsPerS, "%.0f"), ""},
 		{"worker node RSS per worker (bytes)", f(r.HBMemBytesPerWorker, "%.0f"), ""},
-		{"failover p50 (ms), kill -9 of the master's node, heartbeat timeout", f(r.FailoverP50Ms, "%.0f"), "from bench/results/failover.json"},
+		{"failover p50 (ms), kill -9 of the master's node, heartbeat timeout", f(r.FailoverP50Ms, "%.0f"), ""},
 		{"failover p99 (ms)", f(r.FailoverP99Ms, "%.0f"), target(lt(r.FailoverP99Ms, 3200), "< master timeout + 200 ms = 3,200")},
 		{fmt.Sprintf("list, first page of 100 at %d jobs, p50 / p99 (ms)", r.ListJobs), pair(r.ListPageP50Ms, r.ListPageP99Ms), "O(page): limit 1 " + f(r.ListOneP50Ms, "%.2f") + " ms, a filter matching nothing " + f(r.ListNoneP50Ms, "%.2f") + " ms"},
 		{"list, every page of 1000 (ms)", f(r.ListWalkMs, "%.0f"), ""},
 		{"failover on a $SYS disconnect event, p50 / p99 (ms)", pair(r.FailoverDisconnectP50Ms, r.FailoverDisconnectP99Ms), "where the deployment grants system-account access"},
-		{"leader failover, kill -9 of the leader → first job scheduled by the new one, $SYS disconnect event, p50 / p99 (ms)", pair(r.LeaderFailoverP50Ms, r.LeaderFailoverP99Ms), target(lt(r.LeaderFailoverP99Ms, 1000), "< 1,000; from bench/results/leader_failover.json")},
+		{"mass failover, kill -9 of a node hosting " + f(r.MassFailoverJobs, "%.0f") + " masters, $SYS disconnect event, p50 / p99 / last ready (ms)",
+			triple(r.MassFailoverSysP50Ms, r.MassFailoverSysP99Ms, r.MassFailoverSysLast), target(lt(r.MassFailoverSysLast, 1000), "every master ready < 1,000")},
+		{"mass failover on the heartbeat timeout, p50 / p99 / last ready (ms)",
+			triple(r.MassFailoverHBP50Ms, r.MassFailoverHBP99Ms, r.MassFailoverHBLast), target(lt(r.MassFailoverHBLast, 4000), "every master ready < master timeout + 1 s = 4,000")},
+		{"leader failover, kill -9 of the leader → first job scheduled by the new one, $SYS disconnect event, p50 / p99 (ms)", pair(r.LeaderFailoverP50Ms, r.LeaderFailoverP99Ms), target(lt(r.LeaderFailoverP99Ms, 1000), "< 1,000")},
 		{"largest counter job (target 1) finished with no worker re-created, make run topology (workers)", intOr(r.LargestJobNoRecreate), target(r.LargestJobNoRecreate != nil && *r.LargestJobNoRecreate >= 10000, "≥ 10,000; from bench/results/bigjob.json")},
 		{"leader failover on the lease TTL (5 s), p50 / p99 (ms)", pair(r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms), "without system-account access"},
 	}
@@ -294,6 +331,13 @@ func pair(a, b *float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f / %.0f", *a, *b)
+}
+
+func triple(a, b, c *float64) string {
+	if a == nil || b == nil || c == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f / %.0f / %.0f", *a, *b, *c)
 }
 
 func pctOf(v *float64) string {

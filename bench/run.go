@@ -16,7 +16,7 @@ import (
 // its own namespace so that none sees another's jobs, and writes results.
 func run(o *options) error {
 	if o.quoteOnly {
-		return requote(o)
+		return requote(o, (&bench{o: o}).failoverPath, nil)
 	}
 	if err := os.MkdirAll(filepath.Join(o.root, "bench", "results"), 0o755); err != nil {
 		return err
@@ -51,7 +51,13 @@ func run(o *options) error {
 		{"wordcount", b.wordcount},
 		{"list", b.list},
 		{"bigjob", b.bigjob},
+		{"failover", b.failover},
 	}
+	defer func() {
+		if b.failoverDir != "" {
+			os.RemoveAll(b.failoverDir)
+		}
+	}()
 	for _, p := range phases {
 		if !o.selected(p.name) {
 			continue
@@ -72,10 +78,17 @@ func run(o *options) error {
 		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
 	}
 	if o.onlyQuoted() {
-		return requote(o)
+		if err := b.keepFailover(); err != nil {
+			return err
+		}
+		env.finish()
+		return requote(o, b.failoverPath, env)
 	}
 	r.Wordcount = wordcountResult
-	r.quote(o)
+	r.quote(o, b.failoverPath)
+	if err := b.keepFailover(); err != nil {
+		return err
+	}
 	r.derive()
 	env.finish()
 	return r.save(o, env)
@@ -111,6 +124,8 @@ type bench struct {
 	srv *server.Server
 	url string
 	r   *results
+	// failoverDir holds the failover phase's files when it ran.
+	failoverDir string
 }
 
 // profile starts a CPU profile of this process (the server, the job
@@ -185,11 +200,11 @@ func startServer(dir string) (*server.Server, error) {
 }
 
 // phaseNames are the phases in the order they run.
-var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list", "bigjob"}
+var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list", "bigjob", "failover"}
 
 // quotedPhases write files of their own, quoted into the results file: a
 // run of only these re-quotes the last results instead of replacing them.
-var quotedPhases = map[string]bool{"bigjob": true}
+var quotedPhases = map[string]bool{"bigjob": true, "failover": true}
 
 // onlyQuoted reports whether every selected phase is a quoted one.
 func (o *options) onlyQuoted() bool {
@@ -201,25 +216,33 @@ func (o *options) onlyQuoted() bool {
 	return len(o.only) > 0
 }
 
-// quote reads the figures of the benchmarks that have programs of their
-// own (the e2e failover benchmarks).
-func (r *results) quote(o *options) {
-	r.readFailover(filepath.Join(o.root, "bench", "results", "failover.json"))
-	r.readLeaderFailover(filepath.Join(o.root, "bench", "results", "leader_failover.json"))
+// quote reads the figures of the benchmarks that write files of their own:
+// the e2e failover benchmarks (at path: this run's, or the last full run's)
+// and the largest job.
+func (r *results) quote(o *options, path func(name string) string) {
+	r.readFailover(path("failover.json"))
+	r.readMassFailover(path("mass_failover.json"))
+	r.readLeaderFailover(path("leader_failover.json"))
 	r.readBigJob(filepath.Join(o.root, "bench", "results", "bigjob.json"))
 }
 
 // requote re-reads the results file of the last run, quotes the other
 // benchmarks' files anew and rewrites it and the table, running nothing:
 // for figures measured by those benchmarks since.
-func requote(o *options) error {
-	b, err := os.ReadFile(o.path(o.out))
-	if err != nil {
-		return err
-	}
+// fresh, if not nil, is this run's environment, for a results file that
+// does not exist yet.
+func requote(o *options, path func(name string) string, fresh *env) error {
 	r := &results{}
-	if err := json.Unmarshal(b, r); err != nil {
-		return fmt.Errorf("%s: %w", o.out, err)
+	b, err := os.ReadFile(o.path(o.out))
+	switch {
+	case errors.Is(err, os.ErrNotExist) && fresh != nil:
+		r.Env = fresh
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(b, r); err != nil {
+			return fmt.Errorf("%s: %w", o.out, err)
+		}
 	}
 	e := r.Env
 	if e == nil {
@@ -230,6 +253,6 @@ func requote(o *options) error {
 			e.phases = append(e.phases, p)
 		}
 	}
-	r.quote(o)
+	r.quote(o, path)
 	return r.save(o, e)
 }

@@ -17,7 +17,12 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 )
 
-var failoverOut = flag.String("failover.out", "", "write the failover figures as JSON to this file (merged per mode), e.g. ../bench/results/failover.json")
+var (
+	failoverOut = flag.String("failover.out", "", "write the failover figures as JSON to this file (merged per mode), e.g. ../bench/results/failover.json")
+	// failoverTrials keeps a short run (-benchtime 1x, or the first
+	// probing run of b.N = 1) from writing figures of too few trials.
+	failoverTrials = flag.Int("failover.trials", 20, "trials a failover benchmark needs before it writes its figures (-failover.out, -leader-failover.out)")
+)
 
 // failoverWorkers is the size of the job whose master is failed over.
 const failoverWorkers = 16
@@ -48,7 +53,12 @@ type failoverTrial struct {
 }
 
 func benchFailover(b *testing.B, mode string, system bool) {
-	c := NewCluster(b, Options{Timing: DefaultTiming(), System: system})
+	// Every trial kills the node under the same job, which the job manager
+	// would rightly take for a crash loop (a backoff from the second death,
+	// quarantine at the third). A probation of 1 ms makes each trial a first
+	// death, as it is for a job whose node dies once.
+	c := NewCluster(b, Options{Timing: DefaultTiming(), System: system,
+		Env: map[string]string{"DROVER_CRASH_PROBATION": "1ms"}})
 	mgr := c.Start(JobManager, "mgr-1")
 	jms := []*Proc{c.Start(JobMaster, "jm-1"), c.Start(JobMaster, "jm-2")}
 	c.Start(Worker, "wk-1")
@@ -112,7 +122,7 @@ func benchFailover(b *testing.B, mode string, system bool) {
 	sum := summarize(trials)
 	b.ReportMetric(sum["p50_ms"].(float64), "p50-ms")
 	b.ReportMetric(sum["p99_ms"].(float64), "p99-ms")
-	if *failoverOut != "" && b.N >= 20 {
+	if *failoverOut != "" && b.N >= *failoverTrials {
 		if err := mergeResults(*failoverOut, mode, sum, c.Timing); err != nil {
 			b.Fatal(err)
 		}

@@ -152,7 +152,7 @@ func benchLeaderFailover(b *testing.B, mode string, system bool) {
 	sum := summarize(trials)
 	b.ReportMetric(sum["p50_ms"].(float64), "p50-ms")
 	b.ReportMetric(sum["p99_ms"].(float64), "p99-ms")
-	if *leaderFailoverOut != "" && b.N >= 20 {
+	if *leaderFailoverOut != "" && b.N >= *failoverTrials {
 		what := "kill -9 of the leading job manager (two replicas) → the first job submitted after the kill scheduled by the new leader (its \"master assigned\"); detect = kill → the standby leads, recover = leads → that job scheduled"
 		cmd := "go test -run '^$' -bench BenchmarkLeaderFailover -benchtime 20x ./e2e -leader-failover.out ../bench/results/leader_failover.json"
 		if err := mergeResultsAs(*leaderFailoverOut, mode, sum, c.Timing, what, cmd); err != nil {

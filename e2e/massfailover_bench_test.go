@@ -142,7 +142,9 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		b.Errorf("%d workers re-created by the failover", recreated)
 	}
 	if *massOut != "" {
-		if err := mergeResults(*massOut, mode, sum, c.Timing); err != nil {
+		if err := mergeResultsAs(*massOut, mode, sum, c.Timing,
+			fmt.Sprintf("kill -9 of a job-master node hosting %d running masters (counter jobs of %d workers) → each job's new master ready with its workers re-attached (master_ready event), per job, and the last one", n, w),
+			fmt.Sprintf("go test -run '^$' -bench BenchmarkMassFailover -benchtime 1x -timeout 30m ./e2e -mass.jobs %d -mass.out FILE", n)); err != nil {
 			b.Fatal(err)
 		}
 	}
