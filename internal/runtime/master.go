@@ -248,6 +248,21 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	if err := sub.SetPendingLimits(inboxPendingMsgs, inboxPendingBytes); err != nil {
 		return err
 	}
+	// Heartbeats on a subscription of their own: its own pending queue
+	// and delivery goroutine, never behind the inbox's status and exit
+	// messages (answered on it, like those the inbox still gets).
+	hbSubj, err := m.space.MasterHeartbeats(m.job.ID)
+	if err != nil {
+		return err
+	}
+	hsub, err := m.deps.NC.Subscribe(hbSubj, m.onInbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = hsub.Unsubscribe() }()
+	if err := hsub.SetPendingLimits(inboxPendingMsgs, inboxPendingBytes); err != nil {
+		return err
+	}
 	msgSubj, err := m.space.MasterMessages(m.job.ID)
 	if err != nil {
 		return err

@@ -3,18 +3,22 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/internal/testsys"
+	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/jobs/counter"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/topics"
 	"github.com/drover-run/drover/services/jobmaster"
 	"github.com/drover-run/drover/services/worker"
 )
@@ -191,5 +195,45 @@ func TestManyLateWorkersWidenPatience(t *testing.T) {
 	}
 	if _, top := workerStates(t, sys, "late"); top != 2 {
 		t.Errorf("highest worker epoch %d, want 2: each worker re-created once", top)
+	}
+}
+
+// TestHeartbeatsHaveTheirOwnSubject checks that workers' heartbeats reach
+// their master on a subject of their own, never on the inbox that carries
+// status and exit messages: a flood of those cannot delay a heartbeat.
+func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
+	sys, _ := counterSystem(t)
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	nc, _ := natstest.Connect(t, sys.Server)
+	sp := topics.MustNew(topics.DefaultPrefix)
+	count := func(subj string) *atomic.Int64 {
+		var n atomic.Int64
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			if wire.Kind(m) == wire.KindHeartbeat {
+				n.Add(1)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		return &n
+	}
+	hbSubj, _ := sp.MasterHeartbeats("hb")
+	inbox, _ := sp.MasterInbox("hb")
+	onHB, onInbox := count(hbSubj), count(inbox)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	submitCounter(t, sys, "hb", 2)
+	natstest.Eventually(t, 20*time.Second, "both workers online, heartbeats on their subject", func() bool {
+		s, _ := workerStates(t, sys, "hb")
+		return s["online"] == 2 && onHB.Load() >= 4
+	})
+	if n := onInbox.Load(); n != 0 {
+		t.Errorf("%d heartbeats on the master's inbox, want none", n)
 	}
 }

@@ -60,6 +60,9 @@ type WorkerRuntime struct {
 	rec    *kvstate.WorkerRecord
 	impl   framework.Worker
 	master string // master inbox subject
+	// hbSubj is where heartbeats go: a subject of their own, so they
+	// never wait behind status and exit messages.
+	hbSubj string
 
 	masterEpoch atomic.Uint64
 	lastAck     atomic.Int64 // unix nanos
@@ -75,6 +78,10 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	if err != nil {
 		return nil, err
 	}
+	hbSubj, err := space.MasterHeartbeats(spec.Job)
+	if err != nil {
+		return nil, err
+	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
@@ -82,6 +89,7 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		deps:   deps,
 		spec:   spec,
 		master: master,
+		hbSubj: hbSubj,
 		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
 		fence: deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
@@ -247,7 +255,9 @@ func (w *WorkerRuntime) heartbeat(ctx context.Context, selfFenced chan struct{})
 	defer t.Stop()
 	send := func() {
 		w.deps.Metrics.HeartbeatsSent.Inc()
-		_ = w.deps.NC.PublishMsg(w.newMsg(wire.KindHeartbeat, nil))
+		hb := w.newMsg(wire.KindHeartbeat, nil)
+		hb.Subject = w.hbSubj
+		_ = w.deps.NC.PublishMsg(hb)
 	}
 	send()
 	for {

@@ -229,7 +229,7 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 	case RoleJobMaster:
 		p.AllowResponses = true
 		sub(inbox, wild(s.NodeControl(KindJobMaster, anyID)), wild(s.NodeStatus(KindJobMaster, anyID)),
-			wild(s.MasterInbox(anyID)), wild(s.MasterHTTP(anyID)), wild(s.MasterMessages(anyID)))
+			wild(s.MasterInbox(anyID)), wild(s.MasterHeartbeats(anyID)), wild(s.MasterHTTP(anyID)), wild(s.MasterMessages(anyID)))
 		sub(discovery(NodeService(KindJobMaster))...)
 		// Masters place their workers: they start and stop them on worker
 		// nodes. Job-master nodes are controlled by the job manager only.
@@ -248,7 +248,7 @@ func (s Space) Permissions(r Role, o PermOptions) (Permissions, error) {
 		sub(inbox, wild(s.NodeControl(KindWorker, anyID)), wild(s.NodeStatus(KindWorker, anyID)),
 			wild(s.WorkerInbox(anyID, anyID)), wild(s.WorkerMessages(anyID, anyID)), wild(s.WorkersBroadcast(anyID)))
 		sub(discovery(NodeService(KindWorker))...)
-		pub(wild(s.MasterInbox(anyID)), wild(s.MasterMessages(anyID)))
+		pub(wild(s.MasterInbox(anyID)), wild(s.MasterHeartbeats(anyID)), wild(s.MasterMessages(anyID)))
 		for _, st := range []string{KVStream(state), KVStream(nodes)} {
 			pub(jsRead(st)...)
 			pub(jsConsume(st)...)

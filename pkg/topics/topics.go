@@ -120,6 +120,16 @@ func (s Space) MasterInbox(job string) (string, error) {
 	return s.join("p2p", "job", job, "master"), nil
 }
 
+// MasterHeartbeats receives a job's workers' heartbeats, on a subject (and
+// so a subscription) of their own: they never queue behind the status and
+// exit messages of MasterInbox, or the business messages of MasterMessages.
+func (s Space) MasterHeartbeats(job string) (string, error) {
+	if err := ValidateID("job", job); err != nil {
+		return "", err
+	}
+	return s.join("p2p", "job", job, "hb"), nil
+}
+
 // MasterHTTP receives HTTP requests forwarded to a job's master routes.
 func (s Space) MasterHTTP(job string) (string, error) {
 	if err := ValidateID("job", job); err != nil {

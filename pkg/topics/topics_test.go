@@ -71,6 +71,7 @@ func TestBuildersRefuseHostileTokens(t *testing.T) {
 			"JobEvents":        func() (string, error) { return s.JobEvents(bad) },
 			"MasterInbox":      func() (string, error) { return s.MasterInbox(bad) },
 			"MasterHTTP":       func() (string, error) { return s.MasterHTTP(bad) },
+			"MasterHeartbeats": func() (string, error) { return s.MasterHeartbeats(bad) },
 			"WorkersBroadcast": func() (string, error) { return s.WorkersBroadcast(bad) },
 			"WorkerInbox/job":  func() (string, error) { return s.WorkerInbox(bad, "w") },
 			"WorkerInbox/wrk":  func() (string, error) { return s.WorkerInbox("j", bad) },
