@@ -107,10 +107,10 @@ func (e *Election) Lapsed(rev uint64) {
 func (e *Election) Campaign(ctx context.Context, announce func() Lease) (*Term, error) {
 	poll := min(e.ttl/5, 500*time.Millisecond)
 	for {
-		sent := time.Now()
-		rev, err := e.write(ctx, announce(), 0)
+		sent, l := time.Now(), announce()
+		rev, err := e.write(ctx, l, 0)
 		if err == nil {
-			return e.newTerm(ctx, rev, sent, WonFree, announce), nil
+			return e.newTerm(ctx, rev, sent, WonFree, l, announce), nil
 		}
 		if !errors.Is(err, ErrExists) {
 			return nil, err
@@ -138,12 +138,12 @@ func (e *Election) Campaign(ctx context.Context, announce func() Lease) (*Term, 
 
 // seize takes the lease held at rev over, by CAS on rev.
 func (e *Election) seize(ctx context.Context, rev uint64, how string, announce func() Lease) (*Term, bool) {
-	sent := time.Now()
-	nrev, err := e.write(ctx, announce(), rev)
+	sent, l := time.Now(), announce()
+	nrev, err := e.write(ctx, l, rev)
 	if err != nil {
 		return nil, false
 	}
-	return e.newTerm(ctx, nrev, sent, how, announce), true
+	return e.newTerm(ctx, nrev, sent, how, l, announce), true
 }
 
 // write creates the lease (rev 0: ErrExists if held) or rewrites the one
@@ -197,9 +197,9 @@ type Term struct {
 	stopped chan struct{}
 }
 
-func (e *Election) newTerm(ctx context.Context, rev uint64, sent time.Time, how string, announce func() Lease) *Term {
+// newTerm starts the term won at rev by writing l, sent at sent.
+func (e *Election) newTerm(ctx context.Context, rev uint64, sent time.Time, how string, l Lease, announce func() Lease) *Term {
 	t := &Term{e: e, token: rev, rev: rev, how: how, done: make(chan struct{}), stopped: make(chan struct{})}
-	l := announce()
 	t.lease.Store(&l)
 	t.hold(sent)
 	ctx, t.stop = context.WithCancel(ctx)
