@@ -178,23 +178,7 @@ func TestMessagesAndStatusReachTheirCallbacks(t *testing.T) {
 // once they time out. Epochs are found, not assumed: a loaded machine may
 // add a failover of its own.
 func TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock(t *testing.T) {
-	rec := newRecorder()
-	sys := testsys.Start(t, probeRegistry(rec))
-	// Phase one needs the failover to end before a worker fences itself:
-	// on a machine loaded by the whole test suite (-race) 2.5 s was not
-	// always enough, and a fenced worker comes back as a new incarnation.
-	sys.Timing.WorkerSelfFence, sys.Timing.WorkerTimeout = 5*time.Second, 6*time.Second
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
-	ctx := context.Background()
-	if _, err := sys.Client.Submit(ctx, api.Spec{ID: "probe2", Type: "probe", Config: json.RawMessage(`{"workers":3}`)}); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 10*time.Second, "three workers online", func() bool {
-		return rec.read(func(r *recorder) bool { return len(r.online[1]) == 3 })
-	})
+	rec, sys := startProbeWithThreeWorkers(t, "probe2")
 
 	// Phase one: only the job-master node dies; the workers live on.
 	sys.AddJobMaster("m2")
@@ -261,19 +245,7 @@ func TestRecoveredWorkersAreAnnouncedAndRecoveryDoesNotBlock(t *testing.T) {
 // with its epoch (seen failing: under a mass failover a slow read made
 // the new master stop live workers, which were then re-created).
 func TestHeartbeatsBeforeTheRecordsAreReadStopNoWorker(t *testing.T) {
-	rec := newRecorder()
-	sys := testsys.Start(t, probeRegistry(rec))
-	sys.Timing.WorkerSelfFence, sys.Timing.WorkerTimeout = 5*time.Second, 6*time.Second
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
-	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: "slowload", Type: "probe", Config: json.RawMessage(`{"workers":3}`)}); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 10*time.Second, "three workers online", func() bool {
-		return rec.read(func(r *recorder) bool { return len(r.online[1]) == 3 })
-	})
+	rec, sys := startProbeWithThreeWorkers(t, "slowload")
 	// Three heartbeats reach the next master before it reads the records.
 	defer runtime.SlowWorkerLoad(3 * sys.Timing.Heartbeat)()
 	sys.AddJobMaster("m2")
@@ -299,4 +271,27 @@ func TestHeartbeatsBeforeTheRecordsAreReadStopNoWorker(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// startProbeWithThreeWorkers starts a job manager, a job-master node m1 and
+// a worker node w1, and a probe job of three workers, and waits for them
+// online under the first master. A failover must end before a worker fences
+// itself: on a machine loaded by the whole test suite (-race) 2.5 s was not
+// always enough, and a fenced worker comes back as a new incarnation.
+func startProbeWithThreeWorkers(t *testing.T, job string) (*recorder, *testsys.System) {
+	t.Helper()
+	rec := newRecorder()
+	sys := testsys.Start(t, probeRegistry(rec))
+	sys.Timing.WorkerSelfFence, sys.Timing.WorkerTimeout = 5*time.Second, 6*time.Second
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: job, Type: "probe", Config: json.RawMessage(`{"workers":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "three workers online", func() bool {
+		return rec.read(func(r *recorder) bool { return len(r.online[1]) == 3 })
+	})
+	return rec, sys
 }
