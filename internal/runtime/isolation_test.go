@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/drover-run/drover/internal/natstest"
+	"github.com/nats-io/nats.go"
+
 	"github.com/drover-run/drover/internal/testsys"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/jobs/counter"
@@ -25,14 +27,15 @@ func crashRegistry() *framework.Registry {
 }
 
 // callRoute sends a forwarded HTTP request to a job's master, as the job
-// manager does.
+// manager does. A route handler that hangs is failed by the callback bound,
+// which answers it.
 func callRoute(t *testing.T, sys *testsys.System, job, path string) wire.HTTPResponse {
 	t.Helper()
 	subj, err := sys.Client.Space().MasterHTTP(job)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := sys.Client.Conn().Request(subj, wire.Marshal(wire.HTTPRequest{Method: http.MethodGet, Path: path}), 10*time.Second)
+	msg, err := sys.Client.Conn().Request(subj, wire.Marshal(wire.HTTPRequest{Method: http.MethodGet, Path: path}), 3*sys.CallbackTimeout)
 	if err != nil {
 		t.Fatalf("route %s of %s: %v", path, job, err)
 	}
@@ -66,11 +69,15 @@ func TestCallbackPanicOrHangFailsThatJobAlone(t *testing.T) {
 	}
 	type crashCase struct{ id, at, how string }
 	var cases []crashCase
+	ready := map[string]chan struct{}{} // route cases: closed at the master's master_ready
 	for _, at := range []string{testjobs.AtInit, testjobs.AtTick, testjobs.AtRoute, testjobs.AtWorkerInit, testjobs.AtWorkerTick} {
 		for _, how := range []string{testjobs.HowPanic, testjobs.HowHang} {
 			c := crashCase{id: fmt.Sprintf("crash-%s-%s", at, how), at: at, how: how}
 			c.id = sanitize(c.id)
 			cases = append(cases, c)
+			if at == testjobs.AtRoute {
+				ready[c.id] = masterReady(t, sys, c.id)
+			}
 			cfg := fmt.Sprintf(`{"at":%q,"how":%q}`, at, how)
 			if _, err := sys.Client.Submit(ctx, api.Spec{ID: c.id, Type: testjobs.Crash, Config: json.RawMessage(cfg),
 				Restart: &api.RestartPolicy{MaxRestarts: &noRestart}}); err != nil {
@@ -82,10 +89,14 @@ func TestCallbackPanicOrHangFailsThatJobAlone(t *testing.T) {
 		if c.at != testjobs.AtRoute {
 			continue
 		}
-		natstest.Eventually(t, 10*time.Second, c.id+" running", func() bool {
-			j, err := sys.Client.Get(ctx, c.id)
-			return err == nil && j.State == api.StateRunning
-		})
+		// A job is running once its node accepted the assignment; its
+		// master serves routes from its start on, and says so with
+		// master_ready (before Init on a first start).
+		select {
+		case <-ready[c.id]:
+		case <-time.After(startWithin(sys)):
+			t.Fatalf("%s: no master_ready within %s", c.id, startWithin(sys))
+		}
 		if resp := callRoute(t, sys, c.id, testjobs.CrashRoute); resp.Status != http.StatusInternalServerError {
 			t.Errorf("%s: route answered %d %s, want 500", c.id, resp.Status, resp.Body)
 		}
@@ -128,6 +139,40 @@ func TestCallbackPanicOrHangFailsThatJobAlone(t *testing.T) {
 	if j.State != api.StateFinished || j.Epoch != 1 || d.Total != 3*60 {
 		t.Fatalf("neighbour ended %s at epoch %d with total %d, want finished at epoch 1 with %d", j.State, j.Epoch, d.Total, 3*60)
 	}
+}
+
+// masterReady returns a channel closed when job's master announces
+// master_ready at epoch 1; it subscribes before the job is submitted, so
+// the event cannot be missed.
+func masterReady(t *testing.T, sys *testsys.System, job string) chan struct{} {
+	t.Helper()
+	subj, err := sys.Client.Space().JobEvents(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{})
+	var once sync.Once
+	sub, err := sys.Client.Conn().Subscribe(subj, func(m *nats.Msg) {
+		var ev api.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Kind == api.EventMasterReady && ev.Epoch == 1 {
+			once.Do(func() { close(ch) })
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := sys.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// startWithin bounds a first master start: an assignment answered (or
+// refused and retried elsewhere) and a master loaded, each bounded by the
+// configured timeouts, with room for a loaded machine.
+func startWithin(sys *testsys.System) time.Duration {
+	return 5 * (sys.Timing.AssignTimeout + sys.Timing.MasterTimeout)
 }
 
 func sanitize(id string) string {
