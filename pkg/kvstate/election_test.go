@@ -126,8 +126,10 @@ func TestElectionLapseAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resign(t, tb)
-	took := time.Since(stoppedAt)
-	if took > testTTL+testTTL/2 {
+	// At the lapse (at most a TTL after the last renewal) plus a poll,
+	// with room for a loaded machine; the bucket's own expiry would be
+	// later still.
+	if took := time.Since(stoppedAt); took > 3*testTTL {
 		t.Errorf("took over %s after the last renewal, TTL %s", took, testTTL)
 	}
 	if tb.How() != kvstate.WonLapsed {
