@@ -172,31 +172,41 @@ func TestFailoverIsVisibleInEventsLogsAndMetrics(t *testing.T) {
 
 	const id = "fo1"
 	events := watchEvents(t, sys, id)
+	// The workers count for longer than a failover takes (a master timeout
+	// and an assignment, thrice), so they are still running when the new
+	// master recovers them.
+	const interval = 10 * time.Millisecond
+	target := int(3 * (sys.Timing.MasterTimeout + sys.Timing.AssignTimeout) / interval)
 	if _, err := sys.Client.Submit(ctx, api.Spec{ID: id, Type: "counter",
-		Config: json.RawMessage(`{"workers":2,"target":150,"interval_ms":10}`)}); err != nil {
+		Config: json.RawMessage(fmt.Sprintf(`{"workers":2,"target":%d,"interval_ms":%d}`, target, interval.Milliseconds()))}); err != nil {
 		t.Fatal(err)
 	}
-	events.wait(t, 10*time.Second, "both workers online at epoch 1", func() bool {
-		return events.count(func(ev api.Event) bool { return ev.Kind == api.EventWorkerOnline && ev.Epoch == 1 }) == 2
+	// The node that runs the master is the one the running event names:
+	// the leader records the assignment after the node accepted it, so the
+	// master (and its workers) may start before the job record says where.
+	within := 10 * (sys.Timing.AssignTimeout + sys.Timing.MasterTimeout)
+	var first string
+	events.wait(t, within, "running at epoch 1 and both workers online", func() bool {
+		for _, ev := range events.all() {
+			if stateEvent(api.StateRunning, "assigned")(ev) && ev.Epoch == 1 {
+				first = ev.Node
+			}
+		}
+		return first != "" && events.count(func(ev api.Event) bool { return ev.Kind == api.EventWorkerOnline && ev.Epoch == 1 }) == 2
 	})
-	j, err := sys.Client.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := j.Node
 	other := map[string]string{"m0": "m1", "m1": "m0"}[first]
 	jmRegistry := jm.Registry
 	survivor := sys.Proc(other)
 	sys.Crash(first)
 
-	done, err := sys.WaitJob(id, 30*time.Second)
+	done, err := sys.WaitJob(id, 2*within)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if done.State != api.StateFinished || done.Epoch != 2 || done.Node != other {
 		t.Fatalf("job ended %s at epoch %d on %s, want finished at epoch 2 on %s", done.State, done.Epoch, done.Node, other)
 	}
-	events.wait(t, 5*time.Second, "the finished event", func() bool {
+	events.wait(t, within, "the finished event", func() bool {
 		return events.count(stateEvent(api.StateFinished, "master_finished")) == 1
 	})
 
@@ -225,7 +235,7 @@ func TestFailoverIsVisibleInEventsLogsAndMetrics(t *testing.T) {
 			return ev.Kind == api.EventWorkerOffline && ev.Epoch == 2 && ev.Reason == "finished" && ev.Worker != ""
 		}},
 		{"finished with the detail", 1, func(ev api.Event) bool {
-			return stateEvent(api.StateFinished, "master_finished")(ev) && ev.Epoch == 2 && strings.Contains(string(ev.Detail), `"total":300`)
+			return stateEvent(api.StateFinished, "master_finished")(ev) && ev.Epoch == 2 && strings.Contains(string(ev.Detail), fmt.Sprintf(`"total":%d`, 2*target))
 		}},
 	}
 	for _, w := range want {
