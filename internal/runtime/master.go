@@ -320,10 +320,15 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
 		m.workers[r.ID] = w
 		if r.State == kvstate.WorkerWaiting {
-			// Never placed: nothing to wait for, placing resumes at once.
-			// The record keeps no selectors: it gets the job's.
+			// Never placed: nothing to wait for, placing resumes at once,
+			// with the selectors the record kept (a record written before
+			// they were kept gets the job's).
 			w.recovering = false
-			m.startWaiting(w, m.job.Selectors, r.Reason, 0, r.Reason == WaitRecreate)
+			sel := r.Selectors
+			if sel == nil {
+				sel = m.job.Selectors
+			}
+			m.startWaiting(w, sel, r.Reason, 0, r.Reason == WaitRecreate)
 		}
 		if !info.Live() && !r.Reported {
 			ended = append(ended, info)

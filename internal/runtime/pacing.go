@@ -152,7 +152,7 @@ func (m *MasterRuntime) startWaiting(w *mworker, selectors map[string]string, re
 		m.log.Info("worker waiting for placement", zap.String("worker_id", info.ID),
 			zap.Uint64("worker_epoch", info.Epoch), zap.String("reason", reason), zap.Duration("retry_in", delay))
 	}
-	go m.writeWaiting(info)
+	go m.writeWaiting(info, selectors)
 }
 
 // requeue puts a worker its chosen node refused for want of room back
@@ -177,14 +177,16 @@ func (m *MasterRuntime) requeue(info framework.WorkerInfo) {
 }
 
 // writeWaiting records a waiting worker, then lets its placement go ahead.
-func (m *MasterRuntime) writeWaiting(info framework.WorkerInfo) {
+func (m *MasterRuntime) writeWaiting(info framework.WorkerInfo, selectors map[string]string) {
 	select {
 	case m.sem <- struct{}{}:
 	case <-m.stopCh:
 		return
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
-	_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, recordFromInfo(m.job.ID, &info))
+	rec := recordFromInfo(m.job.ID, &info)
+	rec.Selectors = selectors
+	_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
 	cancel()
 	<-m.sem
 	if m.checkWrite(err) {

@@ -81,6 +81,10 @@ type WorkerRecord struct {
 	Status json.RawMessage `json:"status,omitempty"`
 	Error  *api.Error      `json:"error,omitempty"`
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// Selectors are the node selectors of a waiting worker (its own, or
+	// the job's it inherited), so a master that recovers it places it as
+	// the job asked.
+	Selectors map[string]string `json:"selectors,omitzero"`
 	// PriorFailures counts the earlier incarnations of this worker id that
 	// ended failed by their own code (Exit failed, a panic, a hang). The
 	// master carries it from one incarnation to the next, so it survives
