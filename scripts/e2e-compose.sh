@@ -247,15 +247,15 @@ show_nodes
 mapfile -t new_nodes < <(for c in $(containers worker); do
 	[[ " ${old_workers[*]} " == *" $c "* ]] || node_of "$c"
 done)
-# (the new nodes are known before the loads are read: node_of is slow)
-# One snapshot of the loads, taken while e2e-scale-c runs.
-loads=$(nodes_lines)
+# Where e2e-scale-c's workers were placed, from their records (they keep
+# their node after the job ends: a load snapshot taken late on a busy
+# machine saw the job already finished and every load 0).
+placed=$(workers_lines e2e-scale-c)
 used=0
 for n in "${new_nodes[@]}"; do
-	load=$(awk -v n="$n" '$2 == n { print $3 }' <<<"$loads")
-	((${load:-0} > 0)) && used=$((used + 1))
+	awk -v n="$n" '$2 == n { found = 1 } END { exit !found }' <<<"$placed" && used=$((used + 1))
 done
-((used > 0)) || die "no worker was placed on the 3 new worker nodes (${new_nodes[*]})"
+((used > 0)) || die "no worker of e2e-scale-c was placed on the 3 new worker nodes (${new_nodes[*]}): $(tr '\n' ';' <<<"$placed")"
 log "$used of ${#new_nodes[@]} new worker nodes host workers"
 
 log "scaling down to 2 (SIGTERM: workers handed over)"
