@@ -60,3 +60,26 @@ func TestWriteMarkdownKeepsTheProse(t *testing.T) {
 		t.Errorf("table not replaced once:\n%s", got)
 	}
 }
+
+// TestPartialRunKeepsTheOtherFigures: a run of some phases (-only list)
+// replaces the figures it measured and keeps every other one of the last
+// results file, with the load averages of the phases it did not run.
+func TestPartialRunKeepsTheOtherFigures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latest.json")
+	v := func(f float64) *float64 { return &f }
+	old := &results{RawReqPerS: v(100000), ListPageP50Ms: v(50)}
+	if err := old.write(path, &env{PhaseLoad: map[string]string{"raw": "1.00", "list": "2.00"}}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{PhaseLoad: map[string]string{"list": "3.00"}}
+	got, err := mergeInto(path, &results{ListPageP50Ms: v(20)}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RawReqPerS == nil || *got.RawReqPerS != 100000 || got.ListPageP50Ms == nil || *got.ListPageP50Ms != 20 {
+		t.Fatalf("merged raw %v, list %v: want the old raw figure and the new list one", got.RawReqPerS, got.ListPageP50Ms)
+	}
+	if e.PhaseLoad["raw"] != "1.00" || e.PhaseLoad["list"] != "3.00" || strings.Join(e.phases, ",") != "raw,list" {
+		t.Fatalf("phase loads %v (%v)", e.PhaseLoad, e.phases)
+	}
+}

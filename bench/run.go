@@ -91,7 +91,70 @@ func run(o *options) error {
 	}
 	r.derive()
 	env.finish()
+	if len(o.only) > 0 {
+		// Some phases only: the other figures of the last results stay.
+		merged, err := mergeInto(o.path(o.out), r, env)
+		if err != nil {
+			return err
+		}
+		r = merged
+	}
 	return r.save(o, env)
+}
+
+// mergeInto overlays the figures of a partial run (r) on the results file
+// at path, if there is one: a figure r measured replaces the old one, the
+// others stay, and so do the load averages of the phases that did not run.
+func mergeInto(path string, r *results, e *env) (*results, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var old map[string]json.RawMessage
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	nb, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var fresh map[string]json.RawMessage
+	if err := json.Unmarshal(nb, &fresh); err != nil {
+		return nil, err
+	}
+	for k, v := range fresh {
+		if string(v) != "null" {
+			old[k] = v
+		}
+	}
+	mb, err := json.Marshal(old)
+	if err != nil {
+		return nil, err
+	}
+	merged := &results{}
+	if err := json.Unmarshal(mb, merged); err != nil {
+		return nil, err
+	}
+	if merged.Env != nil {
+		for _, p := range phaseNames {
+			if l, ok := merged.Env.PhaseLoad[p]; ok && e.PhaseLoad[p] == "" {
+				if e.PhaseLoad == nil {
+					e.PhaseLoad = map[string]string{}
+				}
+				e.PhaseLoad[p] = l
+			}
+		}
+	}
+	e.phases = e.phases[:0]
+	for _, p := range phaseNames {
+		if _, ok := e.PhaseLoad[p]; ok {
+			e.phases = append(e.phases, p)
+		}
+	}
+	return merged, nil
 }
 
 // save writes the results file and the table, and prints the figures.
