@@ -13,15 +13,18 @@ import (
 
 	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/pkg/api"
-	"github.com/drover-run/drover/pkg/client"
 )
 
 // listAll follows next through every page, checking each reply's size.
+// A page is bounded by the test's own deadline, not by the client's
+// interactive default: pages of 400 KB records under -race on a loaded
+// machine take seconds, and this test is about their content.
 func listAll(t *testing.T, nc *nats.Conn, subject string, req api.ListRequest) (ids []string, pages int) {
 	t.Helper()
+	ctx := untilTestDeadline(t)
 	for {
 		body, _ := json.Marshal(req)
-		msg, err := nc.Request(subject, body, client.DefaultTimeout)
+		msg, err := nc.RequestWithContext(ctx, subject, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,12 +52,24 @@ func listAll(t *testing.T, nc *nats.Conn, subject string, req api.ListRequest) (
 	}
 }
 
+// untilTestDeadline is a context that ends with the test binary's
+// -timeout (the client's default bound when there is none).
+func untilTestDeadline(t *testing.T) context.Context {
+	d, ok := t.Deadline()
+	if !ok {
+		return context.Background()
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // TestListPageIsCutBelowThePayloadLimit: jobs of 400 KB each (their config)
 // can not all go in one reply; the page is cut, next is set, and paging
 // still lists every job once.
 func TestListPageIsCutBelowThePayloadLimit(t *testing.T) {
 	sys := startSystem(t, 0, 0)
-	ctx := context.Background()
+	ctx := untilTestDeadline(t) // 2 MB of submits and pages: seconds under -race on a loaded machine
 	prefix := strings.Repeat("a", 400<<10)
 	for i := range 5 {
 		cfg, _ := json.Marshal(map[string]string{"bucket": "in", "prefix": prefix})
