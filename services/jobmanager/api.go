@@ -176,7 +176,9 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
-	s.publishEvent(job, api.EventState, ReasonSubmitted)
+	if msg := createdEvent(s.space, job); msg != nil {
+		_ = s.deps.NC.PublishMsg(msg)
+	}
 	s.log.Info("job submitted", jobFields(job, zap.String("job_type", job.Type))...)
 	return job, nil
 }

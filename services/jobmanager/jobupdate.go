@@ -2,10 +2,16 @@ package jobmanager
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // updateJob applies fn with CAS and publishes an event when the job's
@@ -39,6 +45,9 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 	}
 	switch {
 	case before.State != j.State:
+		if before.State == api.StateCreated {
+			s.ensureCreatedEvent(ctx, &before)
+		}
 		reason := transitionReason(&before, j)
 		s.publishEvent(j, api.EventState, reason)
 		if j.State.Terminal() {
@@ -100,16 +109,64 @@ func transitionReason(before, after *api.Job) string {
 }
 
 func (s *Service) publishEvent(j *api.Job, kind, reason string) {
-	subj, err := s.space.JobEvents(j.ID)
+	if msg := eventMsg(s.space, j, kind, reason, time.Now().UTC()); msg != nil {
+		_ = s.deps.NC.PublishMsg(msg)
+	}
+}
+
+func eventMsg(space topics.Space, j *api.Job, kind, reason string, at time.Time) *nats.Msg {
+	subj, err := space.JobEvents(j.ID)
 	if err != nil {
-		return
+		return nil
 	}
 	ev := api.Event{Job: j.ID, Kind: kind, State: j.State, Epoch: j.Epoch, Node: j.Node, Reason: reason,
-		Error: j.Error, Time: time.Now().UTC()}
+		Error: j.Error, Time: at}
 	if j.State.Terminal() {
 		ev.Detail = j.Detail
 	}
-	_ = s.deps.NC.Publish(subj, wire.Marshal(ev))
+	return &nats.Msg{Subject: subj, Data: wire.Marshal(ev), Header: nats.Header{}}
+}
+
+// A job's created event is published by the replica that stored the job,
+// after the store answered; the leader (or another replica cancelling it)
+// can change the record before that publish, and their events must not
+// come first in the job's history. Every created event carries one message
+// id, so the events stream keeps the first and drops the others within its
+// duplicate window; whoever moves a job out of created publishes it again,
+// waiting for the stream's answer, before its own event.
+const createdDedupWindow = 2 * time.Minute // the events stream's duplicate window (JetStream's default)
+
+// createdEvent is a job's created event as its submitter publishes it.
+func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
+	created := *j
+	created.State, created.Epoch, created.Node, created.Error = api.StateCreated, 0, "", nil
+	msg := eventMsg(space, &created, api.EventState, ReasonSubmitted, j.CreatedAt)
+	if msg != nil {
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("created.%s.%d", j.ID, j.CreatedAt.UnixNano()))
+	}
+	return msg
+}
+
+// ensureCreatedEvent makes sure the created event of j (a record still in
+// state created) is in the events stream: a duplicate of the submitter's
+// is dropped by the stream, and one that never came (the submitter died
+// after storing the job) is published now. Past the duplicate window the
+// submitter's event is long stored: nothing to do.
+func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
+	if time.Since(j.CreatedAt) >= createdDedupWindow {
+		return
+	}
+	msg := createdEvent(s.space, j)
+	if msg == nil {
+		return
+	}
+	js, err := jetstream.New(s.deps.NC)
+	if err == nil {
+		_, err = js.PublishMsg(ctx, msg)
+	}
+	if err != nil {
+		s.log.Warn("created event not confirmed", jobFields(j, zap.Error(err))...)
+	}
 }
 
 // sendCancel asks the job's master to cancel (OnCancel).
