@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -100,14 +99,12 @@ func TestListReadsOnlyAPage(t *testing.T) {
 	// A plain subscriber sees every message read the service asks of the
 	// bucket's stream.
 	nc, _ := natstest.Connect(t, sys.Server)
-	var reads atomic.Int64
-	// (list's reads are the ones that ask for the next record; the
-	// leader's own reads of one job ask for its last.)
-	sub, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.KV_"+sys.Client.Space().JobsBucket(), func(m *nats.Msg) {
-		if strings.Contains(string(m.Data), "next_by_subj") {
-			reads.Add(1)
-		}
-	})
+	// A channel subscription: the connection's reader puts each message in
+	// the channel itself, so once a flush returns every read the service
+	// made before its reply is in it (a callback may still be pending then,
+	// and its count land in the next call's).
+	msgs := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe("$JS.API.STREAM.MSG.GET.KV_"+sys.Client.Space().JobsBucket(), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +112,33 @@ func TestListReadsOnlyAPage(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	count := func(req api.ListRequest) ([]api.Job, string, int64) {
+	// reads counts the reads that came since the last call; list's are
+	// the ones that ask for the next record (the leader's own reads of
+	// one job ask for its last).
+	reads := func() int {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(string(m.Data), "next_by_subj") {
+					n++
+				}
+			default:
+				return n
+			}
+		}
+	}
+	count := func(req api.ListRequest) ([]api.Job, string, int) {
 		t.Helper()
-		before := reads.Load()
+		reads()
 		jobs, next, err := sys.Client.List(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = nc.Flush() // every read the service made has reached us
-		return jobs, next, reads.Load() - before
+		return jobs, next, reads()
 	}
 	jobs, next, r := count(api.ListRequest{Limit: 2})
 	if len(jobs) != 2 || next == "" || r > 3 {
