@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,15 @@ func TestCrashPanicOrHangIsolated(t *testing.T) {
 	}
 	for _, how := range []string{testjobs.HowPanic, testjobs.HowHang} {
 		id := "crash-route-" + how
-		c.WaitJob(id, 20*time.Second, "running", func(j *api.Job) bool { return j.State == api.StateRunning })
+		// Running means its node accepted the assignment; the master
+		// serves routes by the time it announces master_ready (before
+		// that the job manager answers 503).
+		within := 5 * (c.Timing.AssignTimeout + c.Timing.MasterTimeout)
+		c.Eventually(within, id+" master_ready at epoch 1", func() bool {
+			return slices.ContainsFunc(c.Events(id), func(ev api.Event) bool {
+				return ev.Kind == api.EventMasterReady && ev.Epoch == 1
+			})
+		})
 		resp, err := http.Get("http://" + mgr.HTTPAddr() + "/api/v1/jobs/" + id + testjobs.CrashRoute)
 		if err != nil {
 			t.Fatal(err)
