@@ -128,14 +128,29 @@ type ListRequest struct {
 	Detail bool   `json:"detail,omitempty"`
 }
 
+// WorkersRequest asks for one page of a job's workers, in id order. After
+// is the Next of the previous page (the id of the last worker it read;
+// empty for the first page). A page holds at most Limit workers (1..1000,
+// default 100) and may hold fewer, even none, with Next set: it is cut
+// before the reply outgrows a NATS message and after a bounded number of
+// reads when the State filter skips many workers. Next is empty on the
+// last page.
+type WorkersRequest struct {
+	ID    string `json:"id"`
+	State string `json:"state,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+	After string `json:"after,omitempty"`
+}
+
 // Reply is the envelope of every API reply: exactly one of Job, Jobs/Next,
-// Nodes or Error is set.
+// Nodes, Workers/Next/Total or Error is set.
 type Reply struct {
 	Job     *Job     `json:"job,omitempty"`
 	Jobs    []Job    `json:"jobs,omitempty"`
 	Next    string   `json:"next,omitempty"`
 	Nodes   []Node   `json:"nodes,omitempty"`
 	Workers []Worker `json:"workers,omitempty"`
+	Total   int      `json:"total,omitempty"`
 	Error   *Error   `json:"error,omitempty"`
 }
 
@@ -152,8 +167,12 @@ type (
 	NodesReply struct {
 		Nodes []Node `json:"nodes"`
 	}
+	// WorkersReply is one page of a job's workers; Total counts all the
+	// job's worker records, whatever the page and its state filter.
 	WorkersReply struct {
 		Workers []Worker `json:"workers"`
+		Next    string   `json:"next,omitempty"`
+		Total   int      `json:"total"`
 	}
 )
 
@@ -254,4 +273,7 @@ type Worker struct {
 	Status    json.RawMessage `json:"status,omitempty"`
 	Error     *Error          `json:"error,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// Truncated is set on a listed worker whose status was left out
+	// because the worker alone would not fit in a reply.
+	Truncated bool `json:"truncated,omitempty"`
 }

@@ -134,14 +134,38 @@ func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
 	return rep.Nodes, nil
 }
 
-// Workers returns the worker records of a job.
-func (c *Client) Workers(ctx context.Context, id string) ([]api.Worker, error) {
-	rep, err := c.Call(ctx, c.space.APIWorkers(), api.GetRequest{ID: id})
-	if err != nil {
-		return nil, err
-	}
-	return rep.Workers, nil
+// WorkersPage returns one page of a job's workers in id order, with the
+// cursor of the next page (Next, "" at the end) and the job's worker
+// count (Total).
+func (c *Client) WorkersPage(ctx context.Context, req api.WorkersRequest) (api.WorkersReply, error) {
+	var rep api.WorkersReply
+	err := c.call(ctx, c.space.APIWorkers(), req, &rep)
+	return rep, err
 }
+
+// Workers returns every worker of a job in id order, following the pages
+// (ctx bounds them all).
+func (c *Client) Workers(ctx context.Context, id string) ([]api.Worker, error) {
+	req := api.WorkersRequest{ID: id, Limit: MaxWorkersPage}
+	var out []api.Worker
+	for {
+		rep, err := c.WorkersPage(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rep.Workers...)
+		if rep.Next == "" {
+			return out, nil
+		}
+		if rep.Next <= req.After {
+			return nil, fmt.Errorf("client: workers of %s: the page after %q did not advance", id, req.After)
+		}
+		req.After = rep.Next
+	}
+}
+
+// MaxWorkersPage is the largest page of workers a request may ask for.
+const MaxWorkersPage = 1000
 
 // Events returns a page of a job's events, oldest first, and the sequence
 // to ask from for the next page (or for events that happen later).

@@ -45,6 +45,8 @@ type Workers interface {
 	WorkerFence(job, worker string, rev uint64) *Fence
 	PutWorkerAsWorker(ctx context.Context, f *Fence, rec *WorkerRecord) error
 	ListWorkers(ctx context.Context, job string) ([]WorkerEntry, error)
+	WorkerIDs(ctx context.Context, job string) ([]string, error)
+	PageWorkers(ctx context.Context, job string, ids []string, after string, max int, fn func(WorkerEntry) bool) (last string, end bool, err error)
 	GetWorker(ctx context.Context, job, worker string) (*WorkerRecord, uint64, error)
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -326,26 +325,76 @@ func (s *Service) cancel(ctx context.Context, body []byte) (*api.Job, error) {
 	return j, nil
 }
 
-func (s *Service) workers(ctx context.Context, body []byte) ([]api.Worker, error) {
-	var req api.GetRequest
+// workers answers one page of a job's workers in id order, reading
+// O(limit) records (docs/operations.md, "Limits"): the job's worker ids
+// come from the store's subject index, names only. The page is cut before
+// its reply outgrows budget bytes.
+func (s *Service) workers(ctx context.Context, body []byte, budget int) (api.WorkersReply, error) {
+	var req api.WorkersRequest
 	if err := decodeStrict(body, &req); err != nil {
-		return nil, err
+		return api.WorkersReply{}, err
+	}
+	if err := invalidID("job", req.ID); err != nil {
+		return api.WorkersReply{}, err
+	}
+	if req.State != "" && !workerStates[kvstate.WorkerState(req.State)] {
+		return api.WorkersReply{}, api.Errorf(api.CodeInvalidArgument, "unknown worker state %q", req.State)
+	}
+	if req.After != "" && topics.ValidateID("worker", req.After) != nil {
+		return api.WorkersReply{}, api.Errorf(api.CodeInvalidArgument, "after %q is not the next of an earlier page", req.After)
+	}
+	if req.Limit < 0 || req.Limit > maxListLimit {
+		return api.WorkersReply{}, api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxListLimit)
+	}
+	if req.Limit == 0 {
+		req.Limit = defaultListLim
 	}
 	if _, err := s.jobByID(ctx, req.ID); err != nil {
-		return nil, err
+		return api.WorkersReply{}, err
 	}
-	ws, err := s.workerRecs.ListWorkers(ctx, req.ID)
+	ids, err := s.workerRecs.WorkerIDs(ctx, req.ID)
 	if err != nil {
-		return nil, storeError(err)
+		return api.WorkersReply{}, storeError(err)
 	}
-	out := make([]api.Worker, 0, len(ws))
-	for _, e := range ws {
+	out := make([]api.Worker, 0, min(req.Limit, 64))
+	size := 0
+	last, end, err := s.workerRecs.PageWorkers(ctx, req.ID, ids, req.After, listReads(req.Limit), func(e kvstate.WorkerEntry) bool {
+		if len(out) == req.Limit {
+			return false
+		}
 		r := e.Record
-		out = append(out, api.Worker{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
-			Reason: r.Reason, Status: r.Status, Error: r.Error, UpdatedAt: r.UpdatedAt})
+		if req.State != "" && string(r.State) != req.State {
+			return true
+		}
+		w := api.Worker{ID: r.ID, Type: r.Type, Node: r.Node, Epoch: r.Epoch, State: string(r.State),
+			Reason: r.Reason, Status: r.Status, Error: r.Error, UpdatedAt: r.UpdatedAt}
+		n := len(wire.Marshal(w)) + 1
+		if size+n > budget {
+			if len(out) > 0 {
+				return false // the next page starts with it
+			}
+			// Alone it does not fit: list it without its status.
+			w.Status, w.Truncated = nil, true
+			n = len(wire.Marshal(w)) + 1
+		}
+		out = append(out, w)
+		size += n
+		return true
+	})
+	if err != nil {
+		return api.WorkersReply{}, storeError(err)
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
-	return out, nil
+	rep := api.WorkersReply{Workers: out, Total: len(ids)}
+	if !end {
+		rep.Next = last
+	}
+	return rep, nil
+}
+
+// workerStates are the states a workers request may filter on.
+var workerStates = map[kvstate.WorkerState]bool{
+	kvstate.WorkerCreated: true, kvstate.WorkerOnline: true, kvstate.WorkerWaiting: true,
+	kvstate.WorkerFinished: true, kvstate.WorkerFailed: true, kvstate.WorkerCanceled: true, kvstate.WorkerLost: true,
 }
 
 // events returns a page of a job's history from the events stream. The job

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,14 +108,12 @@ func (s *Service) apiRoutes() []route {
 				}
 				req.Detail = v
 			}
-			if l := q.Get("limit"); l != "" {
-				n, err := strconv.Atoi(l)
-				if err != nil {
-					badQuery(w, space().APIList(), api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", l))
-					return
-				}
-				req.Limit = n
+			n, e := queryLimit(q)
+			if e != nil {
+				badQuery(w, space().APIList(), e)
+				return
 			}
+			req.Limit = n
 			serve(w, r, space().APIList(), s.replyList, wire.Marshal(req))
 		}},
 		{"GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +126,15 @@ func (s *Service) apiRoutes() []route {
 			serve(w, r, space().APICancel(), jobHandler(s.cancel), wire.Marshal(api.CancelRequest{ID: r.PathValue("id")}))
 		}},
 		{"GET /api/v1/jobs/{id}/workers", func(w http.ResponseWriter, r *http.Request) {
-			serve(w, r, space().APIWorkers(), s.replyWorkers, wire.Marshal(api.GetRequest{ID: r.PathValue("id")}))
+			q := r.URL.Query()
+			req := api.WorkersRequest{ID: r.PathValue("id"), State: q.Get("state"), After: q.Get("after")}
+			n, e := queryLimit(q)
+			if e != nil {
+				badQuery(w, space().APIWorkers(), e)
+				return
+			}
+			req.Limit = n
+			serve(w, r, space().APIWorkers(), s.replyWorkers, wire.Marshal(req))
 		}},
 		{"GET /api/v1/jobs/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 			req, e := eventsQuery(r)
@@ -158,14 +165,23 @@ func eventsQuery(r *http.Request) (api.EventsRequest, *api.Error) {
 			return req, api.Errorf(api.CodeInvalidArgument, "since %q is neither a sequence nor an RFC 3339 time", v)
 		}
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return req, api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", v)
-		}
-		req.Limit = n
+	n, e := queryLimit(q)
+	req.Limit = n
+	return req, e
+}
+
+// queryLimit reads ?limit=N (0 when absent: the request's default); the
+// handler checks its range.
+func queryLimit(q url.Values) (int, *api.Error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 0, nil
 	}
-	return req, nil
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, api.Errorf(api.CodeInvalidArgument, "limit %q is not a number", v)
+	}
+	return n, nil
 }
 
 // methodNotAllowed answers 405 in the API's error shape.

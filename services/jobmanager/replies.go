@@ -48,15 +48,14 @@ func (s *Service) replyNodes(ctx context.Context, b []byte) (any, error) {
 	return api.NodesReply{Nodes: nodes}, nil
 }
 
+// replyWorkers answers a page of a job's workers that fits in one NATS
+// message.
 func (s *Service) replyWorkers(ctx context.Context, b []byte) (any, error) {
-	ws, err := s.workers(ctx, b)
+	rep, err := s.workers(ctx, b, replyBytes)
 	if err != nil {
 		return nil, err
 	}
-	if ws == nil {
-		ws = []api.Worker{}
-	}
-	return api.WorkersReply{Workers: ws}, nil
+	return rep, nil
 }
 
 func (s *Service) replyEvents(ctx context.Context, b []byte) (any, error) {
