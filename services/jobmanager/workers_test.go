@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -107,10 +108,12 @@ func TestWorkersArePagedBelowThePayloadLimit(t *testing.T) {
 
 	nc, _ := natstest.Connect(t, sys.Server)
 	subject := sys.Client.Space().APIWorkers()
+	t0 := time.Now()
 	ids, pages := workersAll(t, nc, subject, api.WorkersRequest{ID: "many", Limit: 1000}, n)
 	if strings.Join(ids, ",") != strings.Join(want, ",") {
 		t.Fatalf("%d pages listed %d workers, want %d once each in id order", pages, len(ids), n)
 	}
+	t.Logf("%d workers in %d pages: %v", n, pages, time.Since(t0))
 	if pages < 4 {
 		t.Fatalf("%d pages: the 300 KB statuses should have cut pages of 1000", pages)
 	}
