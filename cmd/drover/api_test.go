@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -70,9 +71,7 @@ func newStubManager(t *testing.T) *stubManager {
 		defer m.mu.Unlock()
 		return api.Reply{Nodes: m.nodes}
 	})
-	handle(m.space.APIWorkers(), func(data []byte) api.Reply {
-		return m.byID(data, func(j *api.Job) api.Reply { return api.Reply{Workers: m.workers[j.ID]} })
-	})
+	handle(m.space.APIWorkers(), m.workersPage)
 	if _, err := nc.Subscribe(m.space.APIEvents(), m.history); err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +194,30 @@ func (m *stubManager) setWorkers(id string, ws ...api.Worker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.workers[id] = ws
+}
+
+// stubWorkersPage is the most workers the stub answers at once, as a
+// real page is cut below the payload limit.
+const stubWorkersPage = 2
+
+// workersPage answers a page of a job's workers (in the order put) after
+// req.After, at most stubWorkersPage of them.
+func (m *stubManager) workersPage(data []byte) api.Reply {
+	var req api.WorkersRequest
+	_ = json.Unmarshal(data, &req)
+	return m.byID(data, func(j *api.Job) api.Reply {
+		all := m.workers[j.ID]
+		i := 0
+		if req.After != "" {
+			i = slices.IndexFunc(all, func(w api.Worker) bool { return w.ID == req.After }) + 1
+		}
+		n := min(len(all)-i, stubWorkersPage, max(req.Limit, 1))
+		rep := api.Reply{Workers: all[i : i+n], Total: len(all)}
+		if i+n < len(all) {
+			rep.Next = all[i+n-1].ID
+		}
+		return rep
+	})
 }
 
 func (m *stubManager) run(ctx context.Context, args ...string) result {
@@ -332,6 +355,21 @@ func TestNodesAndWorkersJSON(t *testing.T) {
 	r = m.run(ctx, "workers", "j1")
 	if r.code != 0 || !strings.Contains(r.stdout, "total: 40/200  20%") {
 		t.Fatalf("workers: %q", r.stdout)
+	}
+	m.put(api.Job{ID: "j5", Type: "counter", State: api.StateRunning},
+		counterWorker("w0", 1, 10), counterWorker("w1", 1, 10), counterWorker("w2", 1, 10), counterWorker("w3", 1, 10), counterWorker("w4", 1, 10))
+	r = m.run(ctx, "workers", "j5", "--json")
+	var all struct {
+		Workers []api.Worker
+		Total   int
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &all) != nil || len(all.Workers) != 5 || all.Total != 5 ||
+		all.Workers[4].ID != "w4" || !strings.Contains(r.stderr, "read 4 of 5 workers") {
+		t.Fatalf("workers of three pages: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = m.run(ctx, "workers", "j5", "--limit", "3")
+	if r.code != 0 || len(lines(r.stdout)) != 1+3+1 || !strings.Contains(r.stderr, "3 of the job's 5 workers shown") {
+		t.Fatalf("workers --limit 3: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = m.run(ctx, "workers", "zzz")
 	if r.code != exitError || !strings.HasPrefix(r.stderr, "error: not_found:") {

@@ -31,6 +31,9 @@ type tracked struct {
 	job  *api.Job
 	prog progress
 	note string // why the job's state is unknown right now
+	// workersNext is when the workers are read again: a job of 10,000
+	// workers takes ten pages, so their read waits 4× its own cost.
+	workersNext time.Time
 }
 
 func (t *tracked) done() bool { return t.job != nil && t.job.State.Terminal() }
@@ -160,9 +163,13 @@ func (c *cli) refresh(ctx context.Context, cl *client.Client, t *tracked, allowM
 	default:
 		return err
 	}
-	if ws, err := cl.Workers(rctx, t.id); err == nil {
-		if p := aggregate(ws); p.Workers > 0 || !t.done() {
-			t.prog = p
+	if now := time.Now(); !now.Before(t.workersNext) || t.done() {
+		ws, err := cl.Workers(rctx, t.id)
+		t.workersNext = time.Now().Add(4 * time.Since(now))
+		if err == nil {
+			if p := aggregate(ws); p.Workers > 0 || !t.done() {
+				t.prog = p
+			}
 		}
 	}
 	return nil
