@@ -1,0 +1,111 @@
+package kvstate_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/drover-run/drover/pkg/kvstate"
+)
+
+// putWorkers writes n online worker records w00000… of job as its master.
+func putWorkers(tb testing.TB, st *kvstate.Store, job string, n int) *kvstate.Fence {
+	tb.Helper()
+	ctx := context.Background()
+	_, f, err := st.AdvanceEpoch(ctx, job, func(*kvstate.MasterRecord) {})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		rec := &kvstate.WorkerRecord{ID: fmt.Sprintf("w%05d", i), Job: job, State: kvstate.WorkerOnline, Status: []byte(`{"done":1,"total":2}`)}
+		if _, err := st.PutWorkerAsMaster(ctx, f, rec); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return f
+}
+
+// TestPageWorkersReadsInIDOrder: ids come sorted from the subject index,
+// other jobs' workers apart; a page starts past after, reads at most max,
+// skips a deleted worker, and says where the next starts.
+func TestPageWorkersReadsInIDOrder(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	f := putWorkers(t, st, "j", 12)
+	putWorkers(t, st, "j2", 3)
+	if err := st.DeleteWorkerAsMaster(ctx, f, "j", "w00004"); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.WorkerIDs(ctx, "j")
+	if err != nil || len(ids) != 11 || !slices.IsSorted(ids) || slices.Contains(ids, "w00004") {
+		t.Fatalf("ids %v %v", ids, err)
+	}
+	var got []string
+	collect := func(e kvstate.WorkerEntry) bool { got = append(got, e.Record.ID); return true }
+	last, end, err := st.PageWorkers(ctx, "j", ids, "w00001", 4, collect)
+	if err != nil || end || last != "w00006" || !slices.Equal(got, []string{"w00002", "w00003", "w00005", "w00006"}) {
+		t.Fatalf("page after w00001: %v, last %q, end %v, %v", got, last, end, err)
+	}
+	got = nil
+	stopAt := func(e kvstate.WorkerEntry) bool {
+		if e.Record.ID == "w00009" {
+			return false
+		}
+		got = append(got, e.Record.ID)
+		return true
+	}
+	last, end, err = st.PageWorkers(ctx, "j", ids, last, 100, stopAt)
+	if err != nil || end || last != "w00008" || len(got) != 2 {
+		t.Fatalf("page stopped before w00009: %v, last %q, end %v, %v", got, last, end, err)
+	}
+	got = nil
+	last, end, err = st.PageWorkers(ctx, "j", ids, last, 100, collect)
+	if err != nil || !end || last != "w00011" || len(got) != 3 {
+		t.Fatalf("last page: %v, last %q, end %v, %v", got, last, end, err)
+	}
+	// A worker deleted after its id was listed is skipped, not an error.
+	if err := st.DeleteWorkerAsMaster(ctx, f, "j", "w00010"); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if _, end, err = st.PageWorkers(ctx, "j", ids, "w00009", 100, collect); err != nil || !end || !slices.Equal(got, []string{"w00011"}) {
+		t.Fatalf("page over a deleted worker: %v, end %v, %v", got, end, err)
+	}
+	if _, err := st.WorkerIDs(ctx, "bad id"); err == nil {
+		t.Fatal("WorkerIDs accepted a bad job id")
+	}
+}
+
+// BenchmarkWorkerPages compares, for a job of 10,000 workers, listing
+// its ids, reading a page of 100, and reading every record.
+func BenchmarkWorkerPages(b *testing.B) {
+	st := open(b)
+	ctx := context.Background()
+	putWorkers(b, st, "big", 10000)
+	ids, err := st.WorkerIDs(ctx, "big")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("ids", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := st.WorkerIDs(ctx, "big"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("page100", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := st.PageWorkers(ctx, "big", ids, "w05000", 100, func(kvstate.WorkerEntry) bool { return true }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("all", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := st.ListWorkers(ctx, "big"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
