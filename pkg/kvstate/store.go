@@ -167,12 +167,17 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 		Name: space.EventsStream(), Description: "Drover job events",
 		Subjects: []string{space.JobEventsPattern(), space.RequestRejections()}, MaxAge: opts.EventsMaxAge,
 		MaxBytes: opts.EventsMaxBytes, MaxMsgsPerSubject: opts.EventsMaxPerJob, Discard: jetstream.DiscardOld,
-		Replicas: opts.Replicas, Storage: jetstream.FileStorage,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage, Duplicates: EventsDuplicateWindow,
 	}); err != nil {
 		return nil, fmt.Errorf("kvstate: create events stream: %w", err)
 	}
 	return s, nil
 }
+
+// EventsDuplicateWindow is how long the events stream drops an event whose
+// message id it already stored (a job's created event, published by its
+// submitter and again by whoever first moves the job on).
+const EventsDuplicateWindow = 2 * time.Minute
 
 // open binds the buckets and checks the streams exist.
 func (s *Store) open(ctx context.Context) error {

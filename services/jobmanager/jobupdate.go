@@ -11,6 +11,7 @@ import (
 
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
@@ -132,9 +133,9 @@ func eventMsg(space topics.Space, j *api.Job, kind, reason string, at time.Time)
 // can change the record before that publish, and their events must not
 // come first in the job's history. Every created event carries one message
 // id, so the events stream keeps the first and drops the others within its
-// duplicate window; whoever moves a job out of created publishes it again,
-// waiting for the stream's answer, before its own event.
-const createdDedupWindow = 2 * time.Minute // the events stream's duplicate window (JetStream's default)
+// duplicate window (kvstate.EventsDuplicateWindow); whoever moves a job
+// out of created publishes it again, waiting for the stream's answer,
+// before its own event.
 
 // createdEvent is a job's created event as its submitter publishes it.
 func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
@@ -153,7 +154,7 @@ func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
 // after storing the job) is published now. Past the duplicate window the
 // submitter's event is long stored: nothing to do.
 func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
-	if time.Since(j.CreatedAt) >= createdDedupWindow {
+	if time.Since(j.CreatedAt) >= kvstate.EventsDuplicateWindow {
 		return
 	}
 	msg := createdEvent(s.space, j)
