@@ -28,6 +28,21 @@ type EventsQuery struct {
 	MaxBytes int
 }
 
+// HasJobEvents reports whether the events stream holds any event of job:
+// one read of the last message on its subject.
+func (s *Store) HasJobEvents(ctx context.Context, job string) (has bool, err error) {
+	defer s.observe("has_job_events", time.Now(), &err)
+	subj, err := s.space.JobEvents(job)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.msgGet(ctx, s.space.EventsStream(), msgGetRequest{LastFor: subj})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // JobEvents reads the events of q.Job from the events stream, oldest first,
 // and the sequence to continue from: every event of the job before next has
 // been returned (or lies before the query's start), so a caller that asks

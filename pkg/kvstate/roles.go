@@ -24,6 +24,7 @@ type Jobs interface {
 	WatchJobs(ctx context.Context) (*Watch[JobEvent], error)
 	DeleteJob(ctx context.Context, id string) error
 	JobEvents(ctx context.Context, q EventsQuery) ([]api.StreamEvent, uint64, error)
+	HasJobEvents(ctx context.Context, job string) (bool, error)
 }
 
 // Masters are the master records: epochs written by the leader, the

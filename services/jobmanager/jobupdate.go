@@ -149,13 +149,18 @@ func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
 }
 
 // ensureCreatedEvent makes sure the created event of j (a record still in
-// state created) is in the events stream: a duplicate of the submitter's
-// is dropped by the stream, and one that never came (the submitter died
-// after storing the job) is published now. Past the duplicate window the
+// state created) is in the events stream before an event of its next
+// state: one the submitter has not stored yet is published now (the
+// submitter's, later, is dropped by the stream, though live subscribers
+// see both), as is one that never came (the submitter died after storing
+// the job). Past the duplicate window the
 // submitter's event is long stored: nothing to do.
 func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
 	if time.Since(j.CreatedAt) >= kvstate.EventsDuplicateWindow {
 		return
+	}
+	if has, err := s.jobs.HasJobEvents(ctx, j.ID); err == nil && has {
+		return // the submitter's is stored (live subscribers see it once)
 	}
 	msg := createdEvent(s.space, j)
 	if msg == nil {

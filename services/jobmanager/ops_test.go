@@ -503,17 +503,22 @@ func TestHandoverEvent(t *testing.T) {
 		Config: json.RawMessage(`{"workers":1,"target":100000,"interval_ms":5}`)}); err != nil {
 		t.Fatal(err)
 	}
-	events.wait(t, 10*time.Second, "worker online", func() bool {
-		return events.count(func(ev api.Event) bool { return ev.Kind == api.EventWorkerOnline }) == 1
+	// The master's node is the running event's (the job record trails
+	// the master's start: see TestFailoverIsVisibleInEventsLogsAndMetrics).
+	within := 10 * (sys.Timing.AssignTimeout + sys.Timing.MasterTimeout)
+	var first string
+	events.wait(t, within, "running at epoch 1 and the worker online", func() bool {
+		for _, ev := range events.all() {
+			if stateEvent(api.StateRunning, "assigned")(ev) && ev.Epoch == 1 {
+				first = ev.Node
+			}
+		}
+		return first != "" && events.count(func(ev api.Event) bool { return ev.Kind == api.EventWorkerOnline }) == 1
 	})
-	j, err := sys.Client.Get(context.Background(), "ho1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys.Stop(j.Node)
-	events.wait(t, 10*time.Second, "master moved for handover", func() bool {
+	sys.Stop(first)
+	events.wait(t, within, "master moved for handover", func() bool {
 		return events.count(func(ev api.Event) bool {
-			return ev.Kind == api.EventMasterMoved && ev.Reason == "handover" && ev.Epoch == 2 && ev.Node != j.Node
+			return ev.Kind == api.EventMasterMoved && ev.Reason == "handover" && ev.Epoch == 2 && ev.Node != first
 		}) == 1
 	})
 	if got := metricValue(t, jm.Registry, "drover_jobmanager_master_failovers_total", map[string]string{"reason": "handover"}); got != 1 {
