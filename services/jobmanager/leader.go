@@ -550,6 +550,10 @@ func (l *leader) assign(lj *ljob, reason string) {
 	}
 	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
+		if j.State == api.StateCreated {
+			// Before the master can start and publish events of its own.
+			l.s.ensureCreatedEvent(ctx, j)
+		}
 		rec, fence, err := l.s.masters.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
 		})
