@@ -209,7 +209,7 @@ func (s *Service) jobByID(ctx context.Context, id string) (*api.Job, error) {
 func listReads(limit int) int { return 2*limit + 100 }
 
 // list answers one page of jobs in the order their records last changed,
-// reading O(limit) records (docs/architecture.md, "Listing jobs"). Jobs
+// reading O(limit) records (docs/architecture.md, State: the decision on `list`). Jobs
 // come without detail unless asked, and the page is cut before its reply
 // outgrows budget bytes.
 func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job, string, error) {
