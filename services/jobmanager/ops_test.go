@@ -484,7 +484,7 @@ func TestMetricsOfEveryServiceLintAndMove(t *testing.T) {
 	}{{"jm", jm.Registry}, {"m0", m0.Registry}, {"w0", w0.Registry}} {
 		lint(t, m.proc, m.reg)
 		if got := metricValue(t, m.reg, "drover_kv_operation_failures_total", nil); got != 0 {
-			t.Errorf("%s: %v KV failures in a healthy run", m.proc, got)
+			t.Errorf("%s: %v KV failures in a healthy run: %v", m.proc, got, series(t, m.reg, "drover_kv_operation_failures_total"))
 		}
 	}
 }
@@ -524,4 +524,27 @@ func TestHandoverEvent(t *testing.T) {
 	if got := metricValue(t, jm.Registry, "drover_jobmanager_master_failovers_total", map[string]string{"reason": "handover"}); got != 1 {
 		t.Errorf("failovers_total{handover} = %v, want 1", got)
 	}
+}
+
+// series lists the label sets and values of a metric's series.
+func series(t *testing.T, reg prometheus.Gatherer, name string) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, lp := range m.GetLabel() {
+				ls = append(ls, lp.GetName()+"="+lp.GetValue())
+			}
+			out = append(out, fmt.Sprintf("{%s} %v", strings.Join(ls, ","), m.GetCounter().GetValue()))
+		}
+	}
+	return out
 }
