@@ -173,8 +173,14 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 	rejected := RejectedWrites(wk1)
 	t.Logf("wk-1: %d zombie workers; %d writes refused, %d fenced stops, %d self-fenced, %d stopped by their master",
 		total, rejected, FencedStops(wk1), wk1.CountLogs("worker fenced itself"), wk1.CountLogs("worker stopped by its master"))
-	if rejected == 0 {
-		t.Fatal("no write of the zombie workers was refused: the fence was not exercised")
+	// A resumed zombie either writes first, and the fence refuses it, or
+	// handles its master's stop (queued on its connection while it was
+	// frozen) first and never writes; which comes first is the scheduler's
+	// choice. Either way every zombie ended, and the witness below proves
+	// none of their writes was stored; the refused ones are also counted.
+	stopped := FencedStops(wk1) + wk1.CountLogs("worker fenced itself") + wk1.CountLogs("worker stopped by its master")
+	if rejected == 0 && stopped < total {
+		t.Fatalf("no write refused and only %d of %d zombie workers stopped by a fence, their master or themselves", stopped, total)
 	}
 	checkRefusedMetric(t, wk1, rejected)
 	for i := range jobs {
