@@ -123,15 +123,18 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
 
 	// Counter jobs check exactness; the beat job's workers write in bursts
-	// every 5 ms, so a resumed zombie worker is about to write rather than
-	// notice it went silent for too long.
+	// of 20 with 5 ms between bursts, so a worker is almost always frozen in
+	// the middle of a burst, and resumed it goes on writing (and is refused)
+	// whatever it does with the stop its master queued meanwhile. With
+	// bursts of 4 a loaded machine once resumed every zombie between bursts,
+	// where the stop came first and nothing was written.
 	const jobs, workers, target = 2, 4, 500
 	const beatWorkers = 6
 	frozen := map[string]int{}
 	for i := range jobs {
 		c.Counter(fmt.Sprintf("fw%d", i), workers, target, 20)
 	}
-	c.Beat("fwb", beatWorkers, 5, 4)
+	c.Beat("fwb", beatWorkers, 5, 20)
 	for i := range jobs {
 		id := fmt.Sprintf("fw%d", i)
 		for _, r := range c.WaitWorkersOnline(id, workers, 20*time.Second) {
@@ -173,14 +176,8 @@ func TestFencingFrozenWorkerNode(t *testing.T) {
 	rejected := RejectedWrites(wk1)
 	t.Logf("wk-1: %d zombie workers; %d writes refused, %d fenced stops, %d self-fenced, %d stopped by their master",
 		total, rejected, FencedStops(wk1), wk1.CountLogs("worker fenced itself"), wk1.CountLogs("worker stopped by its master"))
-	// A resumed zombie either writes first, and the fence refuses it, or
-	// handles its master's stop (queued on its connection while it was
-	// frozen) first and never writes; which comes first is the scheduler's
-	// choice. Either way every zombie ended, and the witness below proves
-	// none of their writes was stored; the refused ones are also counted.
-	stopped := FencedStops(wk1) + wk1.CountLogs("worker fenced itself") + wk1.CountLogs("worker stopped by its master")
-	if rejected == 0 && stopped < total {
-		t.Fatalf("no write refused and only %d of %d zombie workers stopped by a fence, their master or themselves", stopped, total)
+	if rejected == 0 {
+		t.Fatal("no write of the zombie workers was refused: the fence was not exercised")
 	}
 	checkRefusedMetric(t, wk1, rejected)
 	for i := range jobs {
