@@ -57,7 +57,7 @@ func main() {
 	flag.BoolVar(&o.quoteOnly, "quote", false, "run nothing: quote the failover benchmarks' files (bench/results/failover.json, leader_failover.json) anew into the last results file and table")
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
-	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick: none; \"-\" for none)")
+	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick or -out elsewhere: none; \"-\" for none)")
 	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
@@ -120,13 +120,16 @@ func main() {
 		os.Exit(1)
 	}
 	o.root = root
+	ownOut := o.out != ""
 	if o.out == "" {
 		o.out = "bench/results/latest.json"
 		if o.quick {
 			o.out = "bench/results/quick.json"
 		}
 	}
-	if o.md == "" && !o.quick {
+	// The table shows latest.json: a run writing elsewhere leaves it alone
+	// unless -md names a file.
+	if o.md == "" && !o.quick && !ownOut {
 		o.md = "BENCHMARKS.md"
 	}
 	if o.md == "-" {
