@@ -254,11 +254,14 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 		}
 		if i, ok := seen[j.ID]; ok {
 			// It changed while this page was read: show its newer record
-			// once, in place; one that grew starts the next page.
-			if len(wire.Marshal(j)) > len(wire.Marshal(&out[i])) {
+			// once, in place; one that grew past the budget starts the
+			// next page.
+			grown := len(wire.Marshal(j)) - len(wire.Marshal(&out[i]))
+			if grown > 0 && size+grown > budget {
 				return false
 			}
 			out[i] = *j
+			size += max(grown, 0)
 			return true
 		}
 		n := len(wire.Marshal(j)) + 1
