@@ -1,0 +1,96 @@
+package counter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/internal/testsys"
+	"github.com/drover-run/drover/jobs/builtin"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// TestWritesPerJob counts the JetStream writes a counter job with one
+// worker and target 1 costs from submit to finished, per stream, and holds
+// them to the budget that docs/architecture.md ("What a job writes") explains
+// write by write: a change that adds a write fails here and has to say
+// why in both places. The writes are counted as stream sequences, so a
+// duplicate the stream drops (the created event published twice in a
+// race) or a refused CAS does not count; what was published is logged.
+func TestWritesPerJob(t *testing.T) {
+	// Rows of the table in docs/architecture.md, by stream.
+	want := map[string]uint64{"jobs": 3, "state": 9, "events": 6}
+
+	sys := testsys.Start(t, builtin.Registry())
+	sys.AddJobManager("mgr")
+	sys.AddJobMaster("jm")
+	sys.AddWorker("wk")
+	sys.WaitReady(1, 1)
+	sp := topics.MustNew(topics.DefaultPrefix)
+	nc, js := natstest.Connect(t, sys.Server)
+	streams := map[string]string{"jobs": "KV_" + sp.JobsBucket(), "state": "KV_" + sp.StateBucket(), "events": sp.EventsStream()}
+	last := func() map[string]uint64 {
+		seqs := map[string]uint64{}
+		for name, stream := range streams {
+			st, err := js.Stream(context.Background(), stream)
+			if err != nil {
+				t.Fatalf("stream %s: %v", stream, err)
+			}
+			seqs[name] = st.CachedInfo().State.LastSeq
+		}
+		return seqs
+	}
+
+	var mu sync.Mutex
+	var seen []string
+	for _, subj := range []string{"$KV." + sp.JobsBucket() + ".>", "$KV." + sp.StateBucket() + ".>", sp.JobEventsPattern()} {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, fmt.Sprintf("%s %.300s", m.Subject, m.Data))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	before := last()
+	const id = "budget"
+	if _, err := sys.Client.Submit(context.Background(), api.Spec{ID: id, Type: "counter",
+		Config: json.RawMessage(`{"workers":1,"target":1,"interval_ms":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := sys.WaitJob(id, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != api.StateFinished {
+		t.Fatalf("job ended %s: %+v", j.State, j.Error)
+	}
+	// Every write the job causes is made by the time its processes have
+	// stopped (the master's and the workers' off-loop writes included).
+	sys.StopAll()
+	after := last()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var diffs []string
+	for name := range streams {
+		if got := after[name] - before[name]; got != want[name] {
+			diffs = append(diffs, fmt.Sprintf("%s: %d writes, want %d", name, got, want[name]))
+		}
+	}
+	if diffs != nil {
+		t.Errorf("%s; published:\n%s", strings.Join(diffs, "; "), strings.Join(seen, "\n"))
+	}
+}
