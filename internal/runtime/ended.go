@@ -31,8 +31,16 @@ func failedByCode(state, reason string) bool {
 // markReported records, off the loop, that the job was told of the ended
 // incarnation info. Nothing is written when the job re-created or removed
 // the worker meanwhile: a new record supersedes the old one, and a
-// removed one must stay removed.
+// removed one must stay removed. Nor once the job has asked to end for
+// good (endsForGood): no master will recover it, so the mark would tell
+// nobody anything; should its exit not be stored after all (the master
+// dies first), a recovery delivers the end once more, as after any crash
+// before the mark. A counter job's last worker ends this way, a write
+// saved per job (docs/architecture.md, What a job writes).
 func (m *MasterRuntime) markReported(info framework.WorkerInfo) {
+	if req := m.takeExit(); req != nil && req.endsForGood() {
+		return
+	}
 	m.mu.Lock()
 	w := m.workers[info.ID]
 	if w == nil || w.info.Epoch != info.Epoch || w.info.Live() {
@@ -74,6 +82,13 @@ func (m *MasterRuntime) markReported(info framework.WorkerInfo) {
 				zap.Uint64("worker_epoch", info.Epoch), zap.Error(err))
 		}
 	}()
+}
+
+// endsForGood reports whether the exit leaves the job terminal: finished,
+// canceled, or failed for a reason no restart can help (the leader restarts
+// a job whose master failed retryably, and its recovery reads the marks).
+func (r *exitRequest) endsForGood() bool {
+	return r.reason != framework.ExitFailed || r.err == nil || framework.IsPermanent(r.err)
 }
 
 // awaitMark waits until no reported-mark write of worker id is in flight;
