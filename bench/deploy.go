@@ -63,12 +63,23 @@ type deployment struct {
 	log    *zap.Logger
 	// leaseHeld: the benchmark holds the leader lease, nobody schedules.
 	leaseHeld bool
+	// url is the servers'; replicas, those of every bucket and stream the
+	// services create.
+	url      string
+	replicas int
+}
+
+// common is the configuration of one of the deployment's services.
+func (d *deployment) common(nodeID string) config.Common {
+	c := common(d.url, d.prefix, nodeID)
+	c.Replicas = d.replicas
+	return c
 }
 
 // holdLease takes the deployment's leader lease and renews it until the
 // deployment closes.
-func (d *deployment) holdLease(nc *nats.Conn, url string) error {
-	c := common(url, d.prefix, d.prefix+"-lease")
+func (d *deployment) holdLease(nc *nats.Conn) error {
+	c := d.common(d.prefix + "-lease")
 	st, err := svc.OpenStore(d.ctx, &c, nc, d.log, nil, false)
 	if err != nil {
 		return err
@@ -85,7 +96,8 @@ func (d *deployment) holdLease(nc *nats.Conn, url string) error {
 // benchmark itself holds the leader lease, so the job manager serves the
 // API without scheduling anything, as a replica does while another leads.
 func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease bool) (*deployment, error) {
-	d := &deployment{prefix: prefix, space: topics.MustNew(prefix), log: newLogger(), leaseHeld: holdLease}
+	d := &deployment{url: b.url, prefix: prefix, replicas: max(b.replicas, 1), space: topics.MustNew(prefix),
+		log: newLogger(), leaseHeld: holdLease}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -115,7 +127,7 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease boo
 		if err != nil {
 			return nil, err
 		}
-		if err := d.holdLease(nc, b.url); err != nil {
+		if err := d.holdLease(nc); err != nil {
 			return nil, err
 		}
 	}
@@ -123,7 +135,7 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease boo
 	if err != nil {
 		return nil, err
 	}
-	jm, err := jobmanager.New(jobmanager.Config{Common: common(b.url, prefix, prefix+"-jm"),
+	jm, err := jobmanager.New(jobmanager.Config{Common: d.common(prefix + "-jm"),
 		RestartBackoff: time.Second, RestartMaxBackoff: time.Minute, MaxRestarts: 10},
 		jobmanager.Deps{NC: nc, Log: d.log, Types: registry()})
 	if err != nil {
@@ -137,7 +149,7 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease boo
 		if err != nil {
 			return nil, err
 		}
-		s, err := jobmaster.New(jobmaster.Config{Node: config.Node{Common: common(b.url, prefix, id), Capacity: 100000}},
+		s, err := jobmaster.New(jobmaster.Config{Node: config.Node{Common: d.common(id), Capacity: 100000}},
 			jobmaster.Deps{NC: nc, Log: d.log, Types: registry()})
 		if err != nil {
 			return nil, err
@@ -150,7 +162,7 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease boo
 		if err != nil {
 			return nil, err
 		}
-		s, err := worker.New(worker.Config{Node: config.Node{Common: common(b.url, prefix, id), Capacity: 100000}},
+		s, err := worker.New(worker.Config{Node: config.Node{Common: d.common(id), Capacity: 100000}},
 			worker.Deps{NC: nc, Log: d.log, Types: registry()})
 		if err != nil {
 			return nil, err

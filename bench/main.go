@@ -1,8 +1,9 @@
 // Command bench measures Drover against raw NATS on the same machine, in
 // one run, on an embedded nats-server (JetStream, file store) on loopback:
-// request/reply and KV baselines, submit throughput, end-to-end job rate,
-// scheduling latency, worker placement and heartbeat capacity (job-master
-// and worker nodes as separate processes), and failover of one master, of a
+// request/reply and KV baselines, submit throughput, end-to-end job rate
+// (KV Create, submit and end-to-end again on an embedded 3-node cluster at
+// replicas 3), scheduling latency, worker placement and heartbeat capacity
+// (job-master and worker nodes as separate processes), and failover of one master, of a
 // whole node's masters and of the leader (the e2e failover benchmarks, run
 // by the failover phase). It writes bench/results/latest.json and
 // the table in BENCHMARKS.md. `make bench` runs it; `make bench-quick` is
@@ -58,7 +59,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick or -out elsewhere: none; \"-\" for none)")
-	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,schedule,scale,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,r3,schedule,scale,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")

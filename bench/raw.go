@@ -137,16 +137,11 @@ func (b *bench) raw() error {
 		return err
 	}
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "bench_raw", History: 1, Storage: jetstream.FileStorage, Replicas: 1,
-	})
+	kv, err := b.rawBucket(js, "bench_raw")
 	if err != nil {
 		return err
 	}
-	l = bestOf(b.o.runs, b.o.dur, b.o.conc, func(g, i int) error {
-		_, err := kv.Create(ctx, "c"+strconv.Itoa(g)+"_"+strconv.Itoa(i), payload)
-		return err
-	})
+	l = bestOf(b.o.runs, b.o.dur, b.o.conc, kvCreate(kv, "c"))
 	if err := l.check("KV create"); err != nil {
 		return err
 	}
@@ -172,4 +167,22 @@ func (b *bench) raw() error {
 	b.r.RawKVUpdatePerS, b.r.RawKVUpdateCPUUs = round0(l.rate), us(l.cpu)
 	logf("raw KV CAS update: %.0f/s, %s CPU each", l.rate, l.cpu)
 	return js.DeleteKeyValue(ctx, "bench_raw")
+}
+
+// rawBucket creates the KV bucket of a raw baseline: file store, history
+// 1, as many replicas as Drover's own buckets in this phase.
+func (b *bench) rawBucket(js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	return js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{
+		Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: max(b.replicas, 1),
+	})
+}
+
+// kvCreate is the raw KV Create operation of a closed loop: a new key of
+// a 256-byte value per call, keys prefixed by tag.
+func kvCreate(kv jetstream.KeyValue, tag string) func(g, i int) error {
+	payload := make([]byte, 256)
+	return func(g, i int) error {
+		_, err := kv.Create(context.Background(), tag+strconv.Itoa(g)+"_"+strconv.Itoa(i), payload)
+		return err
+	}
 }

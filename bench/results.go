@@ -34,6 +34,17 @@ type results struct {
 	FailoverP50Ms          *float64 `json:"failover_p50_ms"`
 	FailoverP99Ms          *float64 `json:"failover_p99_ms"`
 	SubmitToRawCreateRatio *float64 `json:"submit_to_raw_kv_create_ratio"`
+	// Each target as a ratio to raw NATS (or the wordcount baseline) of
+	// the same results; the r3 phase's to raw KV Create on its cluster.
+	E2EToRawCreateRatio      *float64 `json:"e2e_to_raw_kv_create_ratio"`
+	PlacementsToRawReqRatio  *float64 `json:"placements_to_raw_req_ratio"`
+	WordcountToBaselineRatio *float64 `json:"wordcount_2nodes_to_baseline_ratio"`
+	R3RawKVCreatePerS        *float64 `json:"r3_raw_kv_create_per_s"`
+	R3SubmitToRawCreateRatio *float64 `json:"r3_submit_to_raw_kv_create_ratio"`
+	R3E2EToRawCreateRatio    *float64 `json:"r3_e2e_to_raw_kv_create_ratio"`
+	R3SubmitJobsPerS         *float64 `json:"r3_submit_jobs_per_s,omitempty"`
+	R3E2EJobsPerS            *float64 `json:"r3_e2e_jobs_per_s,omitempty"`
+	R3E2ELatencyP99Ms        *float64 `json:"r3_e2e_latency_p99_ms,omitempty"`
 	// The CPU time of the whole bench process per operation (server,
 	// services and callers), in µs: figures that the shared machine's
 	// load does not skew, unlike the rates.
@@ -241,6 +252,22 @@ func (r *results) derive() {
 	if r.SubmitCPUUs != nil && r.RawKVCreateCPUUs != nil && *r.SubmitCPUUs > 0 {
 		r.SubmitToRawCreateCPURatio = round3(*r.RawKVCreateCPUUs / *r.SubmitCPUUs)
 	}
+	ratio := func(a, b *float64) *float64 {
+		if a == nil || b == nil || *b <= 0 {
+			return nil
+		}
+		return round3(*a / *b)
+	}
+	r.E2EToRawCreateRatio = ratio(r.E2EJobsPerS, r.RawKVCreatePerS)
+	r.PlacementsToRawReqRatio = ratio(r.PlacementsFirstPerS, r.RawReqPerS)
+	r.R3E2EToRawCreateRatio = ratio(r.R3E2EJobsPerS, r.R3RawKVCreatePerS)
+	if w := r.Wordcount; w != nil {
+		for _, run := range w.Runs {
+			if run.WorkerNodes == 2 {
+				r.WordcountToBaselineRatio = ratio(&run.MBps, &w.BaselineMBps)
+			}
+		}
+	}
 	for _, p := range []**float64{&r.RawReqPerS, &r.RawKVCreatePerS, &r.RawKVUpdatePerS, &r.SubmitJobsPerS,
 		&r.E2EJobsPerS, &r.PlacementsPerS} {
 		if *p != nil {
@@ -293,11 +320,18 @@ func (r *results) rows() []row {
 		{"submit, API path alone (jobs/s; leader elsewhere)", f(r.SubmitAPIOnlyJobsPerS, "%.0f"), ""},
 		{"API path alone / raw KV Create (paired)", pctOf(r.SubmitAPIOnlyRatio), target(ge(r.SubmitAPIOnlyRatio, 0.25), "≥ 25 %")},
 		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},
+		{"end-to-end / raw KV Create", pctOf(r.E2EToRawCreateRatio), target(ge(r.E2EToRawCreateRatio, 0.08), "≥ 8 %")},
+		{"raw JetStream KV Create, 3-node cluster, replicas 3 (/s)", f(r.R3RawKVCreatePerS, "%.0f"), "baseline"},
+		{"submit, replicas 3 (jobs/s)", f(r.R3SubmitJobsPerS, "%.0f"), ""},
+		{"submit / raw R3 KV Create (paired)", pctOf(r.R3SubmitToRawCreateRatio), target(ge(r.R3SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
+		{"end-to-end counter jobs, replicas 3 (jobs/s)", f(r.R3E2EJobsPerS, "%.0f"), ""},
+		{"end-to-end / raw R3 KV Create", pctOf(r.R3E2EToRawCreateRatio), target(ge(r.R3E2EToRawCreateRatio, 0.08), "≥ 8 %")},
 		{"scheduling p50, submit → first worker online (ms)", f(r.ScheduleP50Ms, "%.1f"), ""},
 		{"scheduling p99 (ms)", f(r.ScheduleP99Ms, "%.1f"), target(lt(r.ScheduleP99Ms, 50), "< 50")},
 		{"scheduling max (ms)", f(r.ScheduleMaxMs, "%.1f"), ""},
 		{"placements/s (" + nodes + ")", f(r.PlacementsPerS, "%.0f"), target(ge(r.PlacementsPerS, 5000), "≥ 5,000")},
 		{"placements/s, the first run, on fresh node processes", f(r.PlacementsFirstPerS, "%.0f"), target(ge(r.PlacementsFirstPerS, 5000), "≥ 5,000")},
+		{"placements on fresh node processes / raw request/reply", pctOf(r.PlacementsToRawReqRatio), target(ge(r.PlacementsToRawReqRatio, 0.08), "≥ 8 %")},
 		{"job-master node CPU (" + hb + ", cores)", f(r.HBMasterCores, "%.3f"), target(lt(r.HBMasterCores, 0.5), "< 0.5")},
 		{"worker nodes CPU (cores, all nodes)", f(r.HBWorkerCores, "%.3f"), ""},
 		{"nats-server + job manager CPU (cores)", f(r.HBServerCores, "%.3f"), ""},
@@ -316,7 +350,11 @@ func (r *results) rows() []row {
 		{"largest counter job (target 1) finished with no worker re-created, make run topology (workers)", intOr(r.LargestJobNoRecreate), target(r.LargestJobNoRecreate != nil && *r.LargestJobNoRecreate >= 10000, "≥ 10,000; from bench/results/bigjob.json")},
 		{"leader failover on the lease TTL (5 s), p50 / p99 (ms)", pair(r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms), "without system-account access"},
 	}
-	return append(rows, wordcountRows(r.Wordcount)...)
+	rows = append(rows, wordcountRows(r.Wordcount)...)
+	if r.Wordcount != nil {
+		rows = append(rows, row{"wordcount, 2 worker nodes / baseline", f(r.WordcountToBaselineRatio, "%.2f×"), target(ge(r.WordcountToBaselineRatio, 1), "≥ 1.0×")})
+	}
+	return rows
 }
 
 func intOr(v *int) string {

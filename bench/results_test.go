@@ -67,7 +67,7 @@ func TestWriteMarkdownKeepsTheProse(t *testing.T) {
 func TestPartialRunKeepsTheOtherFigures(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "latest.json")
 	v := func(f float64) *float64 { return &f }
-	old := &results{RawReqPerS: v(100000), ListPageP50Ms: v(50)}
+	old := &results{RawReqPerS: v(100000), RawKVCreatePerS: v(50000), ListPageP50Ms: v(50)}
 	if err := old.write(path, &env{PhaseLoad: map[string]string{"raw": "1.00", "list": "2.00"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,5 +81,60 @@ func TestPartialRunKeepsTheOtherFigures(t *testing.T) {
 	}
 	if e.PhaseLoad["raw"] != "1.00" || e.PhaseLoad["list"] != "3.00" || strings.Join(e.phases, ",") != "raw,list" {
 		t.Fatalf("phase loads %v (%v)", e.PhaseLoad, e.phases)
+	}
+	// A ratio is derived from the figures the table shows: the new
+	// end-to-end rate over the kept raw KV Create.
+	got, err = mergeInto(path, &results{E2EJobsPerS: v(5000)}, &env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.E2EToRawCreateRatio == nil || *got.E2EToRawCreateRatio != 0.1 {
+		t.Fatalf("merged e2e_to_raw_kv_create_ratio %s, want 10 %%", pctOf(got.E2EToRawCreateRatio))
+	}
+}
+
+// TestRatios: derive states each target as a ratio to the raw NATS figure
+// (or the wordcount baseline) of the same results, and the table shows the
+// ratio against the target; a ratio missing an input is null.
+func TestRatios(t *testing.T) {
+	v := func(f float64) *float64 { return &f }
+	r := &results{RawReqPerS: v(100000), RawKVCreatePerS: v(50000), E2EJobsPerS: v(3000), PlacementsFirstPerS: v(9000),
+		R3RawKVCreatePerS: v(10000), R3E2EJobsPerS: v(700), R3SubmitToRawCreateRatio: v(0.3),
+		Wordcount: &wordcountFigures{BaselineMBps: 40, Runs: []wordcountRun{{WorkerNodes: 1, MBps: 20}, {WorkerNodes: 2, MBps: 36}}}}
+	r.derive()
+	for name, tc := range map[string]struct {
+		got  *float64
+		want float64
+	}{
+		"e2e_to_raw_kv_create_ratio":         {r.E2EToRawCreateRatio, 0.06},
+		"placements_to_raw_req_ratio":        {r.PlacementsToRawReqRatio, 0.09},
+		"r3_e2e_to_raw_kv_create_ratio":      {r.R3E2EToRawCreateRatio, 0.07},
+		"wordcount_2nodes_to_baseline_ratio": {r.WordcountToBaselineRatio, 0.9},
+	} {
+		if tc.got == nil || *tc.got != tc.want {
+			t.Errorf("%s = %s, want %v", name, pctOf(tc.got), tc.want)
+		}
+	}
+	rows := map[string]row{}
+	for _, rw := range r.rows() {
+		rows[rw.what] = rw
+	}
+	for what, want := range map[string][2]string{
+		"end-to-end / raw KV Create":                               {"6 %", "❌ ≥ 8 %"},
+		"placements on fresh node processes / raw request/reply":   {"9 %", "✅ ≥ 8 %"},
+		"submit / raw R3 KV Create (paired)":                       {"30 %", "✅ ≥ 25 %"},
+		"end-to-end / raw R3 KV Create":                            {"7 %", "❌ ≥ 8 %"},
+		"wordcount, 2 worker nodes / baseline":                     {"0.90×", "❌ ≥ 1.0×"},
+		"raw JetStream KV Create, 3-node cluster, replicas 3 (/s)": {"10000", "baseline"},
+	} {
+		if got := rows[what]; got.value != want[0] || got.target != want[1] {
+			t.Errorf("row %q: %q %q, want %q %q", what, got.value, got.target, want[0], want[1])
+		}
+	}
+
+	partial := &results{E2EJobsPerS: v(3000), Wordcount: &wordcountFigures{BaselineMBps: 40, Runs: []wordcountRun{{WorkerNodes: 1, MBps: 20}}}}
+	partial.derive()
+	if partial.E2EToRawCreateRatio != nil || partial.WordcountToBaselineRatio != nil {
+		t.Errorf("ratios %s %s without their raw figure or 2-node run, want null", pctOf(partial.E2EToRawCreateRatio), pctOf(partial.WordcountToBaselineRatio))
 	}
 }

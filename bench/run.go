@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -46,6 +48,7 @@ func run(o *options) error {
 		{"raw", b.raw},
 		{"submit", b.submit},
 		{"e2e", b.e2e},
+		{"r3", b.r3},
 		{"schedule", b.schedule},
 		{"scale", b.scale},
 		{"wordcount", b.wordcount},
@@ -105,6 +108,7 @@ func run(o *options) error {
 // mergeInto overlays the figures of a partial run (r) on the results file
 // at path, if there is one: a figure r measured replaces the old one, the
 // others stay, and so do the load averages of the phases that did not run.
+// The ratios are derived anew, from the figures the table will show.
 func mergeInto(path string, r *results, e *env) (*results, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -138,6 +142,7 @@ func mergeInto(path string, r *results, e *env) (*results, error) {
 	if err := json.Unmarshal(mb, merged); err != nil {
 		return nil, err
 	}
+	merged.derive()
 	if merged.Env != nil {
 		for _, p := range phaseNames {
 			if l, ok := merged.Env.PhaseLoad[p]; ok && e.PhaseLoad[p] == "" {
@@ -189,6 +194,8 @@ type bench struct {
 	r   *results
 	// failoverDir holds the failover phase's files when it ran.
 	failoverDir string
+	// replicas of the buckets and streams of the phase (0: one).
+	replicas int
 }
 
 // profile starts a CPU profile of this process (the server, the job
@@ -243,27 +250,86 @@ func repoRoot() (string, error) {
 }
 
 func startServer(dir string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{
-		ServerName: "bench",
+	return start(serverOptions("bench", dir))
+}
+
+// serverOptions are those of every embedded server: JetStream with its
+// file store in dir, loopback.
+func serverOptions(name, dir string) *server.Options {
+	return &server.Options{
+		ServerName: name,
 		Host:       "127.0.0.1",
 		Port:       -1,
 		JetStream:  true,
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
-	})
+	}
+}
+
+func start(opts *server.Options) (*server.Server, error) {
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
 	go s.Start()
 	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
 		return nil, errors.New("nats-server not ready")
 	}
 	return s, nil
 }
 
+// startCluster starts n embedded servers clustered on loopback, each with
+// its store under dir, and waits until JetStream's meta group has a leader
+// that knows every server. stop shuts down those started.
+func startCluster(dir string, n int) (srvs []*server.Server, stop func(), err error) {
+	stop = func() {
+		for _, s := range srvs {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
+	ports := make([]int, n)
+	var routes []*url.URL
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, stop, err
+		}
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
+	}
+	for i := range n {
+		opts := serverOptions(fmt.Sprintf("bench-r%d", i), filepath.Join(dir, fmt.Sprint(i)))
+		opts.Cluster = server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = routes
+		s, err := start(opts)
+		if err != nil {
+			return srvs, stop, err
+		}
+		srvs = append(srvs, s)
+	}
+	err = poll(30*time.Second, "the JetStream meta leader", func() bool {
+		for _, s := range srvs {
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
+				return true
+			}
+		}
+		return false
+	})
+	return srvs, stop, err
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 // phaseNames are the phases in the order they run.
-var phaseNames = []string{"raw", "submit", "e2e", "schedule", "scale", "wordcount", "list", "bigjob", "failover"}
+var phaseNames = []string{"raw", "submit", "e2e", "r3", "schedule", "scale", "wordcount", "list", "bigjob", "failover"}
 
 // quotedPhases write files of their own, quoted into the results file: a
 // run of only these re-quotes the last results instead of replacing them.
@@ -317,5 +383,6 @@ func requote(o *options, path func(name string) string, fresh *env) error {
 		}
 	}
 	r.quote(o, path)
+	r.derive()
 	return r.save(o, e)
 }

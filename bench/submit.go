@@ -25,74 +25,88 @@ func counterSpec(id string) api.Spec {
 // (no job-master node runs, so it marks every job pending, one more CAS
 // write and event per job), and with the lease held elsewhere, which is
 // the API path alone (a replica while another leads).
-//
-// Each run is framed by raw KV Create runs just before and just after it,
-// so that its ratio compares figures taken under the same machine load
-// (the mean of the two raw rates): the ratios reported are the median of
-// the runs', the rates the fastest run's.
 func (b *bench) submit() error {
-	nc, err := nats.Connect(b.url, nats.Name("bench-pair"))
+	full, api, err := b.pairedSubmit("bsub", b.o.runs, true)
 	if err != nil {
 		return err
+	}
+	b.r.SubmitJobsPerS, b.r.SubmitCPUUs = round0(full.rate), us(full.cpu)
+	b.r.SubmitAPIOnlyJobsPerS, b.r.SubmitAPIOnlyCPUUs = round0(api.rate), us(api.cpu)
+	b.r.SubmitToRawCreateRatio, b.r.SubmitAPIOnlyRatio = round3(full.ratio), round3(api.ratio)
+	logf("submit: %.0f jobs/s (%d callers), %s CPU each, %.0f %% of raw KV Create (median of paired runs); API path alone: %.0f jobs/s, %s CPU each, %.0f %%",
+		full.rate, b.o.conc, full.cpu, 100*full.ratio, api.rate, api.cpu, 100*api.ratio)
+	return nil
+}
+
+// paired is a submit measurement: the fastest run, and the median of the
+// runs' ratios to raw KV Create.
+type paired struct {
+	loop
+	ratio float64
+}
+
+// pairedSubmit measures submit in runs runs, with the leader at work and,
+// if apiPath, with the lease held elsewhere. Each run is framed by raw KV
+// Create runs just before and just after it, so that its ratio compares
+// figures taken under the same machine load (the mean of the two raw
+// rates).
+func (b *bench) pairedSubmit(prefix string, runs int, apiPath bool) (full, api paired, err error) {
+	nc, err := nats.Connect(b.url, nats.Name("bench-pair"))
+	if err != nil {
+		return full, api, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return full, api, err
 	}
-	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "bench_pair", History: 1, Storage: jetstream.FileStorage, Replicas: 1,
-	})
+	kv, err := b.rawBucket(js, "bench_pair")
 	if err != nil {
-		return err
+		return full, api, err
 	}
-	defer func() { _ = js.DeleteKeyValue(ctx, "bench_pair") }()
-	payload := make([]byte, 256)
+	defer func() { _ = js.DeleteKeyValue(context.Background(), "bench_pair") }()
 
-	var full, api loop
 	var fullRatios, apiRatios []float64
 	rawCreate := func(tag string) (float64, error) {
-		raw := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
-			_, err := kv.Create(ctx, fmt.Sprintf("%s_%d_%d", tag, g, i), payload)
-			return err
-		})
+		raw := closedLoop(b.o.dur, b.o.conc, kvCreate(kv, tag+"_"))
 		return raw.rate, raw.check("paired KV create")
 	}
-	for r := range max(b.o.runs, 1) {
+	for r := range max(runs, 1) {
 		before, err := rawCreate(fmt.Sprintf("b%d", r))
 		if err != nil {
-			return err
+			return full, api, err
 		}
-		f, err := b.submitOnce(fmt.Sprintf("bsub%d", r), false)
+		f, err := b.submitOnce(fmt.Sprintf("%s%d", prefix, r), false)
 		if err != nil {
-			return err
+			return full, api, err
 		}
-		a, err := b.submitOnce(fmt.Sprintf("bsubapi%d", r), true)
-		if err != nil {
-			return err
+		var a loop
+		if apiPath {
+			if a, err = b.submitOnce(fmt.Sprintf("%sapi%d", prefix, r), true); err != nil {
+				return full, api, err
+			}
 		}
 		after, err := rawCreate(fmt.Sprintf("a%d", r))
 		if err != nil {
-			return err
+			return full, api, err
 		}
 		raw := (before + after) / 2
-		logf("submit run %d: raw KV create %.0f/s before, %.0f/s after; submit %.0f jobs/s (%s CPU, %.0f %%), API path alone %.0f jobs/s (%s CPU, %.0f %%)",
-			r+1, before, after, f.rate, f.cpu, 100*f.rate/raw, a.rate, a.cpu, 100*a.rate/raw)
+		alone := ""
+		if apiPath {
+			alone = fmt.Sprintf(", API path alone %.0f jobs/s (%s CPU, %.0f %%)", a.rate, a.cpu, 100*a.rate/raw)
+		}
+		logf("%s run %d: raw KV create %.0f/s before, %.0f/s after; submit %.0f jobs/s (%s CPU, %.0f %%)%s",
+			prefix, r+1, before, after, f.rate, f.cpu, 100*f.rate/raw, alone)
 		fullRatios, apiRatios = append(fullRatios, f.rate/raw), append(apiRatios, a.rate/raw)
 		if f.rate > full.rate {
-			full = f
+			full.loop = f
 		}
 		if a.rate > api.rate {
-			api = a
+			api.loop = a
 		}
 	}
-	b.r.SubmitJobsPerS, b.r.SubmitCPUUs = round0(full.rate), us(full.cpu)
-	b.r.SubmitAPIOnlyJobsPerS, b.r.SubmitAPIOnlyCPUUs = round0(api.rate), us(api.cpu)
-	b.r.SubmitToRawCreateRatio, b.r.SubmitAPIOnlyRatio = round3(median(fullRatios)), round3(median(apiRatios))
-	logf("submit: %.0f jobs/s (%d callers), %s CPU each, %.0f %% of raw KV Create (median of paired runs); API path alone: %.0f jobs/s, %s CPU each, %.0f %%",
-		full.rate, b.o.conc, full.cpu, 100**b.r.SubmitToRawCreateRatio, api.rate, api.cpu, 100**b.r.SubmitAPIOnlyRatio)
-	return nil
+	full.ratio, api.ratio = median(fullRatios), median(apiRatios)
+	return full, api, nil
 }
 
 func median(xs []float64) float64 {
