@@ -15,21 +15,22 @@ import (
 	"time"
 
 	"github.com/drover-run/drover/internal/config"
+	"github.com/drover-run/drover/services/jobmanager"
 	"github.com/drover-run/drover/services/jobmaster"
 	"github.com/drover-run/drover/services/worker"
 )
 
-// childArg makes the benchmark binary run one node instead: the scale
-// phase starts its job-master and worker nodes as separate processes of
-// this same binary, so they run the benchmark job types without those
-// being in the stock binaries.
+// childArg makes the benchmark binary run one service instead: the scale
+// phases start their job-master and worker nodes (and the live10k phase
+// its job manager) as separate processes of this same binary, so they run
+// the benchmark job types without those being in the stock binaries.
 const childArg = "__bench-node"
 
 // runChild runs one node until SIGTERM. Each SIGUSR1 starts, and the next
 // stops, a CPU profile written to the next of the -profs paths.
 func runChild(args []string) error {
 	fs := flag.NewFlagSet(childArg, flag.ContinueOnError)
-	role := fs.String("role", "", "jobmaster or worker")
+	role := fs.String("role", "", "jobmaster, worker or jobmanager")
 	url := fs.String("nats", "", "NATS URL")
 	prefix := fs.String("prefix", "", "namespace")
 	node := fs.String("node", "", "node id")
@@ -57,6 +58,8 @@ func runChild(args []string) error {
 	case "worker":
 		r, err = worker.New(worker.Config{Node: config.Node{Common: cc, Capacity: *capacity}},
 			worker.Deps{NC: nc, Log: log, Types: registry()})
+	case "jobmanager":
+		r, err = jobmanager.New(jobManagerConfig(cc), jobmanager.Deps{NC: nc, Log: log, Types: registry()})
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -116,6 +119,13 @@ func startChild(role, url, prefix, node string, profs []string) (*child, error) 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 func (c *child) signal(s os.Signal) { _ = c.cmd.Process.Signal(s) }
+
+// kill ends the process at once: for phases whose deployment is thrown
+// away, where a graceful stop of thousands of workers would only add time.
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
 
 // stop ends the node gracefully, by force after a bound.
 func (c *child) stop() {

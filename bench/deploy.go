@@ -49,6 +49,10 @@ func newLogger() *zap.Logger {
 	return log
 }
 
+func jobManagerConfig(c config.Common) jobmanager.Config {
+	return jobmanager.Config{Common: c, RestartBackoff: time.Second, RestartMaxBackoff: time.Minute, MaxRestarts: 10}
+}
+
 // deployment is a Drover deployment in this process: each service with its
 // own NATS connection, as if it were its own process.
 type deployment struct {
@@ -58,6 +62,7 @@ type deployment struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	conns  []*nats.Conn
+	// jm is nil when the job manager is a process (deployJobManager).
 	jm     *jobmanager.Service
 	client *client.Client
 	log    *zap.Logger
@@ -135,8 +140,7 @@ func (b *bench) deploy(prefix string, jobMasters, workerNodes int, holdLease boo
 	if err != nil {
 		return nil, err
 	}
-	jm, err := jobmanager.New(jobmanager.Config{Common: d.common(prefix + "-jm"),
-		RestartBackoff: time.Second, RestartMaxBackoff: time.Minute, MaxRestarts: 10},
+	jm, err := jobmanager.New(jobManagerConfig(d.common(prefix+"-jm")),
 		jobmanager.Deps{NC: nc, Log: d.log, Types: registry()})
 	if err != nil {
 		return nil, err
@@ -189,7 +193,7 @@ func (d *deployment) waitReady(nodes int) error {
 		if _, err := d.client.Get(ctx, "bench-probe"); api.ErrorCode(err) != api.CodeNotFound {
 			return false
 		}
-		if d.jm.Leading() == d.leaseHeld {
+		if d.jm != nil && d.jm.Leading() == d.leaseHeld {
 			return false
 		}
 		ns, err := d.client.Nodes(ctx)
@@ -232,8 +236,10 @@ type tracker struct {
 	done func(id string, jt *jobTimes)
 	// online is called for each worker_online event.
 	online func(id string, jt *jobTimes)
-	// offlines counts worker_offline events of every job.
-	offlines int
+	// offlines counts worker_offline events of every job; recreated the
+	// worker_online events of incarnations beyond the first (epoch > 1):
+	// workers their master gave up on and created again.
+	offlines, recreated int
 }
 
 type jobTimes struct {
@@ -299,6 +305,9 @@ func (t *tracker) onEvent(m *nats.Msg) {
 		jt.onlines++
 		jt.lastOnline = now
 		online = true
+		if ev.WorkerEpoch > 1 {
+			t.recreated++
+		}
 	case api.EventWorkerOffline:
 		t.offlines++
 	case api.EventMasterReady:
@@ -332,6 +341,25 @@ func (t *tracker) offlineCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.offlines
+}
+
+func (t *tracker) recreatedCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.recreated
+}
+
+// count returns how many of the tracked jobs satisfy f.
+func (t *tracker) count(f func(*jobTimes) bool) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, jt := range t.jobs {
+		if f(jt) {
+			n++
+		}
+	}
+	return n
 }
 
 var errTimeout = errors.New("timed out")

@@ -3,8 +3,9 @@
 // request/reply and KV baselines, submit throughput, end-to-end job rate
 // (KV Create, submit and end-to-end again on an embedded 3-node cluster at
 // replicas 3), scheduling latency, worker placement and heartbeat capacity
-// (job-master and worker nodes as separate processes), and failover of one master, of a
-// whole node's masters and of the leader (the e2e failover benchmarks, run
+// (job-master and worker nodes as separate processes) at 10,000 and 100,000
+// workers, 10,000 active workers, the leader with 10,000 live jobs, and
+// failover of one master, of a whole node's masters and of the leader (the e2e failover benchmarks, run
 // by the failover phase). It writes bench/results/latest.json and
 // the table in BENCHMARKS.md. `make bench` runs it; `make bench-quick` is
 // the short CI smoke form, whose figures are not for the docs.
@@ -37,6 +38,11 @@ type options struct {
 	workerNodes int
 	hbWindow    time.Duration
 	listJobs    int
+	// hugeWorkers and hugeNodes size the scale100k phase, activeWorkers
+	// the active10k phase, liveJobs the live10k phase.
+	hugeWorkers, hugeNodes int
+	activeWorkers          int
+	liveJobs               int
 	// failoverTrials and massJobs size the failover phase.
 	failoverTrials int
 	massJobs       int
@@ -59,7 +65,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick or -out elsewhere: none; \"-\" for none)")
-	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,r3,schedule,scale,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,r3,schedule,scale,scale100k,active10k,live10k,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")
@@ -71,6 +77,10 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 0, "workers of the placement and heartbeat phase (default 10000, quick 2000)")
 	flag.IntVar(&o.workerNodes, "worker-nodes", 4, "worker node processes in the placement and heartbeat phase")
 	flag.DurationVar(&o.hbWindow, "hb-window", 0, "heartbeat measurement window (default 10s, quick 4s)")
+	flag.IntVar(&o.hugeWorkers, "huge-workers", 0, "workers of the scale100k phase (default 100000, quick 5000)")
+	flag.IntVar(&o.hugeNodes, "huge-worker-nodes", 8, "worker node processes in the scale100k phase")
+	flag.IntVar(&o.activeWorkers, "active-workers", 0, "active workers of the active10k phase (default 10000, quick 1000)")
+	flag.IntVar(&o.liveJobs, "live-jobs", 0, "idle jobs of the live10k phase (default 10000, quick 1000)")
 	flag.IntVar(&o.listJobs, "list-jobs", 0, "jobs stored in the list phase (default 10000, quick 1000)")
 	flag.IntVar(&o.failoverTrials, "failover-trials", 0, "kills per mode of one master and of the leader in the failover phase (default 10, quick 3)")
 	flag.IntVar(&o.massJobs, "mass-jobs", 0, "masters on the node killed in the failover phase (default 1000, quick 100)")
@@ -96,6 +106,15 @@ func main() {
 	}
 	if o.workers == 0 {
 		o.workers = def(10000, 2000)
+	}
+	if o.hugeWorkers == 0 {
+		o.hugeWorkers = def(100000, 5000)
+	}
+	if o.activeWorkers == 0 {
+		o.activeWorkers = def(10000, 1000)
+	}
+	if o.liveJobs == 0 {
+		o.liveJobs = def(10000, 1000)
 	}
 	if o.listJobs == 0 {
 		o.listJobs = def(10000, 1000)

@@ -112,7 +112,17 @@ type results struct {
 	// job the make run topology finishes with no worker re-created.
 	LargestJobNoRecreate *int            `json:"largest_job_no_recreate_workers,omitempty"`
 	BigJob               json.RawMessage `json:"bigjob,omitempty"`
-	Env                  *env            `json:"env,omitempty"`
+	// The scale100k, active10k and live10k phases (bench/scaleout.go).
+	Placements100kPerS      *float64     `json:"placements_100k_per_s"`
+	HB100kMasterCores       *float64     `json:"hb100k_master_cores"`
+	HB100kMemBytesPerWorker *float64     `json:"hb100k_mem_bytes_per_worker,omitempty"`
+	Active10kMasterCores    *float64     `json:"active10k_master_cores"`
+	Live10kLeaderCores      *float64     `json:"live10k_leader_cores"`
+	Live10kLeaderRSS        *float64     `json:"live10k_leader_rss_bytes"`
+	Scale100k               *loadFigures `json:"scale100k,omitempty"`
+	Active10k               *loadFigures `json:"active10k,omitempty"`
+	Live10k                 *liveFigures `json:"live10k,omitempty"`
+	Env                     *env         `json:"env,omitempty"`
 }
 
 // failoverMode is one mode's figures in a failover benchmark's file.
@@ -350,6 +360,7 @@ func (r *results) rows() []row {
 		{"largest counter job (target 1) finished with no worker re-created, make run topology (workers)", intOr(r.LargestJobNoRecreate), target(r.LargestJobNoRecreate != nil && *r.LargestJobNoRecreate >= 10000, "≥ 10,000; from bench/results/bigjob.json")},
 		{"leader failover on the lease TTL (5 s), p50 / p99 (ms)", pair(r.LeaderFailoverTTLP50Ms, r.LeaderFailoverTTLP99Ms), "without system-account access"},
 	}
+	rows = append(rows, scaleRows(r)...)
 	rows = append(rows, wordcountRows(r.Wordcount)...)
 	if r.Wordcount != nil {
 		rows = append(rows, row{"wordcount, 2 worker nodes / baseline", f(r.WordcountToBaselineRatio, "%.2f×"), target(ge(r.WordcountToBaselineRatio, 1), "≥ 1.0×")})

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadFailover(t *testing.T) {
@@ -136,5 +138,106 @@ func TestRatios(t *testing.T) {
 	partial.derive()
 	if partial.E2EToRawCreateRatio != nil || partial.WordcountToBaselineRatio != nil {
 		t.Errorf("ratios %s %s without their raw figure or 2-node run, want null", pctOf(partial.E2EToRawCreateRatio), pctOf(partial.WordcountToBaselineRatio))
+	}
+}
+
+// TestLoadFigures derives the scale100k and active10k figures from two
+// snapshots 10 s apart.
+func TestLoadFigures(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s0 := snapshot{at: at, master: procStat{ticks: 1000}, workers: 5000, self: 200, msgs: 1_000_000}
+	s1 := snapshot{at: at.Add(10 * time.Second), master: procStat{ticks: 1500, rss: 900}, workers: 6000, self: 700, msgs: 5_000_000}
+	f := &loadFigures{Workers: 10000, Online: 10000}
+	f.window(s0, s1, 150_000)
+	f.KeepUp = keepUp(f.StateWritesPerS, f.Workers, time.Second)
+	for name, c := range map[string]struct {
+		got  *float64
+		want float64
+	}{
+		"window":      {f.WindowSeconds, 10},
+		"master":      {f.MasterCores, 0.5}, // 500 ticks of 10 ms in 10 s
+		"workers":     {f.WorkerCores, 1},
+		"server":      {f.ServerCores, 0.5},
+		"msgs":        {f.NatsMsgsPerS, 400_000},
+		"writes":      {f.StateWritesPerS, 15_000},
+		"keep up":     {f.KeepUp, 0.75}, // 2 writes per worker per second asked
+		"per worker":  {perEach(1_000_000, 51_000_000, 10000), 5000},
+		"GC returned": {perEach(2_000_000, 1_000_000, 1000), -1000},
+	} {
+		if c.got == nil || *c.got != c.want {
+			t.Errorf("%s: got %v, want %v", name, c.got, c.want)
+		}
+	}
+	if !f.healthy() {
+		t.Error("every worker online, none lost: healthy")
+	}
+	for _, bad := range []loadFigures{{Workers: 10, Online: 9}, {Workers: 10, Online: 10, Recreated: 1}, {Workers: 10, Online: 10, Offline: 1}} {
+		if bad.healthy() {
+			t.Errorf("%+v is not healthy", bad)
+		}
+	}
+	if keepUp(nil, 10, time.Second) != nil {
+		t.Error("no writes measured: no keep-up figure")
+	}
+}
+
+func TestLiveFigures(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := &liveFigures{Jobs: 10000}
+	f.window(procStat{rss: 20_000_000}, procStat{ticks: 100}, procStat{ticks: 120, rss: 70_000_000},
+		procStat{rss: 10_000_000}, snapshot{at: at, master: procStat{ticks: 50}, self: 10},
+		snapshot{at: at.Add(10 * time.Second), master: procStat{ticks: 150, rss: 110_000_000}, self: 30})
+	for name, c := range map[string]struct {
+		got  *float64
+		want float64
+	}{
+		"leader cores":   {f.LeaderCores, 0.02},
+		"leader rss":     {f.LeaderRSS, 70_000_000},
+		"no jobs":        {f.LeaderRSSNoJobs, 20_000_000},
+		"leader per job": {f.LeaderBytesPerJob, 5000},
+		"master cores":   {f.MasterCores, 0.1},
+		"master per job": {f.MasterBytesPerJob, 10000},
+		"server":         {f.ServerCores, 0.02},
+	} {
+		if c.got == nil || *c.got != c.want {
+			t.Errorf("%s: got %v, want %v", name, c.got, c.want)
+		}
+	}
+}
+
+// TestScaleRows: the table shows the scale figures with their verdicts,
+// and dashes without a verdict for phases that did not run.
+func TestScaleRows(t *testing.T) {
+	v := func(f float64) *float64 { return &f }
+	table := func(r *results) string {
+		var b strings.Builder
+		for _, row := range scaleRows(r) {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", row.what, row.value, row.target)
+		}
+		return b.String()
+	}
+	got := table(&results{
+		Placements100kPerS: v(5200), HB100kMasterCores: v(1.25), HB100kMemBytesPerWorker: v(41000),
+		Scale100k:            &loadFigures{Workers: 100000, WorkerNodes: 8, Online: 100000, Recreated: 3},
+		Active10kMasterCores: v(0.8),
+		Active10k:            &loadFigures{Workers: 10000, Online: 10000, KeepUp: v(0.99)},
+		Live10kLeaderCores:   v(0.05), Live10kLeaderRSS: v(90e6),
+		Live10k: &liveFigures{Jobs: 10000, Live: 10000, LeaderRSSNoJobs: v(20e6), LeaderBytesPerJob: v(7000)},
+	})
+	for _, want := range []string{
+		"| placements/s (100000 workers of one job on 8 worker nodes, fresh node processes) | 5200 | ❌ no worker lost: 100000 of 100000 online, 0 offline, 3 re-created |",
+		"| job-master node CPU (100000 workers, 1 s heartbeat, cores) | 1.250 |",
+		"| worker node RSS per worker (100000 workers, bytes) | 41000 |",
+		"| 0.800 | ✅ keeps up: 99 % of the writes asked, 0 offline, 0 re-created; worker nodes —",
+		"| leading job manager CPU (10000 live idle jobs, cores) | 0.050 | ✅ 10000 of 10000 live; job-master node — |",
+		"| leading job manager RSS (10000 live jobs, bytes) | 90000000 | 20 MB with no job, 7000 B per job |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	empty := table(&results{})
+	if strings.Contains(empty, "✅") || strings.Contains(empty, "❌") || !strings.Contains(empty, "(100000 workers of one job on 8 worker nodes, fresh node processes) | — |") {
+		t.Errorf("phases that did not run: dashes and no verdict:\n%s", empty)
 	}
 }

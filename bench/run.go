@@ -51,6 +51,9 @@ func run(o *options) error {
 		{"r3", b.r3},
 		{"schedule", b.schedule},
 		{"scale", b.scale},
+		{"scale100k", b.scale100k},
+		{"active10k", b.active10k},
+		{"live10k", b.live10k},
 		{"wordcount", b.wordcount},
 		{"list", b.list},
 		{"bigjob", b.bigjob},
@@ -329,7 +332,7 @@ func freePort() (int, error) {
 }
 
 // phaseNames are the phases in the order they run.
-var phaseNames = []string{"raw", "submit", "e2e", "r3", "schedule", "scale", "wordcount", "list", "bigjob", "failover"}
+var phaseNames = []string{"raw", "submit", "e2e", "r3", "schedule", "scale", "scale100k", "active10k", "live10k", "wordcount", "list", "bigjob", "failover"}
 
 // quotedPhases write files of their own, quoted into the results file: a
 // run of only these re-quotes the last results instead of replacing them.

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drover-run/drover/jobs/benchjobs"
 	"github.com/drover-run/drover/pkg/api"
 )
 
@@ -30,31 +31,13 @@ func (b *bench) scale() error {
 		profs = func(name string) []string {
 			return []string{b.profPath("placement_" + name), b.profPath("hb_" + name)}
 		}
-	} else {
-		profs = func(string) []string { return nil }
 	}
-	master, err := startChild("jobmaster", b.url, prefix, prefix+"-jobmaster-0", profs("jobmaster"))
+	p, err := b.startNodes(d, prefix, nodes, profs)
 	if err != nil {
 		return err
 	}
-	defer master.stop()
-	var workers []*child
-	defer func() {
-		for _, w := range workers {
-			w.stop()
-		}
-	}()
-	for i := range nodes {
-		var p []string
-		if i == 0 {
-			p = profs("worker")
-		}
-		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), p)
-		if err != nil {
-			return err
-		}
-		workers = append(workers, w)
-	}
+	defer p.stop()
+	master, workers := p.master, p.workers
 	profiled := []*child{master, workers[0]}
 	toggleProfiles := func() {
 		if b.o.profile {
@@ -62,9 +45,6 @@ func (b *bench) scale() error {
 				c.signal(syscall.SIGUSR1)
 			}
 		}
-	}
-	if err := d.waitReady(1 + nodes); err != nil {
-		return err
 	}
 	time.Sleep(time.Second)
 	rssBefore, err := rssOf(workers)
@@ -82,7 +62,7 @@ func (b *bench) scale() error {
 	}
 	defer tr.stop()
 	toggleProfiles()
-	placeSecs, err := b.place(d, tr, "fanout0", n)
+	placeSecs, err := b.place(d, tr, fanoutSpec("fanout0", benchjobs.Fanout, n), n, placeWithin)
 	if err != nil {
 		return err
 	}
@@ -108,7 +88,7 @@ func (b *bench) scale() error {
 		return fmt.Errorf("%d workers went offline during the heartbeat window", lost)
 	}
 	secs := snap1.at.Sub(snap0.at).Seconds()
-	cores := func(t0, t1 uint64) *float64 { return round3(float64(t1-t0) / clockTicks / secs) }
+	cores := func(t0, t1 uint64) *float64 { return coresOver(t0, t1, secs) }
 	r := b.r
 	r.HBWorkers = n
 	r.HBWindowSeconds = round2(secs)
@@ -120,11 +100,10 @@ func (b *bench) scale() error {
 	if err != nil {
 		return err
 	}
-	perWorker := float64(int64(rssAfter)-int64(rssBefore)) / float64(n)
-	r.HBMemBytesPerWorker = round0(perWorker)
-	r.HBMasterMemBytesPerWorker = round0(float64(int64(snap1.master.rss)-int64(masterBefore.rss)) / float64(n))
+	r.HBMemBytesPerWorker = perEach(rssBefore, rssAfter, n)
+	r.HBMasterMemBytesPerWorker = perEach(masterBefore.rss, snap1.master.rss, n)
 	logf("heartbeats of %d workers over %.1f s: job-master node %.3f cores, worker nodes %.3f cores, server+job manager %.3f cores, %.0f NATS msgs/s, %.0f B RSS per worker (workers), %.0f B (master)",
-		n, secs, *r.HBMasterCores, *r.HBWorkerCores, *r.HBServerCores, *r.HBNatsMsgsPerS, perWorker, *r.HBMasterMemBytesPerWorker)
+		n, secs, *r.HBMasterCores, *r.HBWorkerCores, *r.HBServerCores, *r.HBNatsMsgsPerS, *r.HBMemBytesPerWorker, *r.HBMasterMemBytesPerWorker)
 
 	// More placements, the fastest kept: the first ran on fresh node
 	// processes, for the memory figure; these run on nodes that placed
@@ -135,7 +114,7 @@ func (b *bench) scale() error {
 			return err
 		}
 		id = fmt.Sprintf("fanout%d", r)
-		secs, err := b.place(d, tr, id, n)
+		secs, err := b.place(d, tr, fanoutSpec(id, benchjobs.Fanout, n), n, placeWithin)
 		if err != nil {
 			return err
 		}
@@ -149,9 +128,19 @@ func (b *bench) scale() error {
 	return b.cancelFanout(d, tr, id)
 }
 
+// placeWithin bounds a placement: a job whose workers are not all online
+// by then has collapsed.
+const placeWithin = 5 * time.Minute
+
+func fanoutSpec(id, jobType string, n int) api.Spec {
+	cfg, _ := json.Marshal(benchjobs.FanoutConfig{Workers: n})
+	return api.Spec{ID: id, Type: jobType, Config: cfg}
+}
+
 // place submits a fanout job of n workers and returns the seconds from its
 // master's assignment (the running event) to its n-th worker online.
-func (b *bench) place(d *deployment, tr *tracker, id string, n int) (float64, error) {
+func (b *bench) place(d *deployment, tr *tracker, spec api.Spec, n int, within time.Duration) (float64, error) {
+	id := spec.ID
 	allOnline := make(chan struct{})
 	tr.setOnline(func(job string, jt *jobTimes) {
 		if job == id && jt.onlines == n {
@@ -160,17 +149,16 @@ func (b *bench) place(d *deployment, tr *tracker, id string, n int) (float64, er
 	})
 	defer tr.setOnline(nil)
 	jt := tr.expect(id)
-	cfg, _ := json.Marshal(map[string]int{"workers": n})
-	if _, err := d.client.Submit(context.Background(), api.Spec{ID: id, Type: "bench-fanout", Config: cfg}); err != nil {
+	if _, err := d.client.Submit(context.Background(), spec); err != nil {
 		return 0, err
 	}
 	select {
 	case <-allOnline:
-	case <-time.After(5 * time.Minute):
+	case <-time.After(within):
 		tr.mu.Lock()
 		got := jt.onlines
 		tr.mu.Unlock()
-		return 0, fmt.Errorf("only %d of %d workers online after 5 minutes", got, n)
+		return 0, fmt.Errorf("only %d of %d workers online after %s", got, n, within)
 	}
 	tr.mu.Lock()
 	secs := jt.lastOnline.Sub(jt.running).Seconds()
@@ -258,4 +246,68 @@ func rssOf(cs []*child) (uint64, error) {
 		sum += p.rss
 	}
 	return sum, nil
+}
+
+// nodeProcs are a deployment's node processes: one job-master node and
+// the worker nodes.
+type nodeProcs struct {
+	master  *child
+	workers []*child
+}
+
+// startNodes starts one job-master node and workerNodes worker nodes as
+// processes and waits until they are registered. profs, if not nil, gives
+// the CPU profile paths of the job-master node and the first worker node.
+func (b *bench) startNodes(d *deployment, prefix string, workerNodes int, profs func(name string) []string) (*nodeProcs, error) {
+	if profs == nil {
+		profs = func(string) []string { return nil }
+	}
+	p := &nodeProcs{}
+	ok := false
+	defer func() {
+		if !ok {
+			p.kill()
+		}
+	}()
+	var err error
+	if p.master, err = startChild("jobmaster", b.url, prefix, prefix+"-jobmaster-0", profs("jobmaster")); err != nil {
+		return nil, err
+	}
+	for i := range workerNodes {
+		var pp []string
+		if i == 0 {
+			pp = profs("worker")
+		}
+		w, err := startChild("worker", b.url, prefix, fmt.Sprintf("%s-worker-%d", prefix, i), pp)
+		if err != nil {
+			return nil, err
+		}
+		p.workers = append(p.workers, w)
+	}
+	if err := d.waitReady(1 + workerNodes); err != nil {
+		return nil, err
+	}
+	ok = true
+	return p, nil
+}
+
+// stop ends the worker nodes, then the job-master node, gracefully.
+func (p *nodeProcs) stop() {
+	for _, w := range p.workers {
+		w.stop()
+	}
+	if p.master != nil {
+		p.master.stop()
+	}
+}
+
+// kill ends the job-master node, then the worker nodes, at once: their
+// master gone first, no worker is re-created.
+func (p *nodeProcs) kill() {
+	if p.master != nil {
+		p.master.kill()
+	}
+	for _, w := range p.workers {
+		w.kill()
+	}
 }

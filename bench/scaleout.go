@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/drover-run/drover/jobs/benchjobs"
+	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/client"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// loadWithin bounds the placement of the scale100k and active10k phases
+// and the scheduling of the live10k phase: past it the deployment has
+// collapsed, which the phase reports (figures null, the counts beside)
+// instead of failing the whole run.
+const loadWithin = 3 * time.Minute
+
+// settle lets a burst's garbage and first writes pass before a window.
+const settle = 3 * time.Second
+
+// scale100k is the scale phase at 100,000 workers of one fanout job on 8
+// worker nodes (by default): placements/s on fresh node processes, then
+// the job-master node's CPU with every worker at the 1 s heartbeat, the
+// worker nodes' RSS per worker, and the workers lost or re-created.
+func (b *bench) scale100k() error {
+	f, err := b.fanoutLoad("bhuge", benchjobs.Fanout, b.o.hugeWorkers, b.o.hugeNodes)
+	if err != nil {
+		return err
+	}
+	r := b.r
+	r.Scale100k = f
+	r.Placements100kPerS, r.HB100kMasterCores, r.HB100kMemBytesPerWorker = f.PlacementsPerS, f.MasterCores, f.MemBytesPerWorker
+	return nil
+}
+
+// active10k runs one job of 10,000 active workers (by default), each
+// writing its status and a business KV key every second, and measures the
+// job-master node's CPU (and the others') over a window, with the writes
+// the state stream took in it against those asked for.
+func (b *bench) active10k() error {
+	f, err := b.fanoutLoad("bactive", benchjobs.Active, b.o.activeWorkers, b.o.workerNodes)
+	if err != nil {
+		return err
+	}
+	b.r.Active10k, b.r.Active10kMasterCores = f, f.MasterCores
+	return nil
+}
+
+// fanoutLoad places one job of n workers of jobType on nodes worker nodes
+// (processes, fresh) and measures it over the heartbeat window. The nodes
+// are killed at the end: the deployment is thrown away.
+func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, error) {
+	d, err := b.deploy(prefix, 0, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	p, err := b.startNodes(d, prefix, nodes, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer p.kill()
+	time.Sleep(time.Second)
+	rss0, err := rssOf(p.workers)
+	if err != nil {
+		return nil, err
+	}
+	master0, err := readProc(p.master.pid())
+	if err != nil {
+		return nil, err
+	}
+	tr, err := newTracker(d.client.Conn(), d.space)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.stop()
+
+	f := &loadFigures{Workers: n, WorkerNodes: nodes}
+	id := prefix + "0"
+	secs, err := b.place(d, tr, fanoutSpec(id, jobType, n), n, loadWithin)
+	online := func() {
+		tr.mu.Lock()
+		f.Online = tr.jobs[id].onlines - tr.recreated
+		f.Offline, f.Recreated = tr.offlines, tr.recreated
+		tr.mu.Unlock()
+	}
+	if err != nil {
+		online()
+		logf("%s: collapsed: %v (%d offline, %d re-created)", prefix, err, f.Offline, f.Recreated)
+		return f, nil
+	}
+	f.PlacementSeconds, f.PlacementsPerS = round2(secs), round0(float64(n)/secs)
+
+	time.Sleep(settle)
+	writes := stateWrites(d)
+	w0, err := writes()
+	if err != nil {
+		return nil, err
+	}
+	s0, err := b.snapshot(p.master, p.workers)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(b.o.hbWindow)
+	s1, err := b.snapshot(p.master, p.workers)
+	if err != nil {
+		return nil, err
+	}
+	w1, err := writes()
+	if err != nil {
+		return nil, err
+	}
+	rss1, err := rssOf(p.workers)
+	if err != nil {
+		return nil, err
+	}
+	online()
+	f.window(s0, s1, w1-w0)
+	f.MemBytesPerWorker = perEach(rss0, rss1, n)
+	f.MasterMemBytesPerWorker = perEach(master0.rss, s1.master.rss, n)
+	if jobType == benchjobs.Active {
+		f.KeepUp = keepUp(f.StateWritesPerS, n, time.Second)
+	}
+	logf("%s: %d workers on %d nodes, %.0f placements/s; over %.1f s: job-master node %.3f cores, worker nodes %.3f, server+job manager %.3f; %.0f state writes/s; %.0f B RSS per worker; %d online, %d offline, %d re-created",
+		prefix, n, nodes, *f.PlacementsPerS, *f.WindowSeconds, *f.MasterCores, *f.WorkerCores, *f.ServerCores,
+		*f.StateWritesPerS, *f.MemBytesPerWorker, f.Online, f.Offline, f.Recreated)
+	return f, nil
+}
+
+// stateWrites reads the last sequence of a deployment's state stream
+// (worker, master and business records): its writes so far.
+func stateWrites(d *deployment) func() (uint64, error) {
+	js, err := jetstream.New(d.client.Conn())
+	return func() (uint64, error) {
+		if err != nil {
+			return 0, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "KV_"+d.space.StateBucket())
+		if err != nil {
+			return 0, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.LastSeq, nil
+	}
+}
+
+// live10k submits 10,000 idle, long-lived jobs (by default: fanout jobs of
+// no worker, a master each, on one job-master node) to a job manager that
+// is a process of its own, and measures the leader's CPU over a window
+// once every master is ready, and its RSS.
+func (b *bench) live10k() error {
+	const prefix = "blive"
+	n := b.o.liveJobs
+	d, jm, err := b.deployJobManager(prefix)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	p, err := b.startNodes(d, prefix, 0, nil)
+	if err != nil {
+		jm.kill()
+		return err
+	}
+	// The leader first, so it does not fail the masters over.
+	defer func() {
+		jm.kill()
+		p.kill()
+	}()
+	time.Sleep(time.Second)
+	jm0, err := readProc(jm.pid())
+	if err != nil {
+		return err
+	}
+	master0, err := readProc(p.master.pid())
+	if err != nil {
+		return err
+	}
+	tr, err := newTracker(d.client.Conn(), d.space)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
+
+	f := &liveFigures{Jobs: n}
+	b.r.Live10k = f
+	ready := func() int { return tr.count(func(jt *jobTimes) bool { return !jt.ready.IsZero() && jt.end.IsZero() }) }
+	t0 := time.Now()
+	if err := submitIdle(d.client, tr, n); err != nil {
+		return err
+	}
+	for f.Live = ready(); f.Live < n; f.Live = ready() {
+		if time.Since(t0) > loadWithin {
+			logf("live10k: collapsed: %d of %d masters ready after %s", f.Live, n, loadWithin)
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.ScheduleSeconds = round2(time.Since(t0).Seconds())
+	logf("live10k: %d jobs submitted and every master ready in %.2f s", n, *f.ScheduleSeconds)
+
+	time.Sleep(settle)
+	s0, err := b.snapshot(p.master, nil)
+	if err != nil {
+		return err
+	}
+	l0, err := readProc(jm.pid())
+	if err != nil {
+		return err
+	}
+	time.Sleep(b.o.hbWindow)
+	s1, err := b.snapshot(p.master, nil)
+	if err != nil {
+		return err
+	}
+	l1, err := readProc(jm.pid())
+	if err != nil {
+		return err
+	}
+	f.window(jm0, l0, l1, master0, s0, s1)
+	f.Live = ready()
+	f.Ended = tr.count(func(jt *jobTimes) bool { return !jt.end.IsZero() })
+	b.r.Live10kLeaderCores, b.r.Live10kLeaderRSS = f.LeaderCores, f.LeaderRSS
+	logf("live10k: %d live jobs over %.1f s: leader %.3f cores, RSS %.0f B (%.0f B with no job, %.0f B per job); job-master node %.3f cores; server %.3f cores; %d ended",
+		f.Live, *f.WindowSeconds, *f.LeaderCores, *f.LeaderRSS, *f.LeaderRSSNoJobs, *f.LeaderBytesPerJob, *f.MasterCores, *f.ServerCores, f.Ended)
+	return nil
+}
+
+// submitIdle submits n fanout jobs of no worker, live0..live<n-1>, from a
+// few callers at once.
+func submitIdle(c *client.Client, tr *tracker, n int) error {
+	const callers = 32
+	ids := make(chan int)
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				spec := fanoutSpec(fmt.Sprintf("live%d", i), benchjobs.Fanout, 0)
+				tr.expect(spec.ID)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := c.Submit(ctx, spec)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("submit %s: %w", spec.ID, err)
+					return
+				}
+			}
+		}()
+	}
+	var err error
+	for i := 0; i < n && err == nil; i++ {
+		select {
+		case ids <- i:
+		case err = <-errs:
+		}
+	}
+	close(ids)
+	wg.Wait()
+	if err == nil && len(errs) > 0 {
+		err = <-errs
+	}
+	return err
+}
+
+// deployJobManager starts a deployment whose job manager is a process of
+// its own, so its CPU and RSS are its alone; the caller starts the nodes.
+func (b *bench) deployJobManager(prefix string) (*deployment, *child, error) {
+	d := &deployment{url: b.url, replicas: 1, prefix: prefix, space: topics.MustNew(prefix), log: newLogger()}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	nc, err := nats.Connect(b.url, nats.Name(prefix+"-client"), nats.MaxReconnects(-1))
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	d.conns = append(d.conns, nc)
+	d.client = client.New(nc, d.space)
+	jm, err := startChild("jobmanager", b.url, prefix, prefix+"-jm", nil)
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	// The nodes open the store the job manager creates: start them once
+	// its API answers.
+	err = poll(30*time.Second, "the job manager's API", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := d.client.Get(ctx, "bench-probe")
+		return api.ErrorCode(err) == api.CodeNotFound
+	})
+	if err != nil {
+		jm.kill()
+		d.close()
+		return nil, nil, err
+	}
+	return d, jm, nil
+}
