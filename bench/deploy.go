@@ -245,10 +245,16 @@ type tracker struct {
 type jobTimes struct {
 	submit, running, online, ready, end time.Time
 	state                               api.State
-	onlines                             int
-	lastOnline                          time.Time
-	detail                              json.RawMessage
-	errMsg                              string
+	// onlines counts the distinct workers that came online: a worker
+	// re-announced by a recovered master, or re-created, counts once.
+	onlines int
+	workers map[string]struct{}
+	// masterEpoch is the highest master epoch of the job's events: above
+	// 1, the master failed over.
+	masterEpoch uint64
+	lastOnline  time.Time
+	detail      json.RawMessage
+	errMsg      string
 }
 
 func newTracker(nc *nats.Conn, space topics.Space) (*tracker, error) {
@@ -286,6 +292,7 @@ func (t *tracker) onEvent(m *nats.Msg) {
 		return
 	}
 	var done, online bool
+	jt.masterEpoch = max(jt.masterEpoch, ev.Epoch)
 	switch ev.Kind {
 	case api.EventState:
 		if ev.State == api.StateRunning && jt.running.IsZero() {
@@ -302,8 +309,14 @@ func (t *tracker) onEvent(m *nats.Msg) {
 		if jt.online.IsZero() {
 			jt.online = now
 		}
-		jt.onlines++
-		jt.lastOnline = now
+		if jt.workers == nil {
+			jt.workers = map[string]struct{}{}
+		}
+		if _, seen := jt.workers[ev.Worker]; !seen {
+			jt.workers[ev.Worker] = struct{}{}
+			jt.onlines++
+			jt.lastOnline = now
+		}
 		online = true
 		if ev.WorkerEpoch > 1 {
 			t.recreated++

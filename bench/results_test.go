@@ -147,6 +147,7 @@ func TestLoadFigures(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s0 := snapshot{at: at, master: procStat{ticks: 1000}, workers: 5000, self: 200, msgs: 1_000_000}
 	s1 := snapshot{at: at.Add(10 * time.Second), master: procStat{ticks: 1500, rss: 900}, workers: 6000, self: 700, msgs: 5_000_000}
+	v := func(f float64) *float64 { return &f }
 	f := &loadFigures{Workers: 10000, Online: 10000}
 	f.window(s0, s1, 150_000)
 	f.KeepUp = keepUp(f.StateWritesPerS, f.Workers, time.Second)
@@ -154,15 +155,17 @@ func TestLoadFigures(t *testing.T) {
 		got  *float64
 		want float64
 	}{
-		"window":      {f.WindowSeconds, 10},
-		"master":      {f.MasterCores, 0.5}, // 500 ticks of 10 ms in 10 s
-		"workers":     {f.WorkerCores, 1},
-		"server":      {f.ServerCores, 0.5},
-		"msgs":        {f.NatsMsgsPerS, 400_000},
-		"writes":      {f.StateWritesPerS, 15_000},
-		"keep up":     {f.KeepUp, 0.75}, // 2 writes per worker per second asked
-		"per worker":  {perEach(1_000_000, 51_000_000, 10000), 5000},
-		"GC returned": {perEach(2_000_000, 1_000_000, 1000), -1000},
+		"window":  {f.WindowSeconds, 10},
+		"master":  {f.MasterCores, 0.5}, // 500 ticks of 10 ms in 10 s
+		"workers": {f.WorkerCores, 1},
+		"server":  {f.ServerCores, 0.5},
+		"msgs":    {f.NatsMsgsPerS, 400_000},
+		"writes":  {f.StateWritesPerS, 15_000},
+		"keep up": {f.KeepUp, 0.75}, // 2 writes per worker per second asked
+		// 7,500 status updates written (half the writes), 6,000 handled.
+		"master keep up": {masterKeepUp(v(6000), f.StateWritesPerS), 0.8},
+		"per worker":     {perEach(1_000_000, 51_000_000, 10000), 5000},
+		"GC returned":    {perEach(2_000_000, 1_000_000, 1000), -1000},
 	} {
 		if c.got == nil || *c.got != c.want {
 			t.Errorf("%s: got %v, want %v", name, c.got, c.want)
@@ -171,12 +174,12 @@ func TestLoadFigures(t *testing.T) {
 	if !f.healthy() {
 		t.Error("every worker online, none lost: healthy")
 	}
-	for _, bad := range []loadFigures{{Workers: 10, Online: 9}, {Workers: 10, Online: 10, Recreated: 1}, {Workers: 10, Online: 10, Offline: 1}} {
+	for _, bad := range []loadFigures{{Workers: 10, Online: 9}, {Workers: 10, Online: 10, Recreated: 1}, {Workers: 10, Online: 10, Offline: 1}, {Workers: 10, Online: 10, MasterEpoch: 2}} {
 		if bad.healthy() {
 			t.Errorf("%+v is not healthy", bad)
 		}
 	}
-	if keepUp(nil, 10, time.Second) != nil {
+	if keepUp(nil, 10, time.Second) != nil || masterKeepUp(v(1), v(0)) != nil {
 		t.Error("no writes measured: no keep-up figure")
 	}
 }
@@ -218,17 +221,17 @@ func TestScaleRows(t *testing.T) {
 	}
 	got := table(&results{
 		Placements100kPerS: v(5200), HB100kMasterCores: v(1.25), HB100kMemBytesPerWorker: v(41000),
-		Scale100k:            &loadFigures{Workers: 100000, WorkerNodes: 8, Online: 100000, Recreated: 3},
+		Scale100k:            &loadFigures{Workers: 100000, WorkerNodes: 8, Online: 100000, Recreated: 3, MasterEpoch: 1},
 		Active10kMasterCores: v(0.8),
-		Active10k:            &loadFigures{Workers: 10000, Online: 10000, KeepUp: v(0.99)},
+		Active10k:            &loadFigures{Workers: 10000, Online: 10000, KeepUp: v(0.6), MasterStatusesPerS: v(5940), MasterKeepUp: v(0.99), MasterEpoch: 1},
 		Live10kLeaderCores:   v(0.05), Live10kLeaderRSS: v(90e6),
 		Live10k: &liveFigures{Jobs: 10000, Live: 10000, LeaderRSSNoJobs: v(20e6), LeaderBytesPerJob: v(7000)},
 	})
 	for _, want := range []string{
-		"| placements/s (100000 workers of one job on 8 worker nodes, fresh node processes) | 5200 | ❌ no worker lost: 100000 of 100000 online, 0 offline, 3 re-created |",
+		"| placements/s (100000 workers of one job on 8 worker nodes, fresh node processes) | 5200 | ❌ no worker lost: 100000 of 100000 online, 0 offline, 3 re-created, master epoch 1 |",
 		"| job-master node CPU (100000 workers, 1 s heartbeat, cores) | 1.250 |",
 		"| worker node RSS per worker (100000 workers, bytes) | 41000 |",
-		"| 0.800 | ✅ keeps up: 99 % of the writes asked, 0 offline, 0 re-created; worker nodes —",
+		"| 0.800 | ✅ the master keeps up: it handled 99 % of the status updates written (5940/s), 0 offline, 0 re-created, master epoch 1; the writes were 60 % of those asked; worker nodes —",
 		"| leading job manager CPU (10000 live idle jobs, cores) | 0.050 | ✅ 10000 of 10000 live; job-master node — |",
 		"| leading job manager RSS (10000 live jobs, bytes) | 90000000 | 20 MB with no job, 7000 B per job |",
 	} {

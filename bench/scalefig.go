@@ -29,10 +29,19 @@ type loadFigures struct {
 	// KeepUp is, for active workers, StateWritesPerS over the writes they
 	// ask for (a status and a business KV write per worker per second).
 	KeepUp *float64 `json:"keep_up,omitempty"`
+	// MasterStatusesPerS is, for active workers, the status updates the
+	// master's loop handled per second in the window (the count its job
+	// detail reports); MasterKeepUp is it over the status updates written
+	// (half the state writes).
+	MasterStatusesPerS *float64 `json:"master_statuses_per_s,omitempty"`
+	MasterKeepUp       *float64 `json:"master_keep_up,omitempty"`
 	// Offline and Recreated count worker_offline events and incarnations
 	// beyond the first over the whole phase: both 0 when nothing collapsed.
 	Offline   int `json:"offline"`
 	Recreated int `json:"recreated"`
+	// MasterEpoch is the job's highest master epoch: above 1, the job
+	// manager found the master's node silent and failed the master over.
+	MasterEpoch uint64 `json:"master_epoch"`
 }
 
 // window sets the figures of the window between two snapshots, in which
@@ -49,7 +58,7 @@ func (f *loadFigures) window(s0, s1 snapshot, writes uint64) {
 
 // healthy reports whether every worker was placed and none was lost.
 func (f *loadFigures) healthy() bool {
-	return f.Online == f.Workers && f.Offline == 0 && f.Recreated == 0
+	return f.Online == f.Workers && f.Offline == 0 && f.Recreated == 0 && f.MasterEpoch <= 1
 }
 
 // liveFigures are the live10k phase's: Jobs idle jobs, the leading job
@@ -112,6 +121,15 @@ func keepUp(writesPerS *float64, workers int, interval time.Duration) *float64 {
 	return round3(*writesPerS / (2 * float64(workers) / interval.Seconds()))
 }
 
+// masterKeepUp is the share of the status updates written (half the
+// state writes of active workers) that the master handled.
+func masterKeepUp(statusesPerS, writesPerS *float64) *float64 {
+	if statusesPerS == nil || writesPerS == nil || *writesPerS == 0 {
+		return nil
+	}
+	return round3(*statusesPerS / (*writesPerS / 2))
+}
+
 // scaleRows are the table rows of the scale100k, active10k and live10k
 // phases.
 func scaleRows(r *results) []row {
@@ -156,14 +174,15 @@ func scaleRows(r *results) []row {
 	}
 	return []row{
 		{fmt.Sprintf("placements/s (%d workers of one job on %d worker nodes, fresh node processes)", h.Workers, h.WorkerNodes), f(r.Placements100kPerS, "%.0f"),
-			verdict(r.Scale100k != nil, h.healthy(), fmt.Sprintf("no worker lost: %d of %d online, %d offline, %d re-created", h.Online, h.Workers, h.Offline, h.Recreated), "")},
+			verdict(r.Scale100k != nil, h.healthy(), fmt.Sprintf("no worker lost: %d of %d online, %d offline, %d re-created, master epoch %d", h.Online, h.Workers, h.Offline, h.Recreated, h.MasterEpoch), "")},
 		{fmt.Sprintf("job-master node CPU (%d workers, 1 s heartbeat, cores)", h.Workers), f(r.HB100kMasterCores, "%.3f"),
 			"worker nodes " + f(h.WorkerCores, "%.3f") + ", nats-server + job manager " + f(h.ServerCores, "%.3f")},
 		{fmt.Sprintf("worker node RSS per worker (%d workers, bytes)", h.Workers), f(r.HB100kMemBytesPerWorker, "%.0f"), ""},
 		{fmt.Sprintf("job-master node CPU (%d active workers, each a status and a business KV write per second, cores)", a.Workers), f(r.Active10kMasterCores, "%.3f"),
-			verdict(r.Active10k != nil, a.healthy() && a.KeepUp != nil && *a.KeepUp >= 0.95,
-				fmt.Sprintf("keeps up: %s of the writes asked, %d offline, %d re-created", pctOf(a.KeepUp), a.Offline, a.Recreated),
-				"worker nodes "+f(a.WorkerCores, "%.3f")+", nats-server + job manager "+f(a.ServerCores, "%.3f"))},
+			verdict(r.Active10k != nil, a.healthy() && a.MasterKeepUp != nil && *a.MasterKeepUp >= 0.95,
+				fmt.Sprintf("the master keeps up: it handled %s of the status updates written (%s/s), %d offline, %d re-created, master epoch %d",
+					pctOf(a.MasterKeepUp), f(a.MasterStatusesPerS, "%.0f"), a.Offline, a.Recreated, a.MasterEpoch),
+				"the writes were "+pctOf(a.KeepUp)+" of those asked; worker nodes "+f(a.WorkerCores, "%.3f")+", nats-server + job manager "+f(a.ServerCores, "%.3f"))},
 		{fmt.Sprintf("leading job manager CPU (%d live idle jobs, cores)", l.Jobs), f(r.Live10kLeaderCores, "%.3f"),
 			verdict(r.Live10k != nil, l.Live == l.Jobs && l.Ended == 0, fmt.Sprintf("%d of %d live", l.Live, l.Jobs), "job-master node "+f(l.MasterCores, "%.3f"))},
 		{fmt.Sprintf("leading job manager RSS (%d live jobs, bytes)", l.Jobs), f(r.Live10kLeaderRSS, "%.0f"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -86,13 +87,13 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	secs, err := b.place(d, tr, fanoutSpec(id, jobType, n), n, loadWithin)
 	online := func() {
 		tr.mu.Lock()
-		f.Online = tr.jobs[id].onlines - tr.recreated
+		f.Online, f.MasterEpoch = tr.jobs[id].onlines, tr.jobs[id].masterEpoch
 		f.Offline, f.Recreated = tr.offlines, tr.recreated
 		tr.mu.Unlock()
 	}
 	if err != nil {
 		online()
-		logf("%s: collapsed: %v (%d offline, %d re-created)", prefix, err, f.Offline, f.Recreated)
+		logf("%s: collapsed: %v (%d offline, %d re-created, master epoch %d)", prefix, err, f.Offline, f.Recreated, f.MasterEpoch)
 		return f, nil
 	}
 	f.PlacementSeconds, f.PlacementsPerS = round2(secs), round0(float64(n)/secs)
@@ -103,6 +104,11 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	if err != nil {
 		return nil, err
 	}
+	counted := activeCount(d, id)
+	c0, err := counted()
+	if err != nil && jobType == benchjobs.Active {
+		return nil, err
+	}
 	s0, err := b.snapshot(p.master, p.workers)
 	if err != nil {
 		return nil, err
@@ -110,6 +116,10 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	time.Sleep(b.o.hbWindow)
 	s1, err := b.snapshot(p.master, p.workers)
 	if err != nil {
+		return nil, err
+	}
+	c1, err := counted()
+	if err != nil && jobType == benchjobs.Active {
 		return nil, err
 	}
 	w1, err := writes()
@@ -126,11 +136,35 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	f.MasterMemBytesPerWorker = perEach(master0.rss, s1.master.rss, n)
 	if jobType == benchjobs.Active {
 		f.KeepUp = keepUp(f.StateWritesPerS, n, time.Second)
+		if secs := c1.At.Sub(c0.At).Seconds(); secs > 0 {
+			f.MasterStatusesPerS = round0(float64(c1.Statuses-c0.Statuses) / secs)
+		}
+		f.MasterKeepUp = masterKeepUp(f.MasterStatusesPerS, f.StateWritesPerS)
+		logf("%s: the master handled %.0f status updates/s, %s of those written; the writes were %s of those asked",
+			prefix, *f.MasterStatusesPerS, pctOf(f.MasterKeepUp), pctOf(f.KeepUp))
 	}
-	logf("%s: %d workers on %d nodes, %.0f placements/s; over %.1f s: job-master node %.3f cores, worker nodes %.3f, server+job manager %.3f; %.0f state writes/s; %.0f B RSS per worker; %d online, %d offline, %d re-created",
+	logf("%s: %d workers on %d nodes, %.0f placements/s; over %.1f s: job-master node %.3f cores, worker nodes %.3f, server+job manager %.3f; %.0f state writes/s; %.0f B RSS per worker; %d online, %d offline, %d re-created, master epoch %d",
 		prefix, n, nodes, *f.PlacementsPerS, *f.WindowSeconds, *f.MasterCores, *f.WorkerCores, *f.ServerCores,
-		*f.StateWritesPerS, *f.MemBytesPerWorker, f.Online, f.Offline, f.Recreated)
+		*f.StateWritesPerS, *f.MemBytesPerWorker, f.Online, f.Offline, f.Recreated, f.MasterEpoch)
 	return f, nil
+}
+
+// activeCount reads the count of status updates an Active job's master
+// reports in its job detail, with the time it wrote it.
+func activeCount(d *deployment, id string) func() (benchjobs.ActiveDetail, error) {
+	return func() (benchjobs.ActiveDetail, error) {
+		var c benchjobs.ActiveDetail
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		j, err := d.client.Get(ctx, id)
+		if err != nil {
+			return c, err
+		}
+		if err := json.Unmarshal(j.Detail, &c); err != nil {
+			return c, fmt.Errorf("%s detail: %w", id, err)
+		}
+		return c, nil
+	}
 }
 
 // stateWrites reads the last sequence of a deployment's state stream

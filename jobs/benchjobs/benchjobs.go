@@ -93,6 +93,8 @@ type fanout struct {
 	workerType string
 	// config is each worker's config: the job's own.
 	config json.RawMessage
+	// statuses counts the status updates handled (an Active job's).
+	statuses int64
 }
 
 func fanoutOf(workerType string) func(framework.MasterHandle) (framework.JobMaster, error) {
@@ -105,7 +107,38 @@ func fanoutOf(workerType string) func(framework.MasterHandle) (framework.JobMast
 	}
 }
 
-func (f *fanout) TickInterval() time.Duration { return idleTick }
+// ActiveDetail is an Active job's detail, written by its master every
+// Interval: the status updates its loop has handled so far, so a reader
+// can tell the rate the master keeps up with from the rate sent.
+type ActiveDetail struct {
+	Statuses int64     `json:"statuses"`
+	At       time.Time `json:"at"`
+}
+
+func (f *fanout) TickInterval() time.Duration {
+	if f.workerType == ActiveWorker {
+		return time.Duration(f.cfg.IntervalMs) * time.Millisecond
+	}
+	return idleTick
+}
+
+// Tick reports an Active job's count of status updates. A failed write
+// loses one report, not the job: the next tick writes the count again.
+func (f *fanout) Tick(ctx context.Context) error {
+	if f.workerType != ActiveWorker {
+		return nil
+	}
+	if err := f.H.UpdateJobStatus(ctx, ActiveDetail{Statuses: f.statuses, At: time.Now()}); err != nil {
+		f.H.Logger().Warn("bench status count not written", zap.Error(err))
+	}
+	return nil
+}
+
+// OnWorkerStatusUpdated runs on the master's loop, as Tick does.
+func (f *fanout) OnWorkerStatusUpdated(framework.WorkerInfo, json.RawMessage) error {
+	f.statuses++
+	return nil
+}
 
 func workerID(i int) string { return "w" + strconv.Itoa(i) }
 
