@@ -55,6 +55,10 @@ type Assignment struct {
 	Job   api.Job
 	Epoch uint64
 	Rev   uint64
+	// Master is the master record at Rev, if the caller has just read it
+	// (a node checks it before it accepts an assignment): Run then starts
+	// from it instead of reading it again.
+	Master *kvstate.MasterRecord
 }
 
 // Errors a Run ends with besides the job's own.
@@ -79,10 +83,12 @@ type MasterRuntime struct {
 	epoch uint64
 	fence *kvstate.Fence
 	rec   *kvstate.MasterRecord
-	log   *zap.Logger
-	space topics.Space
-	inbox string
-	impl  framework.JobMaster
+	// preloaded is the assignment's master record, read by the node.
+	preloaded *kvstate.MasterRecord
+	log       *zap.Logger
+	space     topics.Space
+	inbox     string
+	impl      framework.JobMaster
 	// checkingClaim: a message's claim of a newer epoch is being checked.
 	checkingClaim atomic.Bool
 
@@ -161,11 +167,12 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		deps.Metrics = NewMetrics(nil)
 	}
 	m := &MasterRuntime{
-		deps:  deps,
-		jt:    jt,
-		job:   a.Job,
-		epoch: a.Epoch,
-		fence: deps.Store.MasterFence(a.Job.ID, a.Rev),
+		deps:      deps,
+		jt:        jt,
+		job:       a.Job,
+		epoch:     a.Epoch,
+		fence:     deps.Store.MasterFence(a.Job.ID, a.Rev),
+		preloaded: a.Master,
 		log: deps.Log.With(zap.String("job_id", a.Job.ID), zap.Uint64("epoch", a.Epoch),
 			zap.String("job_type", a.Job.Type)),
 		space:   space,
@@ -226,9 +233,11 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 	m.begin()
 	defer m.end()
 
-	rec, rev, err := m.deps.Store.GetMaster(ctx, m.job.ID)
-	if err != nil {
-		return fmt.Errorf("load master record: %w", err)
+	rec, rev := m.preloaded, m.fence.Rev()
+	if rec == nil {
+		if rec, rev, err = m.deps.Store.GetMaster(ctx, m.job.ID); err != nil {
+			return fmt.Errorf("load master record: %w", err)
+		}
 	}
 	if rec.Epoch != m.epoch || rev != m.fence.Rev() {
 		m.log.Warn("master record moved before start", zap.Uint64("record_epoch", rec.Epoch))

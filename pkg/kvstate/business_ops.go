@@ -154,7 +154,7 @@ func (b *Business) GetPrefix(ctx context.Context, prefix string) (_ []BusinessEn
 	if p, ok := strings.CutSuffix(prefix, "."); ok && validateKey(p) == nil {
 		filter = businessKey(b.job, p) + ".>" // whole tokens: the server filters
 	}
-	entries, err := readAll(ctx, b.s.state, filter)
+	entries, err := b.s.readAll(ctx, b.s.state, filter)
 	if err != nil {
 		return nil, err
 	}

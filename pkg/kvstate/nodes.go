@@ -59,7 +59,7 @@ func (s *Store) ListNodes(ctx context.Context, kind string) (_ []api.Node, err e
 	if kind != "" {
 		filter = kind + ".*"
 	}
-	entries, err := readAll(ctx, s.nodes, filter)
+	entries, err := s.readAll(ctx, s.nodes, filter)
 	if err != nil {
 		return nil, err
 	}

@@ -246,7 +246,7 @@ func (s *Store) ListWorkers(ctx context.Context, job string) (_ []WorkerEntry, e
 	if err := topics.ValidateID("job", job); err != nil {
 		return nil, err
 	}
-	entries, err := readAll(ctx, s.state, workersPattern(job))
+	entries, err := s.readAll(ctx, s.state, workersPattern(job))
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -279,9 +281,59 @@ func getEntry(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream
 	return e, nil
 }
 
-// readAll returns the latest entry of every key matching filter, in one
-// ordered consumer rather than a Get per key.
-func readAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+// readAll returns the latest entry of every key matching filter. On a
+// single server that is one batched direct get (the last message of every
+// matching subject, as one request and its stream of answers, a snapshot
+// taken under the stream's lock); a replicated bucket, or more keys than
+// one batch answers, is read through an ordered consumer instead: a direct
+// get may be answered by a replica that lags (see get), and the consumer
+// costs the server a consumer create and delete, which matter when a
+// node's masters all recover at once.
+func (s *Store) readAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	if s.replicas <= 1 {
+		if out, ok := lastOfEach(ctx, s.js, kv.Bucket(), filter); ok {
+			return out, nil
+		}
+	}
+	return watchAll(ctx, kv, filter)
+}
+
+// lastOfEach reads the last entry of each key matching filter in one
+// batched direct get; ok is false when the batch could not answer for
+// every key (too many keys for one batch, a reply cut at the server's byte
+// bound, a server without batched gets) and the caller must read another
+// way.
+func lastOfEach(ctx context.Context, js jetstream.JetStream, bucket, filter string) (_ []jetstream.KeyValueEntry, ok bool) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	prefix := "$KV." + bucket + "."
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, js, "KV_"+bucket, []string{prefix + filter})
+	if err != nil {
+		return nil, false
+	}
+	var out []jetstream.KeyValueEntry
+	pending := ""
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return out, true // no key matches
+		}
+		if err != nil {
+			return nil, false
+		}
+		pending = m.Header.Get("Nats-Num-Pending")
+		switch strings.ToUpper(m.Header.Get("KV-Operation")) {
+		case "DEL", "PURGE":
+			continue
+		}
+		out = append(out, &entry{bucket: bucket, key: strings.TrimPrefix(m.Subject, prefix), value: m.Data,
+			rev: m.Sequence, created: m.Time, op: jetstream.KeyValuePut})
+	}
+	return out, pending == "0"
+}
+
+// watchAll reads the latest entry of every key matching filter through an
+// ordered consumer.
+func watchAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())

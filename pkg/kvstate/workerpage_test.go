@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // putWorkers writes n online worker records w00000… of job as its master.
@@ -108,4 +113,78 @@ func BenchmarkWorkerPages(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestListWorkersInOneBatchOrThroughAConsumer: a job's records come back
+// whole, with their revisions, without deleted workers or another job's
+// (one id a prefix of the other), in one batched read on a single server
+// (no consumer created), and through a consumer when the job has more
+// workers than one batch answers.
+func TestListWorkersInOneBatchOrThroughAConsumer(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, srv)
+	ctx := context.Background()
+	st, err := kvstate.Open(ctx, js, topics.MustNew("t"), kvstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe("$JS.API.CONSUMER.CREATE.>", creates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	consumers := func() int {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			select {
+			case <-creates:
+				n++
+			default:
+				return n
+			}
+		}
+	}
+
+	f := putWorkers(t, st, "j", 6)
+	putWorkers(t, st, "jj", 2)
+	if err := st.DeleteWorkerAsMaster(ctx, f, "j", "w00002"); err != nil {
+		t.Fatal(err)
+	}
+	consumers()
+	ws, err := st.ListWorkers(ctx, "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, w := range ws {
+		ids = append(ids, w.Record.ID)
+		_, rev, err := st.GetWorker(ctx, "j", w.Record.ID)
+		if err != nil || rev != w.Revision || w.Record.State != kvstate.WorkerOnline {
+			t.Errorf("%s: revision %d state %s, the record's %d (%v)", w.Record.ID, w.Revision, w.Record.State, rev, err)
+		}
+	}
+	if strings.Join(ids, ",") != "w00000,w00001,w00003,w00004,w00005" {
+		t.Fatalf("job j lists %v", ids)
+	}
+	if n := consumers(); n != 0 {
+		t.Errorf("listing 5 workers created %d consumers, want a batched read", n)
+	}
+	if ws, err := st.ListWorkers(ctx, "none"); err != nil || len(ws) != 0 {
+		t.Fatalf("a job without workers: %v %v", ws, err)
+	}
+
+	// More than one batch (1,024 subjects) answers: read through a consumer.
+	putWorkers(t, st, "big", 1100)
+	consumers()
+	ws, err = st.ListWorkers(ctx, "big")
+	if err != nil || len(ws) != 1100 {
+		t.Fatalf("1,100 workers: %d listed (%v)", len(ws), err)
+	}
+	if n := consumers(); n == 0 {
+		t.Error("1,100 workers listed without the consumer fallback")
+	}
 }

@@ -2,6 +2,7 @@ package jobmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -170,10 +171,19 @@ func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
 	if err == nil {
 		_, err = js.PublishMsg(ctx, msg)
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
+		return // the submitter's, with the same message id, is being stored
+	}
 	if err != nil {
 		s.log.Warn("created event not confirmed", jobFields(j, zap.Error(err))...)
 	}
 }
+
+// errCodeDuplicateInProcess is JetStream's answer to a publish whose
+// message id another publish, not yet stored, carries (a replicated stream
+// answers it while the first is being agreed on).
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
 
 // sendCancel asks the job's master to cancel (OnCancel).
 func (s *Service) sendCancel(j *api.Job) {

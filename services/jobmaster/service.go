@@ -177,7 +177,7 @@ func (s *Service) assign(a wire.Assign) error {
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
 			Storage: s.StorageConfig(), CallbackTimeout: s.Cfg.CallbackTimeout, Pacing: s.pacing,
-		}, jt, runtime.Assignment{Job: *job, Epoch: a.Epoch, Rev: a.Rev})
+		}, jt, runtime.Assignment{Job: *job, Epoch: a.Epoch, Rev: a.Rev, Master: rec})
 	}, func(_ *runtime.MasterRuntime, err error) {
 		s.Log.Warn("master ended", zap.String("job_id", a.Job), zap.Uint64("epoch", a.Epoch), zap.Error(err))
 	})
