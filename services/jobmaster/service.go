@@ -155,7 +155,19 @@ func (s *Service) assign(a wire.Assign) error {
 	// The records, not the message, say what to run.
 	ctx, cancel := context.WithTimeout(context.Background(), s.Cfg.AssignTimeout)
 	defer cancel()
+	// Both records at once: when a node's masters all move here, the two
+	// reads in a row are most of each assignment's answer time.
+	type jobRead struct {
+		job *api.Job
+		err error
+	}
+	jobc := make(chan jobRead, 1)
+	go func() {
+		job, _, err := s.Store.GetJob(ctx, a.Job)
+		jobc <- jobRead{job, err}
+	}()
 	rec, rev, err := s.Store.GetMaster(ctx, a.Job)
+	jr := <-jobc
 	if err != nil {
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no master record", a.Job)
 	}
@@ -164,8 +176,8 @@ func (s *Service) assign(a wire.Assign) error {
 			zap.Uint64("epoch", a.Epoch), zap.Uint64("record_epoch", rec.Epoch), zap.String("record_node", rec.Node))
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s at epoch %d: the master record holds epoch %d on %s", a.Job, a.Epoch, rec.Epoch, rec.Node)
 	}
-	job, _, err := s.Store.GetJob(ctx, a.Job)
-	if err != nil {
+	job := jr.job
+	if jr.err != nil {
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no job record", a.Job)
 	}
 	jt, ok := s.deps.Types.Type(job.Type)
