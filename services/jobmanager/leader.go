@@ -554,6 +554,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 			// Before the master can start and publish events of its own.
 			l.s.ensureCreatedEvent(ctx, j)
 		}
+		t0 := time.Now()
 		rec, fence, err := l.s.masters.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {
 			r.Node, r.State, r.Detail = node, kvstate.MasterAssigned, nil
 		})
@@ -561,6 +562,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 			l.jlog(j.ID, j.Epoch, node).Warn("advance epoch", zap.Error(err))
 			return func() { lj.retryAt = time.Now().Add(250 * time.Millisecond) }
 		}
+		t1 := time.Now()
 		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
 			l.log.Warn("assignment refused or unanswered; trying another node", zap.String("job_id", j.ID),
 				zap.String("node", node), zap.Uint64("epoch", rec.Epoch), zap.Error(err))
@@ -572,6 +574,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		if reason == "timeout" || reason == "handover" || reason == "disconnect" {
 			why = reason
 		}
+		t2 := time.Now()
 		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, func(j *api.Job) error {
 			if j.State.Terminal() {
 				return errAbort
@@ -598,7 +601,9 @@ func (l *leader) assign(lj *ljob, reason string) {
 			l.s.metrics.scheduleSecs.Observe(time.Since(j.CreatedAt).Seconds())
 		}
 		l.log.Info("master assigned", zap.String("job_id", j.ID), zap.Uint64("epoch", rec.Epoch),
-			zap.String("node", node), zap.String("reason", reason))
+			zap.String("node", node), zap.String("reason", reason),
+			// Where an assignment's time went (docs/failover.md, A whole node's masters).
+			zap.Duration("epoch_write", t1.Sub(t0)), zap.Duration("node_answer", t2.Sub(t1)), zap.Duration("job_write", time.Since(t2)))
 		return func() {
 			lj.set(updated, nrev)
 			lj.lastSeen, lj.leftNode, lj.assignedAt, lj.crashWait = time.Now(), "", time.Now(), false
