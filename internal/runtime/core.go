@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -61,6 +62,9 @@ type exitRequest struct {
 	reason framework.ExitReason
 	err    error
 	detail any
+	// status, when set, is a worker's final status, written with its end
+	// (WorkerHandle.ExitWithStatus).
+	status json.RawMessage
 }
 
 func newCore(role string, metrics *Metrics, log func() *zap.Logger, bound time.Duration) *core {
@@ -138,6 +142,11 @@ func isStale(err error) bool { return err != nil && errors.Is(err, kvstate.ErrSt
 // requestExit records the job's Exit; the first one wins. An unknown
 // reason is never written: it becomes a failure that says so.
 func (c *core) requestExit(reason framework.ExitReason, err error, detail any) {
+	c.requestExitStatus(reason, err, detail, nil)
+}
+
+// requestExitStatus is requestExit with a worker's final status.
+func (c *core) requestExitStatus(reason framework.ExitReason, err error, detail any, status json.RawMessage) {
 	switch reason {
 	case framework.ExitFinished, framework.ExitFailed, framework.ExitCanceled:
 	default:
@@ -147,7 +156,7 @@ func (c *core) requestExit(reason framework.ExitReason, err error, detail any) {
 	}
 	c.exitMu.Lock()
 	if c.exitReq == nil {
-		c.exitReq = &exitRequest{reason: reason, err: err, detail: detail}
+		c.exitReq = &exitRequest{reason: reason, err: err, detail: detail, status: status}
 	}
 	c.exitMu.Unlock()
 	if c.onExit != nil {

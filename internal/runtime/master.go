@@ -681,6 +681,9 @@ func (m *MasterRuntime) handle(ctx context.Context, msg *nats.Msg) error {
 			ex.State = string(kvstate.WorkerFinished)
 		}
 		w.info.State, w.info.Reason, w.info.Detail, w.info.Error = ex.State, ex.State, ex.Detail, ex.Error
+		if ex.Status != nil {
+			w.info.Status = ex.Status
+		}
 		if failedByCode(w.info.State, w.info.Reason) {
 			w.info.Failures++
 		}

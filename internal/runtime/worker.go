@@ -220,7 +220,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	defer tick.Stop()
 	for {
 		if req := w.takeExit(); req != nil {
-			return w.exit(req.reason, req.err, req.detail)
+			return w.exitStatus(req.reason, req.err, req.detail, req.status)
 		}
 		select {
 		case <-ctx.Done():
@@ -378,9 +378,18 @@ func (w *WorkerRuntime) fenced(err error) error {
 
 // exit persists the worker's end in its record and tells the master.
 func (w *WorkerRuntime) exit(reason framework.ExitReason, cause error, detail any) error {
+	return w.exitStatus(reason, cause, detail, nil)
+}
+
+// exitStatus is exit with a final status (nil: the last one stays), in the
+// same write.
+func (w *WorkerRuntime) exitStatus(reason framework.ExitReason, cause error, detail any, status json.RawMessage) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ex := wire.WorkerExit{State: string(reason)}
+	ex := wire.WorkerExit{State: string(reason), Status: status}
+	if status != nil {
+		w.rec.Status = status
+	}
 	if cause != nil {
 		ex.Error = api.AsError(cause)
 	}
@@ -451,4 +460,14 @@ func (h *workerHandle) SendMessage(ctx context.Context, topic string, payload []
 
 func (h *workerHandle) Exit(reason framework.ExitReason, err error, detail any) {
 	h.w.requestExit(reason, err, detail)
+}
+
+func (h *workerHandle) ExitWithStatus(reason framework.ExitReason, err error, detail, status any) {
+	b, merr := marshalAny(status)
+	if merr != nil {
+		// As UpdateStatus would have refused it: the last status stays.
+		h.w.logger().Warn("exit status not JSON", zap.Error(merr))
+		b = nil
+	}
+	h.w.requestExitStatus(reason, err, detail, b)
 }

@@ -153,6 +153,9 @@ type WorkerExit struct {
 	State  string          `json:"state"`
 	Error  *api.Error      `json:"error,omitempty"`
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// Status is the final status the worker exited with, if it gave one
+	// (framework.WorkerHandle.ExitWithStatus).
+	Status json.RawMessage `json:"status,omitempty"`
 }
 
 // ControlReply answers a node control request.

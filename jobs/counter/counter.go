@@ -240,8 +240,6 @@ type worker struct {
 	cfg        workerConfig
 	count      int
 	lastStatus time.Time
-	// reported is the count of the last status update (-1: none yet).
-	reported int
 }
 
 func newWorker(h framework.WorkerHandle) (framework.Worker, error) {
@@ -249,7 +247,7 @@ func newWorker(h framework.WorkerHandle) (framework.Worker, error) {
 	if err := json.Unmarshal(h.Config(), &cfg); err != nil {
 		return nil, fmt.Errorf("counter worker config: %w", err)
 	}
-	return &worker{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg, reported: -1}, nil
+	return &worker{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg}, nil
 }
 
 func (w *worker) TickInterval() time.Duration {
@@ -284,10 +282,9 @@ func (w *worker) Tick(ctx context.Context) error {
 		w.count = next
 	}
 	if w.count >= w.cfg.Target {
-		if w.reported != w.count {
-			_ = w.report(ctx)
-		}
-		w.H.Exit(framework.ExitFinished, nil, map[string]int{"count": w.count})
+		// The final count goes with the end: one write, not two.
+		w.H.ExitWithStatus(framework.ExitFinished, nil, map[string]int{"count": w.count},
+			Status{Done: w.count, Total: w.cfg.Target})
 		return nil
 	}
 	if time.Since(w.lastStatus) >= 250*time.Millisecond {
@@ -297,6 +294,6 @@ func (w *worker) Tick(ctx context.Context) error {
 }
 
 func (w *worker) report(ctx context.Context) error {
-	w.lastStatus, w.reported = time.Now(), w.count
+	w.lastStatus = time.Now()
 	return w.H.UpdateStatus(ctx, Status{Done: w.count, Total: w.cfg.Target})
 }

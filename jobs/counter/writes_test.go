@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +28,7 @@ import (
 // race) or a refused CAS does not count; what was published is logged.
 func TestWritesPerJob(t *testing.T) {
 	// Rows of the table in docs/architecture.md, by stream.
-	want := map[string]uint64{"jobs": 3, "state": 8, "events": 6}
+	want := map[string]uint64{"jobs": 3, "state": 7, "events": 6}
 
 	sys := testsys.Start(t, builtin.Registry())
 	sys.AddJobManager("mgr")
@@ -77,6 +78,26 @@ func TestWritesPerJob(t *testing.T) {
 	if j.State != api.StateFinished {
 		t.Fatalf("job ended %s: %+v", j.State, j.Error)
 	}
+	// What the writes left out must not be missed: the worker's record
+	// ends with its final status, and every event a user sees is there.
+	ws, err := sys.Client.Workers(context.Background(), id)
+	if err != nil || len(ws) != 1 {
+		t.Fatalf("workers: %v %v", ws, err)
+	}
+	if done, total, ok := api.StatusProgress(ws[0].Status); ws[0].State != "finished" || !ok || done != 1 || total != 1 {
+		t.Errorf("worker record %s with status %s, want finished with done 1 of 1", ws[0].State, ws[0].Status)
+	}
+	evs, _, err := sys.Client.Events(context.Background(), api.EventsRequest{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, strings.TrimSuffix(e.Kind+" "+string(e.State), " "))
+	}
+	if got, want := strings.Join(kinds, ", "), "state created, state running, master_ready, worker_online, worker_offline, state finished"; !sameSet(got, want) {
+		t.Errorf("events %s, want %s (in any order but the first and last)", got, want)
+	}
 	// Every write the job causes is made by the time its processes have
 	// stopped (the master's and the workers' off-loop writes included).
 	sys.StopAll()
@@ -93,4 +114,16 @@ func TestWritesPerJob(t *testing.T) {
 	if diffs != nil {
 		t.Errorf("%s; published:\n%s", strings.Join(diffs, "; "), strings.Join(seen, "\n"))
 	}
+}
+
+// sameSet reports whether two comma-separated lists hold the same items,
+// with the same first and last.
+func sameSet(a, b string) bool {
+	x, y := strings.Split(a, ", "), strings.Split(b, ", ")
+	if len(x) != len(y) || x[0] != y[0] || x[len(x)-1] != y[len(y)-1] {
+		return false
+	}
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }

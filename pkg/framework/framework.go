@@ -284,6 +284,11 @@ type WorkerHandle interface {
 	SendMessage(ctx context.Context, topic string, payload []byte) error
 	// Exit ends the worker and reports it to the master (OnWorkerOffline).
 	Exit(reason ExitReason, err error, detail any)
+	// ExitWithStatus is Exit with status as the worker's final status,
+	// persisted in the same write as its end: one write where
+	// UpdateStatus then Exit cost two. The master sees it in the
+	// WorkerInfo.Status of OnWorkerOffline, not in OnWorkerStatusUpdated.
+	ExitWithStatus(reason ExitReason, err error, detail, status any)
 	// Storage is the job's bucket storage; false when the deployment
 	// disabled it (DROVER_STORAGE=off).
 	Storage() (Storage, bool)
