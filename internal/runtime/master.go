@@ -838,7 +838,8 @@ func (m *MasterRuntime) stopImpl() {
 	}
 }
 
-// exit persists the master's end, stops its workers and tells the leader.
+// exit persists the master's end and stops its workers. The leader learns
+// of the end from its watch of master records: no message is needed.
 func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -892,8 +893,6 @@ func (m *MasterRuntime) exit(reason framework.ExitReason, cause error, detail an
 	}
 	m.workerLog.Flush(m.log)
 	m.log.Info("master exited", zap.String("reason", string(reason)), zap.Error(cause))
-	_ = m.deps.NC.PublishMsg(wire.NewMsg(m.space.ManagerControl(), wire.KindMasterExit, m.epoch,
-		wire.Marshal(wire.MasterExit{Job: m.job.ID, Epoch: m.epoch, State: string(reason)})))
 	if m.impl != nil {
 		if err := m.guard("Close", func() error { return m.impl.Close(ctx) }); err != nil {
 			m.log.Warn("master close", zap.Error(err))

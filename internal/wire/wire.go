@@ -48,7 +48,6 @@ const (
 	KindStopWorker = "stop-worker"
 	// job-master node / master → job manager
 	KindNodeHeartbeat = "node-hb"
-	KindMasterExit    = "master-exit"
 	KindHandover      = "handover"
 )
 
@@ -139,13 +138,6 @@ type NodeHeartbeat struct {
 type Handover struct {
 	Node    string      `json:"node"`
 	Masters []MasterRef `json:"masters"`
-}
-
-// MasterExit tells the leader a master has written its exit.
-type MasterExit struct {
-	Job   string `json:"job"`
-	Epoch uint64 `json:"epoch"`
-	State string `json:"state"`
 }
 
 // WorkerExit is the body of a worker's exit message.

@@ -349,8 +349,6 @@ func (l *leader) onControl(msg *nats.Msg) {
 			l.reconcile(time.Now())
 		})
 		_ = msg.Respond([]byte(`{"ok":true}`))
-	case wire.KindMasterExit:
-		l.post(func() { l.reconcile(time.Now()) })
 	}
 }
 
