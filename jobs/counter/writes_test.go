@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/internal/testsys"
@@ -31,7 +32,7 @@ func TestWritesPerJob(t *testing.T) {
 	want := map[string]uint64{"jobs": 3, "state": 7, "events": 6}
 
 	sys := testsys.Start(t, builtin.Registry())
-	sys.AddJobManager("mgr")
+	mgr := sys.AddJobManager("mgr")
 	sys.AddJobMaster("jm")
 	sys.AddWorker("wk")
 	sys.WaitReady(1, 1)
@@ -98,6 +99,11 @@ func TestWritesPerJob(t *testing.T) {
 	if got, want := strings.Join(kinds, ", "), "state created, state running, master_ready, worker_online, worker_offline, state finished"; !sameSet(got, want) {
 		t.Errorf("events %s, want %s (in any order but the first and last)", got, want)
 	}
+	// The leader makes sure of the created event once per job: one read of
+	// the events stream (it used to read twice).
+	if n := opCount(t, mgr.Registry, "has_job_events"); n != 1 {
+		t.Errorf("%d reads of the events stream for the created event, want 1", n)
+	}
 	// Every write the job causes is made by the time its processes have
 	// stopped (the master's and the workers' off-loop writes included).
 	sys.StopAll()
@@ -126,4 +132,26 @@ func sameSet(a, b string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
+}
+
+// opCount is how many KV operations op reg's process made.
+func opCount(t *testing.T, reg prometheus.Gatherer, op string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "drover_kv_operation_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }

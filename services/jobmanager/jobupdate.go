@@ -26,13 +26,16 @@ func (s *Service) updateJob(ctx context.Context, id string, fn func(*api.Job) er
 // updateJobFrom is updateJob from a record held at rev (0: read it first);
 // it returns the record and its new revision.
 func (s *Service) updateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn func(*api.Job) error) (*api.Job, uint64, error) {
-	return s.updateJobWhy(ctx, cur, rev, "", fn)
+	return s.updateJobWhy(ctx, cur, rev, "", false, fn)
 }
 
 // updateJobWhy is updateJobFrom for a change whose reason the job record
 // cannot tell: why a master moved, the reason of a master_moved event.
-// State changes explain themselves (transitionReason).
-func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, why string, fn func(*api.Job) error) (*api.Job, uint64, error) {
+// State changes explain themselves (transitionReason). createdStored says
+// the caller has made sure of the job's created event already
+// (ensureCreatedEvent), so a move out of created does not check again.
+func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, why string, createdStored bool,
+	fn func(*api.Job) error) (*api.Job, uint64, error) {
 	var before api.Job
 	j, nrev, err := s.jobs.UpdateJobFrom(ctx, cur, rev, func(j *api.Job) error {
 		before = *j
@@ -47,7 +50,7 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 	}
 	switch {
 	case before.State != j.State:
-		if before.State == api.StateCreated {
+		if before.State == api.StateCreated && !createdStored {
 			s.ensureCreatedEvent(ctx, &before)
 		}
 		reason := transitionReason(&before, j)

@@ -573,7 +573,9 @@ func (l *leader) assign(lj *ljob, reason string) {
 			why = reason
 		}
 		t2 := time.Now()
-		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, func(j *api.Job) error {
+		// The created event was made sure of above (one read of the events
+		// stream per job, not two).
+		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, j.State == api.StateCreated, func(j *api.Job) error {
 			if j.State.Terminal() {
 				return errAbort
 			}
