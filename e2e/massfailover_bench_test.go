@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,8 +47,8 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		Env: map[string]string{"DROVER_CAPACITY": fmt.Sprint(max(n, n*w))}})
 	mgr := c.Start(JobManager, "mgr-1")
 	jm1 := c.Start(JobMaster, "jm-1")
-	c.Start(Worker, "wk-1")
-	c.Start(Worker, "wk-2")
+	wk1 := c.Start(Worker, "wk-1")
+	wk2 := c.Start(Worker, "wk-2")
 	c.WaitNodes(api.NodeJobMaster, "jm-1")
 	c.WaitNodes(api.NodeWorker, "wk-1", "wk-2")
 
@@ -94,9 +97,25 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		return true
 	})
 	// The failover target, started once everything runs on jm-1.
-	c.Start(JobMaster, "jm-2")
+	jm2 := c.Start(JobMaster, "jm-2")
 	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
 	time.Sleep(2 * c.Timing.Heartbeat) // the leader has seen jm-2's heartbeat
+
+	// The CPU each process spends from the crash to the last master ready:
+	// what a moved master costs, and where (the NATS server runs in this
+	// process).
+	procs := map[string]func() time.Duration{
+		"job_manager": func() time.Duration { return procCPU(mgr.Pid()) },
+		"new_node":    func() time.Duration { return procCPU(jm2.Pid()) },
+		"worker_nodes": func() time.Duration {
+			return procCPU(wk1.Pid()) + procCPU(wk2.Pid())
+		},
+		"nats_server_and_bench": selfCPU,
+	}
+	cpu0 := map[string]time.Duration{}
+	for k, f := range procs {
+		cpu0[k] = f()
+	}
 
 	b.ResetTimer()
 	t0 := time.Now()
@@ -108,6 +127,14 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		return len(ready) == n
 	})
 	b.StopTimer()
+	window := time.Since(t0)
+	cpuMs := map[string]float64{}
+	total := time.Duration(0)
+	for k, f := range procs {
+		d := f() - cpu0[k]
+		total += d
+		cpuMs[k] = float64(d.Microseconds()) / 1000
+	}
 
 	took := make([]float64, 0, n)
 	mu.Lock()
@@ -133,9 +160,11 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 	}
 	sum := map[string]any{"jobs": n, "workers_per_job": w, "p50_ms": pct(50), "p99_ms": pct(99),
 		"max_ms": took[len(took)-1], "last_ms": took[len(took)-1], "first_ms": took[0],
-		"workers_recreated": recreated, "reassigned": assigned}
-	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created",
-		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated)
+		"workers_recreated": recreated, "reassigned": assigned,
+		"cpu_ms": cpuMs, "cpu_ms_per_master": math.Round(float64(total.Microseconds())/float64(n)) / 1000,
+		"cores_busy": math.Round(float64(total)/float64(window)*100) / 100}
+	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created; CPU %.2f ms per master (%v), %.2f cores busy",
+		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated, sum["cpu_ms_per_master"], cpuMs, sum["cores_busy"])
 	b.ReportMetric(pct(99), "p99-ms")
 	b.ReportMetric(took[len(took)-1], "last-ms")
 	if recreated > 0 {
@@ -149,3 +178,23 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		}
 	}
 }
+
+// procCPU is the user and system CPU time process pid used so far (Linux;
+// 0 where /proc does not say).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU is this process's user and system CPU time so far.
+func selfCPU() time.Duration { return procCPU(os.Getpid()) }
