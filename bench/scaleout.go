@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +63,7 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 		return nil, err
 	}
 	defer d.close()
-	p, err := b.startNodes(d, prefix, nodes, nil)
+	p, err := b.startNodes(d, prefix, nodes, b.windowProfs(prefix))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,9 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	if err != nil {
 		return nil, err
 	}
+	b.toggleProfiles(p.master, p.workers[0])
 	time.Sleep(b.o.hbWindow)
+	b.toggleProfiles(p.master, p.workers[0])
 	s1, err := b.snapshot(p.master, p.workers)
 	if err != nil {
 		return nil, err
@@ -201,7 +204,7 @@ func (b *bench) live10k() error {
 		return err
 	}
 	defer d.close()
-	p, err := b.startNodes(d, prefix, 0, nil)
+	p, err := b.startNodes(d, prefix, 0, b.windowProfs(prefix))
 	if err != nil {
 		jm.kill()
 		return err
@@ -252,7 +255,9 @@ func (b *bench) live10k() error {
 	if err != nil {
 		return err
 	}
+	b.toggleProfiles(p.master, jm)
 	time.Sleep(b.o.hbWindow)
+	b.toggleProfiles(p.master, jm)
 	s1, err := b.snapshot(p.master, nil)
 	if err != nil {
 		return err
@@ -321,7 +326,11 @@ func (b *bench) deployJobManager(prefix string) (*deployment, *child, error) {
 	}
 	d.conns = append(d.conns, nc)
 	d.client = client.New(nc, d.space)
-	jm, err := startChild("jobmanager", b.url, prefix, prefix+"-jm", nil)
+	var profs []string
+	if b.o.profile {
+		profs = []string{b.profPath(prefix + "_jobmanager")}
+	}
+	jm, err := startChild("jobmanager", b.url, prefix, prefix+"-jm", profs)
 	if err != nil {
 		d.close()
 		return nil, nil, err
@@ -340,4 +349,25 @@ func (b *bench) deployJobManager(prefix string) (*deployment, *child, error) {
 		return nil, nil, err
 	}
 	return d, jm, nil
+}
+
+// windowProfs gives, with -profile, each node's CPU profile path of a
+// phase's measurement window: bench/results/<prefix>_<node>.prof.
+func (b *bench) windowProfs(prefix string) func(string) []string {
+	if !b.o.profile {
+		return nil
+	}
+	return func(name string) []string { return []string{b.profPath(prefix + "_" + name)} }
+}
+
+// toggleProfiles starts, or stops, the CPU profiles of cs (with -profile),
+// and gives them a moment to act on the signal: a profile stopped just
+// before its node is killed must have been written.
+func (b *bench) toggleProfiles(cs ...*child) {
+	if b.o.profile {
+		for _, c := range cs {
+			c.signal(syscall.SIGUSR1)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
