@@ -234,7 +234,7 @@ type tracker struct {
 	sub  *nats.Subscription
 	// done is called once per job reaching a terminal state.
 	done func(id string, jt *jobTimes)
-	// online is called for each worker_online event.
+	// online is called for each worker's first worker_online event.
 	online func(id string, jt *jobTimes)
 	// offlines counts worker_offline events of every job; recreated the
 	// worker_online events of incarnations beyond the first (epoch > 1):
@@ -316,8 +316,8 @@ func (t *tracker) onEvent(m *nats.Msg) {
 			jt.workers[ev.Worker] = struct{}{}
 			jt.onlines++
 			jt.lastOnline = now
+			online = true
 		}
-		online = true
 		if ev.WorkerEpoch > 1 {
 			t.recreated++
 		}

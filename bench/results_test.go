@@ -244,3 +244,20 @@ func TestScaleRows(t *testing.T) {
 		t.Errorf("phases that did not run: dashes and no verdict:\n%s", empty)
 	}
 }
+
+// TestPlacedEndsOnCollapse: a placement whose master failed over ends at
+// once with the count, without waiting for its bound.
+func TestPlacedEndsOnCollapse(t *testing.T) {
+	tr := &tracker{jobs: map[string]*jobTimes{}}
+	jt := tr.expect("j")
+	jt.onlines, jt.masterEpoch = 7, 2
+	err := placed(tr, jt, make(chan struct{}), 10, time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "failed over (epoch 2) with 7 of 10") {
+		t.Fatalf("got %v, want the master's failover", err)
+	}
+	done := make(chan struct{})
+	close(done)
+	if err := placed(tr, jt, done, 10, time.Hour); err != nil {
+		t.Fatalf("every worker online: %v", err)
+	}
+}

@@ -152,13 +152,8 @@ func (b *bench) place(d *deployment, tr *tracker, spec api.Spec, n int, within t
 	if _, err := d.client.Submit(context.Background(), spec); err != nil {
 		return 0, err
 	}
-	select {
-	case <-allOnline:
-	case <-time.After(within):
-		tr.mu.Lock()
-		got := jt.onlines
-		tr.mu.Unlock()
-		return 0, fmt.Errorf("only %d of %d workers online after %s", got, n, within)
+	if err := placed(tr, jt, allOnline, n, within); err != nil {
+		return 0, err
 	}
 	tr.mu.Lock()
 	secs := jt.lastOnline.Sub(jt.running).Seconds()
@@ -168,6 +163,40 @@ func (b *bench) place(d *deployment, tr *tracker, spec api.Spec, n int, within t
 	logf("placement %s: %d workers in %.2f s after master assignment (%.2f s after submit; first online after %s): %.0f placements/s",
 		id, n, secs, fromSubmit, firstOnline.Round(time.Millisecond), float64(n)/secs)
 	return secs, nil
+}
+
+// stallAfter ends a placement in which no worker came online for so long.
+const stallAfter = 30 * time.Second
+
+// placed waits for allOnline, and fails early once the placement has
+// collapsed: the job's master failed over (its node too busy to renew its
+// presence), or no new worker came online for stallAfter, or within
+// passed.
+func placed(tr *tracker, jt *jobTimes, allOnline <-chan struct{}, n int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-allOnline:
+			return nil
+		case now := <-t.C:
+			tr.mu.Lock()
+			got, epoch, last := jt.onlines, jt.masterEpoch, jt.lastOnline
+			if last.IsZero() {
+				last = jt.submit
+			}
+			tr.mu.Unlock()
+			switch {
+			case epoch > 1:
+				return fmt.Errorf("the master failed over (epoch %d) with %d of %d workers online", epoch, got, n)
+			case now.Sub(last) > stallAfter:
+				return fmt.Errorf("no worker came online for %s, %d of %d online", stallAfter, got, n)
+			case now.After(deadline):
+				return fmt.Errorf("only %d of %d workers online after %s", got, n, within)
+			}
+		}
+	}
 }
 
 // cancelFanout cancels a fanout job and waits until the worker nodes run
