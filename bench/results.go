@@ -271,6 +271,7 @@ func (r *results) derive() {
 	r.E2EToRawCreateRatio = ratio(r.E2EJobsPerS, r.RawKVCreatePerS)
 	r.PlacementsToRawReqRatio = ratio(r.PlacementsFirstPerS, r.RawReqPerS)
 	r.R3E2EToRawCreateRatio = ratio(r.R3E2EJobsPerS, r.R3RawKVCreatePerS)
+	r.deriveScale()
 	if w := r.Wordcount; w != nil {
 		for _, run := range w.Runs {
 			if run.WorkerNodes == 2 {

@@ -261,3 +261,33 @@ func TestPlacedEndsOnCollapse(t *testing.T) {
 		t.Fatalf("every worker online: %v", err)
 	}
 }
+
+// TestScaleHeadlinesFollowTheirDetails: a partial run whose scale100k
+// phase collapsed (details with null figures) replaces the headline of the
+// last results; the other phases' headlines come from their details.
+func TestScaleHeadlinesFollowTheirDetails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latest.json")
+	v := func(f float64) *float64 { return &f }
+	old := &results{Scale100k: &loadFigures{Workers: 100000, Online: 100000, PlacementsPerS: v(5000), MasterCores: v(1.5)},
+		Live10k: &liveFigures{Jobs: 10000, LeaderCores: v(0.2), LeaderRSS: v(6e7)}}
+	old.derive()
+	if old.Placements100kPerS == nil || *old.Placements100kPerS != 5000 || *old.HB100kMasterCores != 1.5 || *old.Live10kLeaderRSS != 6e7 {
+		t.Fatalf("headlines not taken from the details: %v %v %v", old.Placements100kPerS, old.HB100kMasterCores, old.Live10kLeaderRSS)
+	}
+	if err := old.write(path, &env{PhaseLoad: map[string]string{"scale100k": "1.00", "live10k": "1.00"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := mergeInto(path, &results{Scale100k: &loadFigures{Workers: 100000, Online: 29244, Offline: 3024}},
+		&env{PhaseLoad: map[string]string{"scale100k": "9.00"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.derive()
+	if got.Placements100kPerS != nil || got.HB100kMasterCores != nil || got.Scale100k.Online != 29244 {
+		t.Fatalf("collapsed scale100k: headlines %v %v, online %d; want null headlines and the new details",
+			got.Placements100kPerS, got.HB100kMasterCores, got.Scale100k.Online)
+	}
+	if got.Live10kLeaderCores == nil || *got.Live10kLeaderCores != 0.2 {
+		t.Fatalf("live10k did not run: its headline stays, got %v", got.Live10kLeaderCores)
+	}
+}

@@ -101,6 +101,22 @@ func (f *liveFigures) window(jm0, l0, l1, master0 procStat, s0, s1 snapshot) {
 	f.ServerCores = coresOver(s0.self, s1.self, secs)
 }
 
+// deriveScale sets the scale phases' headline keys from their details:
+// a run of some phases (-only) keeps the other keys of the last results,
+// and must not leave an old headline beside a new phase's details (null
+// when it collapsed).
+func (r *results) deriveScale() {
+	if h := r.Scale100k; h != nil {
+		r.Placements100kPerS, r.HB100kMasterCores, r.HB100kMemBytesPerWorker = h.PlacementsPerS, h.MasterCores, h.MemBytesPerWorker
+	}
+	if a := r.Active10k; a != nil {
+		r.Active10kMasterCores = a.MasterCores
+	}
+	if l := r.Live10k; l != nil {
+		r.Live10kLeaderCores, r.Live10kLeaderRSS = l.LeaderCores, l.LeaderRSS
+	}
+}
+
 // coresOver is the cores a process used over secs, from its clock ticks.
 func coresOver(t0, t1 uint64, secs float64) *float64 {
 	return round3(float64(t1-t0) / clockTicks / secs)

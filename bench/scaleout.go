@@ -35,9 +35,7 @@ func (b *bench) scale100k() error {
 	if err != nil {
 		return err
 	}
-	r := b.r
-	r.Scale100k = f
-	r.Placements100kPerS, r.HB100kMasterCores, r.HB100kMemBytesPerWorker = f.PlacementsPerS, f.MasterCores, f.MemBytesPerWorker
+	b.r.Scale100k = f
 	return nil
 }
 
@@ -50,7 +48,7 @@ func (b *bench) active10k() error {
 	if err != nil {
 		return err
 	}
-	b.r.Active10k, b.r.Active10kMasterCores = f, f.MasterCores
+	b.r.Active10k = f
 	return nil
 }
 
@@ -269,7 +267,6 @@ func (b *bench) live10k() error {
 	f.window(jm0, l0, l1, master0, s0, s1)
 	f.Live = ready()
 	f.Ended = tr.count(func(jt *jobTimes) bool { return !jt.end.IsZero() })
-	b.r.Live10kLeaderCores, b.r.Live10kLeaderRSS = f.LeaderCores, f.LeaderRSS
 	logf("live10k: %d live jobs over %.1f s: leader %.3f cores, RSS %.0f B (%.0f B with no job, %.0f B per job); job-master node %.3f cores; server %.3f cores; %d ended",
 		f.Live, *f.WindowSeconds, *f.LeaderCores, *f.LeaderRSS, *f.LeaderRSSNoJobs, *f.LeaderBytesPerJob, *f.MasterCores, *f.ServerCores, f.Ended)
 	return nil
