@@ -252,9 +252,11 @@ type jobTimes struct {
 	// masterEpoch is the highest master epoch of the job's events: above
 	// 1, the master failed over.
 	masterEpoch uint64
-	lastOnline  time.Time
-	detail      json.RawMessage
-	errMsg      string
+	// offlines counts the job's worker_offline events.
+	offlines   int
+	lastOnline time.Time
+	detail     json.RawMessage
+	errMsg     string
 }
 
 func newTracker(nc *nats.Conn, space topics.Space) (*tracker, error) {
@@ -323,6 +325,7 @@ func (t *tracker) onEvent(m *nats.Msg) {
 		}
 	case api.EventWorkerOffline:
 		t.offlines++
+		jt.offlines++
 	case api.EventMasterReady:
 		if jt.ready.IsZero() {
 			jt.ready = now

@@ -255,6 +255,10 @@ func TestPlacedEndsOnCollapse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "failed over (epoch 2) with 7 of 10") {
 		t.Fatalf("got %v, want the master's failover", err)
 	}
+	jt.masterEpoch, jt.offlines = 1, 3
+	if err := placed(tr, jt, make(chan struct{}), 10, time.Hour); err == nil || !strings.Contains(err.Error(), "3 workers went offline") {
+		t.Fatalf("got %v, want the workers gone offline", err)
+	}
 	done := make(chan struct{})
 	close(done)
 	if err := placed(tr, jt, done, 10, time.Hour); err != nil {

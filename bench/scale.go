@@ -170,8 +170,8 @@ const stallAfter = 30 * time.Second
 
 // placed waits for allOnline, and fails early once the placement has
 // collapsed: the job's master failed over (its node too busy to renew its
-// presence), or no new worker came online for stallAfter, or within
-// passed.
+// presence), a worker went offline (its master or itself gave up on it),
+// no new worker came online for stallAfter, or within passed.
 func placed(tr *tracker, jt *jobTimes, allOnline <-chan struct{}, n int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	t := time.NewTicker(500 * time.Millisecond)
@@ -182,7 +182,7 @@ func placed(tr *tracker, jt *jobTimes, allOnline <-chan struct{}, n int, within 
 			return nil
 		case now := <-t.C:
 			tr.mu.Lock()
-			got, epoch, last := jt.onlines, jt.masterEpoch, jt.lastOnline
+			got, epoch, off, last := jt.onlines, jt.masterEpoch, jt.offlines, jt.lastOnline
 			if last.IsZero() {
 				last = jt.submit
 			}
@@ -190,6 +190,8 @@ func placed(tr *tracker, jt *jobTimes, allOnline <-chan struct{}, n int, within 
 			switch {
 			case epoch > 1:
 				return fmt.Errorf("the master failed over (epoch %d) with %d of %d workers online", epoch, got, n)
+			case off > 0:
+				return fmt.Errorf("%d workers went offline with %d of %d online", off, got, n)
 			case now.Sub(last) > stallAfter:
 				return fmt.Errorf("no worker came online for %s, %d of %d online", stallAfter, got, n)
 			case now.After(deadline):

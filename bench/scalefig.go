@@ -32,7 +32,8 @@ type loadFigures struct {
 	// MasterStatusesPerS is, for active workers, the status updates the
 	// master's loop handled per second in the window (the count its job
 	// detail reports); MasterKeepUp is it over the status updates written
-	// (half the state writes).
+	// (half the state writes). It exceeds 1 when the master drains, in the
+	// window, a backlog queued before it (after the placement burst).
 	MasterStatusesPerS *float64 `json:"master_statuses_per_s,omitempty"`
 	MasterKeepUp       *float64 `json:"master_keep_up,omitempty"`
 	// Offline and Recreated count worker_offline events and incarnations

@@ -103,10 +103,13 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	if err != nil {
 		return nil, err
 	}
-	counted := activeCount(d, id)
-	c0, err := counted()
-	if err != nil && jobType == benchjobs.Active {
-		return nil, err
+	// An active job's master reports the status updates it handled.
+	var c0, c1 benchjobs.ActiveDetail
+	active := jobType == benchjobs.Active
+	if active {
+		if c0, err = activeCount(d, id); err != nil {
+			return nil, err
+		}
 	}
 	s0, err := b.snapshot(p.master, p.workers)
 	if err != nil {
@@ -119,9 +122,10 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	if err != nil {
 		return nil, err
 	}
-	c1, err := counted()
-	if err != nil && jobType == benchjobs.Active {
-		return nil, err
+	if active {
+		if c1, err = activeCount(d, id); err != nil {
+			return nil, err
+		}
 	}
 	w1, err := writes()
 	if err != nil {
@@ -135,7 +139,7 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 	f.window(s0, s1, w1-w0)
 	f.MemBytesPerWorker = perEach(rss0, rss1, n)
 	f.MasterMemBytesPerWorker = perEach(master0.rss, s1.master.rss, n)
-	if jobType == benchjobs.Active {
+	if active {
 		f.KeepUp = keepUp(f.StateWritesPerS, n, time.Second)
 		if secs := c1.At.Sub(c0.At).Seconds(); secs > 0 {
 			f.MasterStatusesPerS = round0(float64(c1.Statuses-c0.Statuses) / secs)
@@ -152,20 +156,18 @@ func (b *bench) fanoutLoad(prefix, jobType string, n, nodes int) (*loadFigures, 
 
 // activeCount reads the count of status updates an Active job's master
 // reports in its job detail, with the time it wrote it.
-func activeCount(d *deployment, id string) func() (benchjobs.ActiveDetail, error) {
-	return func() (benchjobs.ActiveDetail, error) {
-		var c benchjobs.ActiveDetail
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		j, err := d.client.Get(ctx, id)
-		if err != nil {
-			return c, err
-		}
-		if err := json.Unmarshal(j.Detail, &c); err != nil {
-			return c, fmt.Errorf("%s detail: %w", id, err)
-		}
-		return c, nil
+func activeCount(d *deployment, id string) (benchjobs.ActiveDetail, error) {
+	var c benchjobs.ActiveDetail
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	j, err := d.client.Get(ctx, id)
+	if err != nil {
+		return c, err
 	}
+	if err := json.Unmarshal(j.Detail, &c); err != nil {
+		return c, fmt.Errorf("%s detail: %w", id, err)
+	}
+	return c, nil
 }
 
 // stateWrites reads the last sequence of a deployment's state stream
@@ -234,10 +236,15 @@ func (b *bench) live10k() error {
 	if err := submitIdle(d.client, tr, n); err != nil {
 		return err
 	}
+	progress := t0
 	for f.Live = ready(); f.Live < n; f.Live = ready() {
 		if time.Since(t0) > loadWithin {
 			logf("live10k: collapsed: %d of %d masters ready after %s", f.Live, n, loadWithin)
 			return nil
+		}
+		if time.Since(progress) > 10*time.Second {
+			progress = time.Now()
+			logf("live10k: %d of %d masters ready after %s", f.Live, n, time.Since(t0).Round(time.Second))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
