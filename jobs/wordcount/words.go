@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"hash/fnv"
+	"hash/maphash"
 	"io"
 	"unicode"
 	"unicode/utf8"
@@ -124,45 +125,119 @@ func (t *Tokenizer) Flush(emit func(word []byte)) {
 	}
 }
 
-// Counts is word → count, built without allocating for words seen before.
+// Counts is word → count: an open-addressing hash table whose words live
+// in one byte arena. It holds no pointers, so the garbage collector never
+// scans it however many words it holds (a map task's allocations, such as
+// the object chunks it reads, would otherwise make every cycle walk every
+// map of the process), a word seen before costs a hash and one compare, a
+// new one no allocation of its own, and Reset keeps the memory for the
+// next task.
 type Counts struct {
-	m     map[string]*int64
+	slots []countSlot // a power of two; size 0 marks an empty slot
+	arena []byte      // the words, back to back
+	seed  maphash.Seed
+	n     int // distinct words
 	words int64
 }
 
+type countSlot struct {
+	count int64
+	off   int    // the word is arena[off : off+size-1]
+	hash  uint32 // the word's hash, low bits: no rehashing to grow
+	size  uint32 // the word's length + 1
+}
+
 // NewCounts returns an empty table.
-func NewCounts() *Counts { return &Counts{m: map[string]*int64{}} }
+func NewCounts() *Counts { return &Counts{seed: maphash.MakeSeed()} }
 
 // Add counts word n times.
 func (c *Counts) Add(word []byte, n int64) {
 	c.words += n
-	if p, ok := c.m[string(word)]; ok {
-		*p += n
-		return
+	if len(c.slots) == 0 {
+		c.grow()
 	}
-	v := n
-	c.m[string(word)] = &v
+	h := uint32(maphash.Bytes(c.seed, word))
+	size := uint32(len(word)) + 1
+	mask := uint32(len(c.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.size == 0 {
+			*s = countSlot{count: n, off: len(c.arena), hash: h, size: size}
+			c.arena = append(c.arena, word...)
+			if c.n++; c.n*4 >= len(c.slots)*3 {
+				c.grow()
+			}
+			return
+		}
+		if s.hash == h && s.size == size && string(c.arena[s.off:s.off+len(word)]) == string(word) {
+			s.count += n
+			return
+		}
+	}
+}
+
+// grow doubles the table (from 1,024 slots).
+func (c *Counts) grow() {
+	old := c.slots
+	c.slots = make([]countSlot, max(2*len(old), 1024))
+	mask := uint32(len(c.slots) - 1)
+	for _, s := range old {
+		if s.size == 0 {
+			continue
+		}
+		i := s.hash & mask
+		for c.slots[i].size != 0 {
+			i = (i + 1) & mask
+		}
+		c.slots[i] = s
+	}
+}
+
+// Reset empties the table, keeping its memory.
+func (c *Counts) Reset() {
+	clear(c.slots)
+	c.arena = c.arena[:0]
+	c.n, c.words = 0, 0
 }
 
 // Len returns the number of distinct words.
-func (c *Counts) Len() int { return len(c.m) }
+func (c *Counts) Len() int { return c.n }
 
 // Words returns the number of words counted.
 func (c *Counts) Words() int64 { return c.words }
 
 // Each calls f for every word, in no particular order.
 func (c *Counts) Each(f func(word string, n int64)) {
-	for w, p := range c.m {
-		f(w, *p)
+	c.EachBytes(func(w []byte, n int64) { f(string(w), n) })
+}
+
+// EachBytes calls f for every word, in no particular order; the word
+// slice is only valid during the call.
+func (c *Counts) EachBytes(f func(word []byte, n int64)) {
+	for _, s := range c.slots {
+		if s.size != 0 {
+			f(c.arena[s.off:s.off+int(s.size)-1:s.off+int(s.size)-1], s.count)
+		}
 	}
 }
 
 // Get returns a word's count.
 func (c *Counts) Get(word string) int64 {
-	if p, ok := c.m[word]; ok {
-		return *p
+	if len(c.slots) == 0 {
+		return 0
 	}
-	return 0
+	h := uint32(maphash.String(c.seed, word))
+	size := uint32(len(word)) + 1
+	mask := uint32(len(c.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.size == 0 {
+			return 0
+		}
+		if s.hash == h && s.size == size && string(c.arena[s.off:s.off+len(word)]) == word {
+			return s.count
+		}
+	}
 }
 
 // CountReader counts the words of a whole stream on one goroutine: the
