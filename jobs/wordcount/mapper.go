@@ -32,6 +32,10 @@ type mapper struct {
 	input   framework.Bucket
 	scratch framework.Bucket
 	status  MapStatus
+	// Kept from task to task: the table and the partition buffers reach
+	// their size on the first task and are reused, not grown again.
+	counts *Counts
+	parts  []bytes.Buffer
 }
 
 func newMapper(h framework.WorkerHandle) (framework.Worker, error) {
@@ -39,7 +43,7 @@ func newMapper(h framework.WorkerHandle) (framework.Worker, error) {
 	if err := json.Unmarshal(h.Config(), &cfg); err != nil {
 		return nil, fmt.Errorf("wordcount map config: %w", err)
 	}
-	return &mapper{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg, done: map[int]bool{}}, nil
+	return &mapper{BaseWorker: framework.BaseWorker{H: h}, cfg: cfg, done: map[int]bool{}, counts: NewCounts()}, nil
 }
 
 func (m *mapper) TickInterval() time.Duration { return 5 * time.Millisecond }
@@ -64,14 +68,14 @@ func (m *mapper) Init(ctx context.Context) error {
 	if m.scratch, err = st.Scratch(ctx); err != nil {
 		return err
 	}
-	committed, err := committedTasks(ctx, m.H.KV())
+	committed, err := mapCommits(ctx, m.H.KV())
 	if err != nil {
 		return err
 	}
 	m.status.Of = len(m.tasks)
 	for _, t := range m.tasks {
 		m.status.Total += t.End - t.Start
-		if committed[t.ID] {
+		if _, ok := committed[t.ID]; ok {
 			m.done[t.ID] = true
 			m.status.Done += t.End - t.Start
 			m.status.Tasks++
@@ -114,7 +118,8 @@ func (m *mapper) run(ctx context.Context, t Task) error {
 	if err != nil {
 		return err
 	}
-	counts := NewCounts()
+	counts := m.counts
+	counts.Reset()
 	read, err := splitRange(r, t.Start, t.End, in.Size, func(w []byte) { counts.Add(w, 1) })
 	r.Close()
 	if errors.Is(err, framework.ErrObjectChanged) {
@@ -123,13 +128,17 @@ func (m *mapper) run(ctx context.Context, t Task) error {
 	if err != nil {
 		return fmt.Errorf("map task %d (%s [%d,%d)): %w", t.ID, in.Name, t.Start, t.End, err)
 	}
-	parts := make([]bytes.Buffer, m.plan.Reducers)
-	counts.Each(func(w string, n int64) {
-		b := &parts[Partition(w, m.plan.Reducers)]
-		b.WriteString(w)
-		b.WriteByte('\t')
-		b.WriteString(strconv.FormatInt(n, 10))
-		b.WriteByte('\n')
+	if len(m.parts) != m.plan.Reducers {
+		m.parts = make([]bytes.Buffer, m.plan.Reducers)
+	}
+	parts := m.parts
+	for p := range parts {
+		parts[p].Reset()
+	}
+	var line []byte
+	counts.EachBytes(func(w []byte, n int64) {
+		line = appendCount(line[:0], w, n)
+		parts[partition(w, m.plan.Reducers)].Write(line)
 	})
 	attempt := attemptOf(m.H.WorkerID(), m.H.Epoch())
 	for p := range parts {
@@ -146,16 +155,16 @@ func (m *mapper) run(ctx context.Context, t Task) error {
 
 var errNoStorage = errors.New("wordcount needs bucket storage (DROVER_STORAGE=on on job-master and worker nodes)")
 
-// committedTasks lists the map tasks with a commit record.
-func committedTasks(ctx context.Context, kv framework.KV) (map[int]bool, error) {
-	keys, err := kv.Keys(ctx, "map.")
+// mapCommits returns the commit record of every committed map task.
+func mapCommits(ctx context.Context, kv framework.KV) (map[int][]byte, error) {
+	entries, err := kv.GetPrefix(ctx, "map.")
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int]bool, len(keys))
-	for _, k := range keys {
-		if i, err := strconv.Atoi(k[len("map."):]); err == nil {
-			out[i] = true
+	out := make(map[int][]byte, len(entries))
+	for _, e := range entries {
+		if i, err := strconv.Atoi(e.Key[len("map."):]); err == nil {
+			out[i] = e.Value
 		}
 	}
 	return out, nil

@@ -357,6 +357,11 @@ func (h *mergeHeap) Pop() any {
 
 // formatCount renders one output line.
 func formatCount(buf []byte, word string, n int64) []byte {
+	return appendCount(buf, []byte(word), n)
+}
+
+// appendCount appends the line "word\tn\n" to buf.
+func appendCount(buf, word []byte, n int64) []byte {
 	buf = append(buf, word...)
 	buf = append(buf, '\t')
 	buf = strconv.AppendInt(buf, n, 10)

@@ -94,9 +94,11 @@ func (r *reducer) report(ctx context.Context) error {
 	return r.H.UpdateStatus(ctx, r.status)
 }
 
-// mergeCommitted merges the map tasks committed since the last tick.
+// mergeCommitted merges the map tasks committed since the last tick. One
+// read returns every commit with its value (a batched get), rather than a
+// key listing (a consumer on the server) and a get per new commit.
 func (r *reducer) mergeCommitted(ctx context.Context) error {
-	committed, err := committedTasks(ctx, r.H.KV())
+	committed, err := mapCommits(ctx, r.H.KV())
 	if err != nil {
 		return err
 	}
@@ -108,12 +110,8 @@ func (r *reducer) mergeCommitted(ctx context.Context) error {
 	}
 	sort.Ints(todo)
 	for _, i := range todo[:min(len(todo), mergesPerTick)] {
-		v, _, err := r.H.KV().Get(ctx, mapKey(i))
-		if err != nil {
-			return err
-		}
 		var c mapCommit
-		if err := json.Unmarshal(v, &c); err != nil {
+		if err := json.Unmarshal(committed[i], &c); err != nil {
 			return framework.Permanent(fmt.Errorf("map commit %d: %w", i, err))
 		}
 		if err := r.merge(ctx, mapObject(i, c.Attempt, r.cfg.Index)); err != nil {
@@ -198,7 +196,16 @@ func TopN(c *Counts, n int) []WordCount {
 		return nil
 	}
 	h := &topHeap{}
-	c.Each(func(w string, k int64) { h.offer(WordCount{w, k}, n) })
+	c.EachBytes(func(w []byte, k int64) {
+		// Most words do not make the list: no string for them.
+		if h.Len() == n {
+			worst := (*h)[0]
+			if k < worst.Count || (k == worst.Count && string(w) >= worst.Word) {
+				return
+			}
+		}
+		h.offer(WordCount{string(w), k}, n)
+	})
 	return h.sorted()
 }
 

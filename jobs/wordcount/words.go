@@ -3,7 +3,6 @@ package wordcount
 import (
 	"bufio"
 	"errors"
-	"hash/fnv"
 	"hash/maphash"
 	"io"
 	"unicode"
@@ -262,10 +261,18 @@ func CountReader(r io.Reader) (*Counts, error) {
 }
 
 // Partition returns the reducer of a word: FNV-1a of its bytes modulo n.
-func Partition(word string, n int) int {
-	h := fnv.New64a()
-	_, _ = io.WriteString(h, word)
-	return int(h.Sum64() % uint64(n))
+func Partition(word string, n int) int { return partition([]byte(word), n) }
+
+// partition is Partition of a word's bytes, written out to allocate
+// nothing (hash/fnv's hasher escapes through its interface).
+func partition(word []byte, n int) int {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, c := range word {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return int(h % uint64(n))
 }
 
 // splitRange counts the words of one map task: the bytes [start, end) of

@@ -3,6 +3,7 @@ package wordcount
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -117,6 +118,11 @@ func TestTopAndPartition(t *testing.T) {
 		p := Partition(fmt.Sprint("w", i), 7)
 		if p < 0 || p >= 7 {
 			t.Fatalf("partition %d", p)
+		}
+		h := fnv.New64a()
+		h.Write([]byte(fmt.Sprint("w", i)))
+		if want := int(h.Sum64() % 7); p != want {
+			t.Fatalf("partition %d, FNV-1a says %d", p, want)
 		}
 		seen[p] = true
 	}
