@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,12 +53,17 @@ type WorkerRuntime struct {
 	// base carries the worker's own fields; logp adds the epoch of the
 	// master it follows, swapped when it adopts a new master, so every
 	// line names the master incarnation it happened under.
-	base   *zap.Logger
-	logp   atomic.Pointer[epochLogger]
-	fence  *kvstate.Fence
-	rec    *kvstate.WorkerRecord
-	impl   framework.Worker
-	master string // master inbox subject
+	base  *zap.Logger
+	logp  atomic.Pointer[epochLogger]
+	fence *kvstate.Fence
+	// rec is the worker's record; recMu serialises its changes and
+	// writes (the job's UpdateStatus, the runtime's exit and its deferred
+	// online mark), and recWritten says the worker wrote it at least once.
+	recMu      sync.Mutex
+	rec        *kvstate.WorkerRecord
+	recWritten bool
+	impl       framework.Worker
+	master     string // master inbox subject
 	// hbSubj is where heartbeats go: a subject of their own, so they
 	// never wait behind status and exit messages.
 	hbSubj string
@@ -183,14 +187,15 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	}
 	defer func() { _ = msub.Unsubscribe() }()
 
-	// The first write checks the fence: a superseded incarnation stops here.
+	// The record says online from the worker's first write: its first
+	// status or its end, or, when neither came within a heartbeat, a write
+	// of its own (markOnline). A worker that ends at once, as most
+	// short ones do, so costs one write less (docs/architecture.md, What a
+	// job writes). Nothing depends on an early write: every write of a
+	// superseded incarnation is refused by the fence, the first as any.
 	w.rec.State = kvstate.WorkerOnline
-	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
-		if w.checkWrite(err) {
-			return w.fenced(err)
-		}
-		return fmt.Errorf("worker %s: %w", w.spec.Worker, err)
-	}
+	online := time.AfterFunc(w.deps.Heartbeat, func() { w.markOnline(ctx) })
+	defer online.Stop()
 	w.begin()
 	defer w.end()
 
@@ -376,6 +381,38 @@ func (w *WorkerRuntime) fenced(err error) error {
 	return err
 }
 
+// putRecord applies change to the worker's record and writes it under
+// the incarnation's fence.
+func (w *WorkerRuntime) putRecord(ctx context.Context, change func(*kvstate.WorkerRecord)) error {
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	change(w.rec)
+	err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec)
+	if err == nil {
+		w.recWritten = true
+	}
+	return err
+}
+
+// markOnline writes the record online unless the worker wrote it already.
+// A refusal stops the incarnation (a newer one exists); another failure
+// leaves the record created until the worker's next write.
+func (w *WorkerRuntime) markOnline(ctx context.Context) {
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	if w.recWritten || ctx.Err() != nil {
+		return
+	}
+	err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec)
+	if err == nil {
+		w.recWritten = true
+		return
+	}
+	if !w.checkWrite(err) && ctx.Err() == nil {
+		w.logger().Warn("record worker online", zap.Error(err))
+	}
+}
+
 // exit persists the worker's end in its record and tells the master.
 func (w *WorkerRuntime) exit(reason framework.ExitReason, cause error, detail any) error {
 	return w.exitStatus(reason, cause, detail, nil)
@@ -387,17 +424,18 @@ func (w *WorkerRuntime) exitStatus(reason framework.ExitReason, cause error, det
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ex := wire.WorkerExit{State: string(reason), Status: status}
-	if status != nil {
-		w.rec.Status = status
-	}
 	if cause != nil {
 		ex.Error = api.AsError(cause)
 	}
 	if b, err := marshalAny(detail); err == nil {
 		ex.Detail = b
 	}
-	w.rec.State, w.rec.Reason, w.rec.Error, w.rec.Detail = kvstate.WorkerState(reason), string(reason), ex.Error, ex.Detail
-	if err := w.deps.Store.PutWorkerAsWorker(ctx, w.fence, w.rec); err != nil {
+	if err := w.putRecord(ctx, func(r *kvstate.WorkerRecord) {
+		if status != nil {
+			r.Status = status
+		}
+		r.State, r.Reason, r.Error, r.Detail = kvstate.WorkerState(reason), string(reason), ex.Error, ex.Detail
+	}); err != nil {
 		if w.checkWrite(err) {
 			return w.fenced(err)
 		}
@@ -431,8 +469,7 @@ func (h *workerHandle) UpdateStatus(ctx context.Context, status any) error {
 	if h.w.isEnded() {
 		return errEnded
 	}
-	h.w.rec.Status = b
-	if err := h.w.deps.Store.PutWorkerAsWorker(ctx, h.w.fence, h.w.rec); err != nil {
+	if err := h.w.putRecord(ctx, func(r *kvstate.WorkerRecord) { r.Status = b }); err != nil {
 		h.w.checkWrite(err)
 		return err
 	}
