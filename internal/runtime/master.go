@@ -108,8 +108,11 @@ type MasterRuntime struct {
 	// a worker the master does not know yet, not from a stranger to stop.
 	loaded bool
 
-	signal   chan struct{}
-	calls    chan func()
+	signal chan struct{}
+	calls  chan func()
+	// scanNow asks the loop to scan at the short interval again (a worker
+	// started waiting for placement while the loop scanned seldom).
+	scanNow  chan struct{}
 	sem      chan struct{}
 	ready    atomic.Bool
 	canceled bool
@@ -181,6 +184,7 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		epochs:  map[string]uint64{},
 		marks:   map[string]chan struct{}{},
 		signal:  make(chan struct{}, 1),
+		scanNow: make(chan struct{}, 1),
 		calls:   make(chan func(), 1024),
 		sem:     make(chan struct{}, maxParallelDispatch),
 		pacing:  deps.Pacing.withDefaults(deps.WorkerTimeout),
@@ -396,7 +400,7 @@ var beforeLoadWorkers atomic.Pointer[func()]
 func (m *MasterRuntime) loop(ctx context.Context) error {
 	tick := time.NewTicker(tickInterval(m.impl, 100*time.Millisecond))
 	defer tick.Stop()
-	scan := time.NewTicker(scanInterval)
+	scan := time.NewTimer(scanInterval)
 	defer scan.Stop()
 	for {
 		if req := m.takeExit(); req != nil {
@@ -422,6 +426,9 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 			if err := m.scan(ctx); err != nil {
 				return m.fail(err)
 			}
+			scan.Reset(m.scanEvery())
+		case <-m.scanNow:
+			scan.Reset(scanInterval)
 		case <-tick.C:
 			if err := m.call("Tick", func() error { return m.impl.Tick(ctx) }); err != nil {
 				return m.fail(err)
@@ -779,6 +786,24 @@ func (m *MasterRuntime) scan(ctx context.Context) error {
 	}
 	m.checkReady()
 	return nil
+}
+
+// scanEvery is the time to the next scan: the short interval while the
+// master is not ready or a worker waits for placement, otherwise the
+// sweep's own interval (a twentieth of the worker timeout). A node hosting
+// thousands of idle masters wakes each twice a second for it, not twenty
+// times: the wake-ups were most of such a node's CPU.
+func (m *MasterRuntime) scanEvery() time.Duration {
+	if !m.ready.Load() {
+		return scanInterval
+	}
+	m.mu.Lock()
+	waiting := m.waitq.Len() > 0
+	m.mu.Unlock()
+	if waiting {
+		return scanInterval
+	}
+	return max(scanInterval, m.deps.WorkerTimeout/20)
 }
 
 func (m *MasterRuntime) checkReady() {

@@ -145,6 +145,10 @@ func (m *MasterRuntime) startWaiting(w *mworker, selectors map[string]string, re
 	w.wait = &waitState{selectors: selectors, writing: true, recreate: recreate}
 	w.selectors = selectors
 	heap.Push(&m.waitq, waitEntry{id: w.info.ID, epoch: w.info.Epoch, at: time.Now().Add(delay)})
+	select { // the loop may be scanning seldom: back to the short interval
+	case m.scanNow <- struct{}{}:
+	default:
+	}
 	m.deps.Metrics.WorkersWaiting.Inc()
 	info := w.info
 	m.event(api.EventWorkerWaiting, &info, reason)
