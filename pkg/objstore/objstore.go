@@ -521,7 +521,11 @@ func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset
 		cancel()
 		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(4 * ChunkSize * 4))
+	// Up to readAhead chunks in flight. Not PullMaxBytes alone: with a
+	// byte limit only, nats.go sizes the iterator's channel for 1,000,000
+	// messages, an 8 MB buffer of pointers allocated, zeroed and then
+	// scanned by every garbage collection while the reader is open.
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readAhead, readAhead*ChunkSize))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
@@ -530,6 +534,9 @@ func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset
 	go r.pump(ctx)
 	return r, nil
 }
+
+// readAhead is how many chunks a reader fetches ahead of the caller.
+const readAhead = 16
 
 func uniformChunk(oi *jetstream.ObjectInfo) int64 {
 	v, ok := oi.Metadata[uniformKey]

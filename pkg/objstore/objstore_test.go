@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -290,5 +291,35 @@ func TestGetBytesDoesNotTrustTheSizeInMetadata(t *testing.T) {
 	got, err := b.GetBytes(ctx(t), "small")
 	if err == nil && string(got) != "hello" {
 		t.Fatalf("read %q", got)
+	}
+}
+
+// TestReadBuffersAreBounded: opening a reader sets aside memory for the
+// chunks it reads ahead, not for a million messages (nats.go's channel
+// size when a pull is bounded by bytes alone: 8 MB of pointers that every
+// garbage collection scanned while the reader was open).
+func TestReadBuffersAreBounded(t *testing.T) {
+	c, _ := newClient(t)
+	b, err := c.Bucket(ctx(t), "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := data(1000, 3)
+	if _, err := b.PutBytes(ctx(t), "o", want); err != nil {
+		t.Fatal(err)
+	}
+	const reads = 10
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range reads {
+		if got := readAt(t, b, "o"); !bytes.Equal(got, want) {
+			t.Fatal("read back different bytes")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// The server runs in this process too; its share of a small read is
+	// far below the bound.
+	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 2<<20 {
+		t.Fatalf("a read of %d bytes allocated %d bytes", len(want), per)
 	}
 }
