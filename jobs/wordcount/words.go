@@ -2,9 +2,11 @@ package wordcount
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"io"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 )
@@ -124,56 +126,105 @@ func (t *Tokenizer) Flush(emit func(word []byte)) {
 	}
 }
 
-// Counts is word → count: an open-addressing hash table whose words live
-// in one byte arena. It holds no pointers, so the garbage collector never
-// scans it however many words it holds (a map task's allocations, such as
-// the object chunks it reads, would otherwise make every cycle walk every
-// map of the process), a word seen before costs a hash and one compare, a
-// new one no allocation of its own, and Reset keeps the memory for the
-// next task.
+// Counts is word → count: an open-addressing hash table. It holds no
+// pointers, so the garbage collector never scans it however many words it
+// holds (a map task's allocations, such as the object chunks it reads,
+// would otherwise make every cycle walk every table of the process), and
+// Reset keeps its memory for the next task. A word of up to 16 bytes,
+// nearly every word of a text, lives in its slot: looking it up touches
+// one slot and hashes and compares two machine words; a longer word lives
+// in a byte arena.
 type Counts struct {
-	slots []countSlot // a power of two; size 0 marks an empty slot
-	arena []byte      // the words, back to back
-	seed  maphash.Seed
-	n     int // distinct words
-	words int64
+	slots  []countSlot // a power of two; size 0 marks an empty slot
+	arena  []byte      // the words longer than inlineWord, back to back
+	seed   maphash.Seed
+	s0, s1 uint64 // the seed of the inline words' hash
+	n      int    // distinct words
+	words  int64
 }
+
+// inlineWord is the longest word kept in its slot.
+const inlineWord = 16
 
 type countSlot struct {
 	count int64
-	off   int    // the word is arena[off : off+size-1]
 	hash  uint32 // the word's hash, low bits: no rehashing to grow
 	size  uint32 // the word's length + 1
+	// The word, zero-padded; a longer word's arena offset in its first 8 bytes.
+	word [inlineWord]byte
 }
 
 // NewCounts returns an empty table.
-func NewCounts() *Counts { return &Counts{seed: maphash.MakeSeed()} }
+func NewCounts() *Counts {
+	seed := maphash.MakeSeed()
+	return &Counts{seed: seed, s0: maphash.String(seed, "0"), s1: maphash.String(seed, "1")}
+}
 
 // Add counts word n times.
 func (c *Counts) Add(word []byte, n int64) {
 	c.words += n
+	s, h := c.find(word)
+	if s.size != 0 {
+		s.count += n
+		return
+	}
+	*s = countSlot{count: n, hash: h, size: uint32(len(word)) + 1}
+	if len(word) <= inlineWord {
+		copy(s.word[:], word)
+	} else {
+		binary.LittleEndian.PutUint64(s.word[:8], uint64(len(c.arena)))
+		c.arena = append(c.arena, word...)
+	}
+	if c.n++; c.n*4 >= len(c.slots)*3 {
+		c.grow()
+	}
+}
+
+// Get returns a word's count.
+func (c *Counts) Get(word string) int64 {
+	if len(c.slots) == 0 {
+		return 0
+	}
+	s, _ := c.find([]byte(word))
+	return s.count
+}
+
+// find returns the slot of word, or the empty slot where it belongs, and
+// the word's hash.
+func (c *Counts) find(word []byte) (*countSlot, uint32) {
 	if len(c.slots) == 0 {
 		c.grow()
 	}
-	h := uint32(maphash.Bytes(c.seed, word))
+	var key [inlineWord]byte
+	var h uint32
+	if len(word) <= inlineWord {
+		copy(key[:], word)
+		hi, lo := bits.Mul64(binary.LittleEndian.Uint64(key[:8])^c.s0, binary.LittleEndian.Uint64(key[8:])^c.s1^uint64(len(word)))
+		h = uint32(hi ^ lo)
+	} else {
+		h = uint32(maphash.Bytes(c.seed, word))
+	}
 	size := uint32(len(word)) + 1
 	mask := uint32(len(c.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
-		if s.size == 0 {
-			*s = countSlot{count: n, off: len(c.arena), hash: h, size: size}
-			c.arena = append(c.arena, word...)
-			if c.n++; c.n*4 >= len(c.slots)*3 {
-				c.grow()
+		switch {
+		case s.size == 0:
+			return s, h
+		case s.hash != h || s.size != size:
+		case len(word) <= inlineWord:
+			if s.word == key {
+				return s, h
 			}
-			return
-		}
-		if s.hash == h && s.size == size && string(c.arena[s.off:s.off+len(word)]) == string(word) {
-			s.count += n
-			return
+		default:
+			if off := c.offset(s); string(c.arena[off:off+len(word)]) == string(word) {
+				return s, h
+			}
 		}
 	}
 }
+
+func (c *Counts) offset(s *countSlot) int { return int(binary.LittleEndian.Uint64(s.word[:8])) }
 
 // grow doubles the table (from 1,024 slots).
 func (c *Counts) grow() {
@@ -213,28 +264,15 @@ func (c *Counts) Each(f func(word string, n int64)) {
 // EachBytes calls f for every word, in no particular order; the word
 // slice is only valid during the call.
 func (c *Counts) EachBytes(f func(word []byte, n int64)) {
-	for _, s := range c.slots {
-		if s.size != 0 {
-			f(c.arena[s.off:s.off+int(s.size)-1:s.off+int(s.size)-1], s.count)
-		}
-	}
-}
-
-// Get returns a word's count.
-func (c *Counts) Get(word string) int64 {
-	if len(c.slots) == 0 {
-		return 0
-	}
-	h := uint32(maphash.String(c.seed, word))
-	size := uint32(len(word)) + 1
-	mask := uint32(len(c.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := range c.slots {
 		s := &c.slots[i]
-		if s.size == 0 {
-			return 0
-		}
-		if s.hash == h && s.size == size && string(c.arena[s.off:s.off+len(word)]) == word {
-			return s.count
+		switch n := int(s.size) - 1; {
+		case n < 0:
+		case n <= inlineWord:
+			f(s.word[:n:n], s.count)
+		default:
+			off := c.offset(s)
+			f(c.arena[off:off+n:off+n], s.count)
 		}
 	}
 }

@@ -237,3 +237,40 @@ func TestLongTokensAreCutNotFatal(t *testing.T) {
 		t.Fatalf("map task counted %d words", got.Len())
 	}
 }
+
+// TestCountsMatchesAMap: the table counts like a map[string]int64, for
+// words kept in their slot (up to 16 bytes) and longer ones, across
+// growth and after Reset.
+func TestCountsMatchesAMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	c := NewCounts()
+	for round := range 3 {
+		want := map[string]int64{}
+		var words int64
+		for range 20000 {
+			w := make([]byte, r.IntN(40)) // 0..39 bytes: both sides of 16
+			for i := range w {
+				w[i] = "ab\x00é"[r.IntN(4)]
+			}
+			n := int64(1 + r.IntN(3))
+			c.Add(w, n)
+			want[string(w)] += n
+			words += n
+		}
+		if got := countMap(c); !reflect.DeepEqual(got, want) || c.Len() != len(want) || c.Words() != words {
+			t.Fatalf("round %d: %d distinct and %d words, want %d and %d", round, c.Len(), c.Words(), len(want), words)
+		}
+		for w, n := range want {
+			if got := c.Get(w); got != n {
+				t.Fatalf("round %d: Get(%q) = %d, want %d", round, w, got, n)
+			}
+		}
+		if c.Get("absent, longer than sixteen bytes") != 0 || c.Get("absent") != 0 {
+			t.Fatal("Get of an absent word is not 0")
+		}
+		c.Reset()
+		if c.Len() != 0 || c.Words() != 0 || c.Get("ab") != 0 {
+			t.Fatal("Reset left words behind")
+		}
+	}
+}
