@@ -166,7 +166,7 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 		"max_ms": took[len(took)-1], "last_ms": took[len(took)-1], "first_ms": took[0],
 		"workers_recreated": recreated, "reassigned": assigned,
 		"cpu_ms": cpuMs, "cpu_ms_per_master": math.Round(float64(total.Microseconds())/float64(n)) / 1000,
-		"cores_busy": math.Round(float64(total)/float64(window)*100) / 100,
+		"cores_busy":         math.Round(float64(total)/float64(window)*100) / 100,
 		"node_cores_hosting": math.Round(hosting*1000) / 1000}
 	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created; CPU %.2f ms per master (%v), %.2f cores busy; the node hosting them used %.3f cores before the crash",
 		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated, sum["cpu_ms_per_master"], cpuMs, sum["cores_busy"], hosting)
