@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // run executes every selected phase on one embedded server, each phase in
@@ -80,6 +83,9 @@ func run(o *options) error {
 		stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if err := dropStreams(b.url); err != nil {
+			return fmt.Errorf("%s: clean up: %w", p.name, err)
 		}
 		logf("phase %s done in %s", p.name, time.Since(t0).Round(time.Millisecond))
 	}
@@ -388,4 +394,37 @@ func requote(o *options, path func(name string) string, fresh *env) error {
 	r.quote(o, path)
 	r.derive()
 	return r.save(o, e)
+}
+
+// dropStreams deletes every stream a phase left on the shared server: each
+// phase deploys under its own prefix, whose buckets and streams reserve
+// their byte limits, and all phases' reservations together outgrow the
+// server's store (the bigjob phase's buckets were refused, insufficient
+// storage, in the first full run with the scale phases).
+func dropStreams(url string) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, n := range all {
+		if err := js.DeleteStream(ctx, n); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("delete stream %s: %w", n, err)
+		}
+	}
+	return nil
 }
