@@ -89,7 +89,7 @@ func (b *bench) bigjob() error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(b.o.root, "bench", "results", "bigjob.json")
+	path := b.o.bigJobPath()
 	if err := os.WriteFile(path, append(buf, '\n'), 0o644); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -50,6 +51,18 @@ type options struct {
 }
 
 func (o *options) selected(phase string) bool { return len(o.only) == 0 || o.only[phase] }
+
+// bigJobPath is where the bigjob phase writes its file: bench/results for
+// a run whose results are latest.json, beside the results file otherwise,
+// so a quick or trial run (-out elsewhere) never replaces the figures the
+// docs quote (one did: a -quick -out /tmp run rewrote bigjob.json).
+func (o *options) bigJobPath() string {
+	def := filepath.Join(o.root, "bench", "results", "bigjob.json")
+	if !o.quick && (o.out == "bench/results/latest.json" || o.out == filepath.Join(o.root, "bench", "results", "latest.json")) {
+		return def
+	}
+	return strings.TrimSuffix(o.out, ".json") + ".bigjob.json"
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == childArg {

@@ -295,3 +295,23 @@ func TestScaleHeadlinesFollowTheirDetails(t *testing.T) {
 		t.Fatalf("live10k did not run: its headline stays, got %v", got.Live10kLeaderCores)
 	}
 }
+
+// TestBigJobFileOfATrialRunStaysBesideIt: only a run writing latest.json
+// writes bench/results/bigjob.json; a quick run or one with -out elsewhere
+// writes beside its own results file.
+func TestBigJobFileOfATrialRunStaysBesideIt(t *testing.T) {
+	root := t.TempDir()
+	def := filepath.Join(root, "bench", "results", "bigjob.json")
+	for _, c := range []struct {
+		o    options
+		want string
+	}{
+		{options{root: root, out: "bench/results/latest.json"}, def},
+		{options{root: root, out: "/tmp/x.json"}, "/tmp/x.bigjob.json"},
+		{options{root: root, quick: true, out: "bench/results/quick.json"}, "bench/results/quick.bigjob.json"},
+	} {
+		if got := c.o.bigJobPath(); got != c.want {
+			t.Errorf("out %q quick %v: %s, want %s", c.o.out, c.o.quick, got, c.want)
+		}
+	}
+}

@@ -361,7 +361,11 @@ func (r *results) quote(o *options, path func(name string) string) {
 	r.readFailover(path("failover.json"))
 	r.readMassFailover(path("mass_failover.json"))
 	r.readLeaderFailover(path("leader_failover.json"))
-	r.readBigJob(filepath.Join(o.root, "bench", "results", "bigjob.json"))
+	bj := o.bigJobPath()
+	if _, err := os.Stat(bj); err != nil {
+		bj = filepath.Join(o.root, "bench", "results", "bigjob.json") // the last full run's
+	}
+	r.readBigJob(bj)
 }
 
 // requote re-reads the results file of the last run, quotes the other
