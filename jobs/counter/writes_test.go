@@ -93,16 +93,28 @@ func TestWritesPerJob(t *testing.T) {
 	if done, total, ok := api.StatusProgress(ws[0].Status); ws[0].State != "finished" || !ok || done != 1 || total != 1 {
 		t.Errorf("worker record %s with status %s, want finished with done 1 of 1", ws[0].State, ws[0].Status)
 	}
-	evs, _, err := sys.Client.Events(context.Background(), api.EventsRequest{ID: id})
-	if err != nil {
-		t.Fatal(err)
+	// The job record says finished before the leader publishes the
+	// finished event: wait for it (its absence fails below).
+	const wantEvents = "state created, state running, master_ready, worker_online, worker_offline, state finished"
+	var got string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, _, err := sys.Client.Events(context.Background(), api.EventsRequest{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, strings.TrimSuffix(e.Kind+" "+string(e.State), " "))
+		}
+		got = strings.Join(kinds, ", ")
+		if sameSet(got, wantEvents) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	var kinds []string
-	for _, e := range evs {
-		kinds = append(kinds, strings.TrimSuffix(e.Kind+" "+string(e.State), " "))
-	}
-	if got, want := strings.Join(kinds, ", "), "state created, state running, master_ready, worker_online, worker_offline, state finished"; !sameSet(got, want) {
-		t.Errorf("events %s, want %s (in any order but the first and last)", got, want)
+	if !sameSet(got, wantEvents) {
+		t.Errorf("events %s, want %s (in any order but the first and last)", got, wantEvents)
 	}
 	// The leader makes sure of the created event once per job: one read of
 	// the events stream (it used to read twice).
