@@ -35,18 +35,15 @@ type leader struct {
 	sem   chan struct{}
 	// jobs holds the non-terminal jobs.
 	jobs map[string]*ljob
-	// active is what the tick visits: the live jobs but the parked ones,
-	// which no node could take and which wait for their retry in parked,
-	// in time order. Without it, a backlog of jobs waiting for capacity
-	// costs a visit of each every 50 ms.
-	active map[string]*ljob
-	parked []parkedJob
-	// sleepers holds the steady jobs (a running master, heard from), out
-	// of active until their master could time out or their crash
-	// probation end: with 10,000 live jobs, visiting each every 50 ms was
-	// most of the leader's CPU. Any change to a job wakes it at once.
-	sleepers sleepHeap
-	ticks    int
+	// active is what the tick visits: the live jobs but those set aside
+	// in resting until a due time, the parked (no node could take them;
+	// their retry) and the sleeping (steady: a running master, heard
+	// from; until it could time out or its crash probation ends). Without
+	// it, a backlog of waiting jobs or 10,000 live ones cost a visit of
+	// each every 50 ms, most of the leader's CPU.
+	active  map[string]*ljob
+	resting restHeap
+	ticks   int
 	// masters holds the latest master record of every live job, and
 	// masterRevs its revision: epochs advance by CAS on it, without a read.
 	masters    map[string]*kvstate.MasterRecord
@@ -82,22 +79,16 @@ type ljob struct {
 	cancelSent time.Time
 	// leftNode is a node that handed this job over: never reuse it.
 	leftNode string
-	// parked: waiting in leader.parked, not in leader.active.
-	parked bool
-	// sleeping: steady, in leader.sleepers, not in leader.active; sleepGen
-	// tells its current entry there from older ones.
-	sleeping bool
-	sleepGen uint64
+	// rest says why the job is in leader.resting, not in leader.active
+	// (restNone: it is not); restGen tells its current entry there from
+	// older ones.
+	rest    restKind
+	restGen uint64
 	// assignedAt is when the current master was assigned (or the leader
 	// learnt of it): after the crash probation its crash count is reset.
 	assignedAt time.Time
 	// crashWait: a suspect's failover backoff has been set.
 	crashWait bool
-}
-
-type parkedJob struct {
-	lj  *ljob
-	due time.Time
 }
 
 // onNodeGone fails over at once every master of a job-master node whose
@@ -372,25 +363,16 @@ func (l *leader) reconcile(now time.Time) {
 	if l.ticks%int(time.Second/reconcileInterval) == 0 {
 		l.reindex()
 	}
-	for len(l.parked) > 0 && !now.Before(l.parked[0].due) {
-		p := l.parked[0]
-		l.parked[0] = parkedJob{}
-		l.parked = l.parked[1:]
-		lj := p.lj
+	for len(l.resting) > 0 && !now.Before(l.resting[0].due) {
+		e := heap.Pop(&l.resting).(restEntry)
+		lj := e.lj
 		switch {
-		case l.jobs[lj.job.ID] != lj:
-			// Ended while it waited.
-		case now.Before(lj.retryAt):
-			l.parked = append(l.parked, parkedJob{lj, lj.retryAt})
+		case lj.restGen != e.gen || l.jobs[lj.job.ID] != lj:
+			// Woken or ended since.
+		case lj.rest == restParked && now.Before(lj.retryAt):
+			l.setAside(lj, restParked, lj.retryAt)
 		default:
-			lj.parked = false
-			l.active[lj.job.ID] = lj
-		}
-	}
-	for len(l.sleepers) > 0 && !now.Before(l.sleepers[0].due) {
-		e := heap.Pop(&l.sleepers).(sleeper)
-		if e.lj.sleeping && e.lj.sleepGen == e.gen && l.jobs[e.lj.job.ID] == e.lj {
-			l.wake(e.lj)
+			l.wake(lj)
 		}
 	}
 	for id, lj := range l.active {
@@ -405,12 +387,10 @@ func (l *leader) reconcile(now time.Time) {
 // park takes a job that no node can take out of the tick's visits until
 // its retry is due.
 func (l *leader) park(lj *ljob) {
-	if lj.parked {
+	if lj.rest == restParked {
 		return // its entry is re-queued at its new retry when it comes up
 	}
-	lj.parked = true
-	delete(l.active, lj.job.ID)
-	l.parked = append(l.parked, parkedJob{lj, lj.retryAt})
+	l.setAside(lj, restParked, lj.retryAt)
 }
 
 // sleep takes a steady running job out of the tick's visits until its
@@ -422,64 +402,73 @@ func (l *leader) park(lj *ljob) {
 func (l *leader) sleep(lj *ljob, now time.Time) {
 	due := lj.lastSeen.Add(l.s.cfg.MasterTimeout + time.Millisecond)
 	if lj.job.Crashes > 0 {
-		due = minTime(due, lj.assignedAt.Add(l.s.cfg.crashProbation()))
+		if p := lj.assignedAt.Add(l.s.cfg.crashProbation()); p.Before(due) {
+			due = p
+		}
 	}
-	if lj.parked || due.Before(now.Add(2*reconcileInterval)) {
+	if lj.rest == restParked || due.Before(now.Add(2*reconcileInterval)) {
 		return
 	}
-	lj.sleeping = true
-	lj.sleepGen++
-	delete(l.active, lj.job.ID)
-	heap.Push(&l.sleepers, sleeper{lj: lj, gen: lj.sleepGen, due: due})
+	l.setAside(lj, restSleeping, due)
 }
 
-// wake puts a sleeping job back among those the tick visits.
+// setAside moves lj out of active into resting until due, for why.
+func (l *leader) setAside(lj *ljob, why restKind, due time.Time) {
+	lj.rest = why
+	lj.restGen++
+	delete(l.active, lj.job.ID)
+	heap.Push(&l.resting, restEntry{lj: lj, gen: lj.restGen, due: due})
+}
+
+// wake puts a resting job back among those the tick visits.
 func (l *leader) wake(lj *ljob) {
-	if !lj.sleeping {
+	if lj.rest == restNone {
 		return
 	}
-	lj.sleeping = false
-	lj.sleepGen++ // its entry in sleepers is stale now
-	if !lj.parked && l.jobs[lj.job.ID] == lj {
+	lj.rest = restNone
+	lj.restGen++ // its entry in resting is stale now
+	if l.jobs[lj.job.ID] == lj {
 		l.active[lj.job.ID] = lj
 	}
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
+// restKind says why a job is out of the tick's visits.
+type restKind uint8
 
-// sleeper is a sleeping job's entry in leader.sleepers.
-type sleeper struct {
+const (
+	restNone restKind = iota
+	restParked
+	restSleeping
+)
+
+// restEntry is a resting job's entry in leader.resting.
+type restEntry struct {
 	lj  *ljob
 	gen uint64
 	due time.Time
 }
 
-// sleepHeap orders sleepers by due time (container/heap).
-type sleepHeap []sleeper
+// restHeap orders resting jobs by due time (container/heap).
+type restHeap []restEntry
 
-func (h sleepHeap) Len() int           { return len(h) }
-func (h sleepHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h sleepHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *sleepHeap) Push(x any)        { *h = append(*h, x.(sleeper)) }
-func (h *sleepHeap) Pop() any {
+func (h restHeap) Len() int           { return len(h) }
+func (h restHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h restHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *restHeap) Push(x any)        { *h = append(*h, x.(restEntry)) }
+func (h *restHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
-	old[len(old)-1] = sleeper{}
+	old[len(old)-1] = restEntry{}
 	*h = old[:len(old)-1]
 	return e
 }
 
 // reindex puts back in active any live job that is neither there nor
-// parked, once a second: the index cannot drift from jobs for longer,
+// resting, once a second: the index cannot drift from jobs for longer,
 // whatever path added a job.
 func (l *leader) reindex() {
 	for id, lj := range l.jobs {
-		if !lj.parked && !lj.sleeping && l.active[id] == nil {
+		if lj.rest == restNone && l.active[id] == nil {
 			l.active[id] = lj
 		}
 	}
@@ -489,7 +478,7 @@ func (l *leader) reindex() {
 // tick runs it for every job (timeouts, retries); changes to a job's
 // records run it for that job at once.
 func (l *leader) reconcileJob(lj *ljob, now time.Time) {
-	if lj.sleeping {
+	if lj.rest == restSleeping {
 		l.wake(lj) // something changed: the tick visits it again
 	}
 	if !l.synced || lj.busy || now.Before(lj.retryAt) || !l.s.mayLead() {
