@@ -203,6 +203,18 @@ func (s *Service) jobByID(ctx context.Context, id string) (*api.Job, error) {
 	return j, nil
 }
 
+// pageLimit is a request's page size: def for 0, invalid_argument
+// outside 0..max.
+func pageLimit(limit, def, max int) (int, error) {
+	if limit < 0 || limit > max {
+		return 0, api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", max)
+	}
+	if limit == 0 {
+		return def, nil
+	}
+	return limit, nil
+}
+
 // listReads bounds the records one list page reads: the page, plus as
 // many records again (and a hundred) that the filters may skip. A page
 // that runs out of reads ends early with next set.
@@ -233,11 +245,9 @@ func (s *Service) list(ctx context.Context, body []byte, budget int) ([]api.Job,
 			return nil, "", err
 		}
 	}
-	if req.Limit < 0 || req.Limit > maxListLimit {
-		return nil, "", api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxListLimit)
-	}
-	if req.Limit == 0 {
-		req.Limit = defaultListLim
+	var err error
+	if req.Limit, err = pageLimit(req.Limit, defaultListLim, maxListLimit); err != nil {
+		return nil, "", err
 	}
 	out := make([]api.Job, 0, min(req.Limit, 64))
 	seen := map[string]int{}
@@ -346,11 +356,9 @@ func (s *Service) workers(ctx context.Context, body []byte, budget int) (api.Wor
 	if req.After != "" && topics.ValidateID("worker", req.After) != nil {
 		return api.WorkersReply{}, api.Errorf(api.CodeInvalidArgument, "after %q is not the next of an earlier page", req.After)
 	}
-	if req.Limit < 0 || req.Limit > maxListLimit {
-		return api.WorkersReply{}, api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxListLimit)
-	}
-	if req.Limit == 0 {
-		req.Limit = defaultListLim
+	var err error
+	if req.Limit, err = pageLimit(req.Limit, defaultListLim, maxListLimit); err != nil {
+		return api.WorkersReply{}, err
 	}
 	if _, err := s.jobByID(ctx, req.ID); err != nil {
 		return api.WorkersReply{}, err
@@ -410,11 +418,9 @@ func (s *Service) events(ctx context.Context, body []byte) ([]api.StreamEvent, u
 	if err := invalidID("job", req.ID); err != nil {
 		return nil, 0, err
 	}
-	if req.Limit < 0 || req.Limit > maxEventsLimit {
-		return nil, 0, api.Errorf(api.CodeInvalidArgument, "limit must be 0..%d", maxEventsLimit)
-	}
-	if req.Limit == 0 {
-		req.Limit = defaultEventsLimit
+	var err error
+	if req.Limit, err = pageLimit(req.Limit, defaultEventsLimit, maxEventsLimit); err != nil {
+		return nil, 0, err
 	}
 	if req.SinceSeq > 0 && req.SinceTime != nil {
 		return nil, 0, api.Errorf(api.CodeInvalidArgument, "give since_seq or since_time, not both")
