@@ -59,9 +59,11 @@ func (m *storedMsg) deleted() bool {
 		return false
 	}
 	hdr, err := nats.DecodeHeadersMsg(m.Hdrs)
-	if err != nil {
-		return false
-	}
+	return err == nil && kvDeleted(hdr)
+}
+
+// kvDeleted reports whether a KV message's headers mark a delete or purge.
+func kvDeleted(hdr nats.Header) bool {
 	switch strings.ToUpper(hdr.Get("KV-Operation")) {
 	case "DEL", "PURGE":
 		return true

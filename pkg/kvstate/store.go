@@ -321,8 +321,7 @@ func lastOfEach(ctx context.Context, js jetstream.JetStream, bucket, filter stri
 			return nil, false
 		}
 		pending = m.Header.Get("Nats-Num-Pending")
-		switch strings.ToUpper(m.Header.Get("KV-Operation")) {
-		case "DEL", "PURGE":
+		if kvDeleted(m.Header) {
 			continue
 		}
 		out = append(out, &entry{bucket: bucket, key: strings.TrimPrefix(m.Subject, prefix), value: m.Data,
