@@ -4,9 +4,6 @@ import (
 	"context"
 	"os"
 	"strings"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // r3 measures the documented deployment's storage: an embedded cluster of
@@ -38,15 +35,11 @@ func (b *bench) r3() error {
 	c := &bench{o: b.o, url: strings.Join(urls, ","), r: b.r, replicas: 3}
 	logf("nats-server cluster of %d on %s, store %s", len(srvs), c.url, dir)
 
-	nc, err := nats.Connect(c.url, nats.Name("bench-r3-raw"))
+	nc, js, err := connectJS(c.url, "bench-r3-raw")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	kv, err := c.rawBucket(js, "bench_r3_raw")
 	if err != nil {
 		return err

@@ -406,15 +406,11 @@ func requote(o *options, path func(name string) string, fresh *env) error {
 // server's store (the bigjob phase's buckets were refused, insufficient
 // storage, in the first full run with the scale phases).
 func dropStreams(url string) error {
-	nc, err := nats.Connect(url)
+	nc, js, err := connectJS(url, "bench-cleanup")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	names := js.StreamNames(ctx)
@@ -431,4 +427,18 @@ func dropStreams(url string) error {
 		}
 	}
 	return nil
+}
+
+// connectJS connects to url as name, with a JetStream context.
+func connectJS(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }

@@ -7,9 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/drover-run/drover/pkg/api"
 )
 
@@ -51,15 +48,11 @@ type paired struct {
 // figures taken under the same machine load (the mean of the two raw
 // rates).
 func (b *bench) pairedSubmit(prefix string, runs int, apiPath bool) (full, api paired, err error) {
-	nc, err := nats.Connect(b.url, nats.Name("bench-pair"))
+	nc, js, err := connectJS(b.url, "bench-pair")
 	if err != nil {
 		return full, api, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return full, api, err
-	}
 	kv, err := b.rawBucket(js, "bench_pair")
 	if err != nil {
 		return full, api, err
