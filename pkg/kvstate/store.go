@@ -10,11 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/drover-run/drover/pkg/topics"
 )
@@ -116,6 +116,7 @@ type Store struct {
 	replicas int
 	observer Observer
 	leaseTTL time.Duration
+	batch    *batchGets
 }
 
 // Open creates (idempotently) and opens every bucket and stream.
@@ -124,7 +125,7 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	s := &Store{js: js, space: space, statePrefix: "$KV." + space.StateBucket() + ".", observer: opts.Observer,
-		replicas: opts.Replicas, leaseTTL: opts.LeaseTTL}
+		replicas: opts.Replicas, leaseTTL: opts.LeaseTTL, batch: &batchGets{nc: js.Conn()}}
 	if opts.OpenOnly {
 		return s, s.open(ctx)
 	}
@@ -291,7 +292,7 @@ func getEntry(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream
 // node's masters all recover at once.
 func (s *Store) readAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
 	if s.replicas <= 1 {
-		if out, ok := lastOfEach(ctx, s.js, kv.Bucket(), filter); ok {
+		if out, ok := s.lastOfEach(ctx, kv.Bucket(), filter); ok {
 			return out, nil
 		}
 	}
@@ -303,31 +304,32 @@ func (s *Store) readAll(ctx context.Context, kv jetstream.KeyValue, filter strin
 // every key (too many keys for one batch, a reply cut at the server's byte
 // bound, a server without batched gets) and the caller must read another
 // way.
-func lastOfEach(ctx context.Context, js jetstream.JetStream, bucket, filter string) (_ []jetstream.KeyValueEntry, ok bool) {
+func (s *Store) lastOfEach(ctx context.Context, bucket, filter string) (_ []jetstream.KeyValueEntry, ok bool) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	prefix := "$KV." + bucket + "."
-	msgs, err := jetstreamext.GetLastMsgsFor(ctx, js, "KV_"+bucket, []string{prefix + filter})
+	msgs, err := s.batch.lastOfEach(ctx, "KV_"+bucket, prefix+filter)
 	if err != nil {
 		return nil, false
 	}
-	var out []jetstream.KeyValueEntry
-	pending := ""
-	for m, err := range msgs {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			return out, true // no key matches
-		}
-		if err != nil {
-			return nil, false
-		}
-		pending = m.Header.Get("Nats-Num-Pending")
+	out := make([]jetstream.KeyValueEntry, 0, len(msgs))
+	for _, m := range msgs {
 		if kvDeleted(m.Header) {
 			continue
 		}
-		out = append(out, &entry{bucket: bucket, key: strings.TrimPrefix(m.Subject, prefix), value: m.Data,
-			rev: m.Sequence, created: m.Time, op: jetstream.KeyValuePut})
+		subj := m.Header.Get(jetstream.SubjectHeader)
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || !strings.HasPrefix(subj, prefix) {
+			return nil, false
+		}
+		at, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, &entry{bucket: bucket, key: subj[len(prefix):], value: m.Data,
+			rev: seq, created: at, op: jetstream.KeyValuePut})
 	}
-	return out, pending == "0"
+	return out, true
 }
 
 // watchAll reads the latest entry of every key matching filter through an

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -175,6 +176,39 @@ func TestListWorkersInOneBatchOrThroughAConsumer(t *testing.T) {
 	}
 	if ws, err := st.ListWorkers(ctx, "none"); err != nil || len(ws) != 0 {
 		t.Fatalf("a job without workers: %v %v", ws, err)
+	}
+
+	// Concurrent listings share one reply subscription of the connection:
+	// each gets its own job's records, and none leaves a subscription.
+	subs := nc.NumSubscriptions()
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job, want := "j", 5
+			if i%2 == 1 {
+				job, want = "jj", 2
+			}
+			ws, err := st.ListWorkers(ctx, job)
+			if err != nil || len(ws) != want {
+				t.Errorf("listing %s concurrently: %d records (%v), want %d", job, len(ws), err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := nc.NumSubscriptions() - subs; n > 0 {
+		t.Errorf("40 listings left %d more subscriptions on the connection", n)
+	}
+
+	// Exactly one batch (1,024 subjects) still answers in one read.
+	putWorkers(t, st, "full", 1024)
+	consumers()
+	if ws, err := st.ListWorkers(ctx, "full"); err != nil || len(ws) != 1024 {
+		t.Fatalf("1,024 workers: %d listed (%v)", len(ws), err)
+	}
+	if n := consumers(); n != 0 {
+		t.Errorf("listing 1,024 workers created %d consumers, want one batch", n)
 	}
 
 	// More than one batch (1,024 subjects) answers: read through a consumer.
