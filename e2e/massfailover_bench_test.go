@@ -22,6 +22,7 @@ var (
 	massJobs    = flag.Int("mass.jobs", 1000, "running masters on the job-master node killed by BenchmarkMassFailover")
 	massWorkers = flag.Int("mass.workers", 2, "workers of each job of BenchmarkMassFailover")
 	massOut     = flag.String("mass.out", "", "write BenchmarkMassFailover's figures as JSON to this file (merged per mode)")
+	massTick    = flag.Duration("mass.tick", time.Second, "how often each worker of BenchmarkMassFailover counts (a business-KV write and a status write per step)")
 )
 
 // BenchmarkMassFailover kills (SIGKILL) a job-master node hosting every
@@ -84,7 +85,7 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("mass%05d", i)
-		c.Counter(ids[i], w, 1_000_000_000, 1000)
+		c.Counter(ids[i], w, 1_000_000_000, int(massTick.Milliseconds()))
 	}
 	c.Eventually(time.Duration(n)*c.Timing.AssignTimeout/10+time.Minute, fmt.Sprintf("%d jobs with %d workers online each", n, w), func() bool {
 		mu.Lock()
@@ -99,23 +100,37 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 	// The failover target, started once everything runs on jm-1.
 	jm2 := c.Start(JobMaster, "jm-2")
 	c.WaitNodes(api.NodeJobMaster, "jm-1", "jm-2")
-	// The leader has seen jm-2's heartbeat after this; meanwhile, what jm-1
-	// spends hosting its n running masters.
-	idle0, idleAt := procCPU(jm1.Pid()), time.Now()
-	time.Sleep(2 * c.Timing.Heartbeat)
-	hosting := float64(procCPU(jm1.Pid())-idle0) / float64(time.Since(idleAt))
-
 	// The CPU each process spends from the crash to the last master ready:
 	// what a moved master costs, and where (the NATS server runs in this
-	// process).
-	procs := map[string]func() time.Duration{
-		"job_manager": func() time.Duration { return procCPU(mgr.Pid()) },
-		"new_node":    func() time.Duration { return procCPU(jm2.Pid()) },
-		"worker_nodes": func() time.Duration {
-			return procCPU(wk1.Pid()) + procCPU(wk2.Pid())
-		},
-		"nats_server_and_bench": selfCPU,
+	// process). Before the crash, the same processes' steady load with
+	// everything running (jm-1 hosting what jm-2 will): the part of the
+	// window's CPU the running jobs would have used anyway.
+	procsOf := func(node *Proc) map[string]func() time.Duration {
+		return map[string]func() time.Duration{
+			"job_manager": func() time.Duration { return procCPU(mgr.Pid()) },
+			"new_node":    func() time.Duration { return procCPU(node.Pid()) },
+			"worker_nodes": func() time.Duration {
+				return procCPU(wk1.Pid()) + procCPU(wk2.Pid())
+			},
+			"nats_server_and_bench": selfCPU,
+		}
 	}
+	procs := procsOf(jm2)
+	steady0, steadyAt := map[string]time.Duration{}, time.Now()
+	for k, f := range procsOf(jm1) {
+		steady0[k] = f()
+	}
+	// The leader has seen jm-2's heartbeat after this.
+	time.Sleep(2 * c.Timing.Heartbeat)
+	steadyFor := time.Since(steadyAt)
+	steady := map[string]float64{} // cores; new_node: jm-1 hosting what jm-2 will
+	steadyCores := 0.0
+	for k, f := range procsOf(jm1) {
+		steady[k] = float64(f()-steady0[k]) / float64(steadyFor)
+		steadyCores += steady[k]
+	}
+	hosting := steady["new_node"]
+
 	cpu0 := map[string]time.Duration{}
 	for k, f := range procs {
 		cpu0[k] = f()
@@ -162,14 +177,20 @@ func benchMassFailover(b *testing.B, mode string, system bool) {
 			assigned++
 		}
 	}
+	// What the move itself cost beyond the steady load of the same window.
+	moveMs := (float64(total) - steadyCores*float64(window)) / float64(time.Millisecond) / float64(n)
+	for k := range steady {
+		steady[k] = math.Round(steady[k]*1000) / 1000
+	}
 	sum := map[string]any{"jobs": n, "workers_per_job": w, "p50_ms": pct(50), "p99_ms": pct(99),
 		"max_ms": took[len(took)-1], "last_ms": took[len(took)-1], "first_ms": took[0],
 		"workers_recreated": recreated, "reassigned": assigned,
 		"cpu_ms": cpuMs, "cpu_ms_per_master": math.Round(float64(total.Microseconds())/float64(n)) / 1000,
 		"cores_busy":         math.Round(float64(total)/float64(window)*100) / 100,
-		"node_cores_hosting": math.Round(hosting*1000) / 1000}
-	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created; CPU %.2f ms per master (%v), %.2f cores busy; the node hosting them used %.3f cores before the crash",
-		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated, sum["cpu_ms_per_master"], cpuMs, sum["cores_busy"], hosting)
+		"node_cores_hosting": math.Round(hosting*1000) / 1000,
+		"steady_cores":       steady, "move_cpu_ms_per_master": math.Round(moveMs*1000) / 1000}
+	b.Logf("%s: %d masters moved; crash → ready p50 %.0f ms, p99 %.0f ms, first %.0f ms, last %.0f ms; %d workers re-created; CPU %.2f ms per master (%v), %.2f cores busy, of which the move %.2f ms per master beyond the steady load (%v cores); the node hosting them used %.3f cores before the crash",
+		mode, n, pct(50), pct(99), took[0], took[len(took)-1], recreated, sum["cpu_ms_per_master"], cpuMs, sum["cores_busy"], moveMs, steady, hosting)
 	b.ReportMetric(pct(99), "p99-ms")
 	b.ReportMetric(took[len(took)-1], "last-ms")
 	if recreated > 0 {

@@ -398,7 +398,7 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 var beforeLoadWorkers atomic.Pointer[func()]
 
 func (m *MasterRuntime) loop(ctx context.Context) error {
-	tick := time.NewTicker(tickInterval(m.impl, 100*time.Millisecond))
+	tick := newAlignedTicker(tickInterval(m.impl, 100*time.Millisecond))
 	defer tick.Stop()
 	scan := time.NewTimer(scanInterval)
 	defer scan.Stop()
@@ -429,7 +429,8 @@ func (m *MasterRuntime) loop(ctx context.Context) error {
 			scan.Reset(m.scanEvery())
 		case <-m.scanNow:
 			scan.Reset(scanInterval)
-		case <-tick.C:
+		case <-tick.C():
+			tick.Next()
 			if err := m.call("Tick", func() error { return m.impl.Tick(ctx) }); err != nil {
 				return m.fail(err)
 			}

@@ -221,7 +221,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	if err := w.call("Init", func() error { return w.impl.Init(ctx) }); err != nil {
 		return w.exit(framework.ExitFailed, err, nil)
 	}
-	tick := time.NewTicker(tickInterval(w.impl, 100*time.Millisecond))
+	tick := newAlignedTicker(tickInterval(w.impl, 100*time.Millisecond))
 	defer tick.Stop()
 	for {
 		if req := w.takeExit(); req != nil {
@@ -245,7 +245,8 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 			}); err != nil {
 				return w.exit(framework.ExitFailed, err, nil)
 			}
-		case <-tick.C:
+		case <-tick.C():
+			tick.Next()
 			if err := w.call("Tick", func() error { return w.impl.Tick(ctx) }); err != nil {
 				return w.exit(framework.ExitFailed, err, nil)
 			}
@@ -255,8 +256,14 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 
 // heartbeat runs beside the job's loop, so a long Tick never silences the
 // worker; it closes selfFenced once acknowledgements stop for SelfFence.
+//
+// After the first, heartbeats go out on the heartbeat interval's boundaries
+// of the wall clock, so every worker of a node sends in the same instant:
+// the connection writes them in one system call and the server and the
+// master node read them in one, instead of one each, spread over the
+// interval (most of what a heartbeat cost).
 func (w *WorkerRuntime) heartbeat(ctx context.Context, selfFenced chan struct{}) {
-	t := time.NewTicker(w.deps.Heartbeat)
+	t := newAlignedTicker(w.deps.Heartbeat)
 	defer t.Stop()
 	send := func() {
 		w.deps.Metrics.HeartbeatsSent.Inc()
@@ -271,7 +278,8 @@ func (w *WorkerRuntime) heartbeat(ctx context.Context, selfFenced chan struct{})
 			return
 		case <-w.hbNow:
 			send()
-		case <-t.C:
+		case <-t.C():
+			t.Next()
 			if time.Since(time.Unix(0, w.lastAck.Load())) > w.deps.SelfFence {
 				close(selfFenced)
 				return
