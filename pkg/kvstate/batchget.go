@@ -36,13 +36,19 @@ type batchGets struct {
 
 	seq     atomic.Uint64
 	mu      sync.Mutex
-	waiting map[string]chan *nats.Msg
+	waiting map[string]*batchReplies
+}
+
+// batchReplies collects one request's replies until its end.
+type batchReplies struct {
+	msgs []*nats.Msg
+	done chan struct{} // closed at the end (or when more came than one batch has)
 }
 
 func (b *batchGets) start() error {
 	b.once.Do(func() {
 		b.prefix = b.nc.NewInbox() + "."
-		b.waiting = map[string]chan *nats.Msg{}
+		b.waiting = map[string]*batchReplies{}
 		var sub *nats.Subscription
 		if sub, b.err = b.nc.Subscribe(b.prefix+"*", b.deliver); b.err == nil {
 			// The callback only hands messages on; its queue stays short.
@@ -52,20 +58,24 @@ func (b *batchGets) start() error {
 	return b.err
 }
 
-// deliver hands a reply to its request. A request's channel holds every
-// reply one batch can have, so an honest server never fills it; anything
-// beyond, or for a request no longer waiting, is dropped.
+// endOfBatch: a reply without data but with a status ends a batch (204
+// end of batch, 404 no message, or an error).
+func endOfBatch(m *nats.Msg) bool { return len(m.Data) == 0 && m.Header.Get("Status") != "" }
+
+// deliver hands a reply to its request; one for a request no longer
+// waiting, or beyond what one batch can hold, is dropped.
 func (b *batchGets) deliver(m *nats.Msg) {
 	token := m.Subject[len(b.prefix):]
 	b.mu.Lock()
-	ch := b.waiting[token]
-	b.mu.Unlock()
-	if ch == nil {
+	defer b.mu.Unlock()
+	r := b.waiting[token]
+	if r == nil {
 		return
 	}
-	select {
-	case ch <- m:
-	default:
+	r.msgs = append(r.msgs, m)
+	if endOfBatch(m) || len(r.msgs) > maxBatchKeys {
+		delete(b.waiting, token)
+		close(r.done)
 	}
 }
 
@@ -84,41 +94,43 @@ func (b *batchGets) lastOfEach(ctx context.Context, stream, filter string) ([]*n
 		return nil, err
 	}
 	token := strconv.FormatUint(b.seq.Add(1), 36)
-	ch := make(chan *nats.Msg, maxBatchKeys+2)
+	r := &batchReplies{done: make(chan struct{})}
 	b.mu.Lock()
-	b.waiting[token] = ch
+	b.waiting[token] = r
 	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.waiting, token)
-		b.mu.Unlock()
-	}()
 	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, b.prefix+token, req); err != nil {
+		b.forget(token)
 		return nil, err
 	}
-	var out []*nats.Msg
-	pending := ""
-	for {
-		select {
-		case m := <-ch:
-			if len(m.Data) == 0 && m.Header.Get("Status") != "" {
-				switch {
-				case m.Header.Get("Status") == "404" && len(out) == 0:
-					return nil, nil // no subject matches
-				case m.Header.Get("Status") == "204" && pending == "0":
-					return out, nil // end of a batch that holds every subject
-				}
-				return nil, errBatchIncomplete
-			}
-			if pending = m.Header.Get("Nats-Num-Pending"); pending == "" {
-				return nil, errBatchIncomplete // a server without batched gets
-			}
-			if len(out) == maxBatchKeys {
-				return nil, errBatchIncomplete
-			}
-			out = append(out, m)
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		b.forget(token)
+		return nil, ctx.Err()
+	}
+	// done is closed under b.mu after the last append: r.msgs is final.
+	msgs, end := r.msgs[:len(r.msgs)-1], r.msgs[len(r.msgs)-1]
+	switch {
+	case !endOfBatch(end):
+		return nil, errBatchIncomplete // more replies than one batch has
+	case end.Header.Get("Status") == "404" && len(msgs) == 0:
+		return nil, nil // no subject matches
+	case end.Header.Get("Status") != "204" || len(msgs) == 0:
+		return nil, errBatchIncomplete
+	}
+	for _, m := range msgs {
+		if endOfBatch(m) || m.Header.Get("Nats-Num-Pending") == "" {
+			return nil, errBatchIncomplete // a server without batched gets
 		}
 	}
+	if msgs[len(msgs)-1].Header.Get("Nats-Num-Pending") != "0" {
+		return nil, errBatchIncomplete // more subjects than one batch
+	}
+	return msgs, nil
+}
+
+func (b *batchGets) forget(token string) {
+	b.mu.Lock()
+	delete(b.waiting, token)
+	b.mu.Unlock()
 }
