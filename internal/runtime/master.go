@@ -71,7 +71,10 @@ var (
 const scanInterval = 50 * time.Millisecond
 
 // maxParallelDispatch bounds concurrent worker placements of one master.
-const maxParallelDispatch = 128
+// Each is a record write and a node's answer: at 128 in flight, placing
+// 10,000 workers was bound by those round trips (4,258 placements/s on warm
+// nodes), at 512 it is bound by CPU (5,958/s; 1,024: 5,076/s).
+const maxParallelDispatch = 512
 
 // MasterRuntime drives one master incarnation: the job type's JobMaster,
 // its workers' heartbeats and its fenced writes.

@@ -40,9 +40,10 @@ type Service struct {
 }
 
 // maxParallelAssigns is how many assignments a node checks at once: when a
-// node dies, the leader moves its hundreds of masters in parallel, and one
-// at a time the two record reads of each would queue them for seconds.
-const maxParallelAssigns = 64
+// node dies, the leader moves its hundreds of masters in parallel (up to
+// its own bound of in-flight operations), and one at a time the two record
+// reads of each would queue them for seconds.
+const maxParallelAssigns = 256
 
 // New builds a job-master node; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {
