@@ -67,9 +67,28 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 }
 
 // RunCluster starts n JetStream servers clustered on loopback and waits
-// until JetStream has a meta leader; the servers stop at cleanup.
+// until every server routes to every other and JetStream has a meta
+// leader; the servers stop at cleanup. The cluster ports are picked free
+// and then bound by the servers, so another test process may take one in
+// between: a cluster that does not form in time is torn down and started
+// again on other ports, up to three times.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		servers, err := startCluster(t, n)
+		if err == nil {
+			t.Cleanup(func() { stopAll(servers) })
+			return servers
+		}
+		stopAll(servers)
+		if attempt == 3 {
+			t.Fatalf("nats cluster of %d: %v", n, err)
+		}
+		t.Logf("nats cluster of %d, attempt %d: %v; again on other ports", n, attempt, err)
+	}
+}
+
+func startCluster(t testing.TB, n int) ([]*server.Server, error) {
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)
@@ -79,7 +98,7 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", p))
 		routes = append(routes, u)
 	}
-	servers := make([]*server.Server, n)
+	var servers []*server.Server
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("s%d", i),
@@ -94,29 +113,38 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("nats server %d: %v", i, err)
+			return servers, fmt.Errorf("server %d: %w", i, err)
 		}
 		go s.Start()
-		servers[i] = s
-		t.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
+		servers = append(servers, s)
 	}
 	for _, s := range servers {
 		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats cluster server not ready")
+			return servers, fmt.Errorf("server %s not ready", s.Name())
 		}
 	}
-	Eventually(t, 20*time.Second, "JetStream meta leader", func() bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		routed, leader := true, false
 		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return true
-			}
+			routed = routed && s.NumRoutes() >= n-1
+			leader = leader || s.JetStreamIsLeader()
 		}
-		return false
-	})
-	return servers
+		if routed && leader {
+			return servers, nil
+		}
+		if time.Now().After(deadline) {
+			return servers, fmt.Errorf("not formed after 20s (every server routed: %v, JetStream meta leader: %v)", routed, leader)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func stopAll(servers []*server.Server) {
+	for _, s := range servers {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
 }
 
 func freePort(t testing.TB) int {

@@ -36,6 +36,9 @@ func TestFencingOnAReplicatedStream(t *testing.T) {
 	var st *kvstate.Store
 	natstest.Eventually(t, 30*time.Second, "R3 buckets", func() bool {
 		st, err = kvstate.Open(ctx, js, topics.MustNew("r3"), kvstate.Options{Replicas: 3})
+		if err != nil {
+			t.Logf("open R3 buckets: %v", err)
+		}
 		return err == nil
 	})
 	_, fence, err := st.AdvanceEpoch(ctx, "j", func(*kvstate.MasterRecord) {})
