@@ -74,9 +74,11 @@ func run(o *options) error {
 		if env.PhaseLoad == nil {
 			env.PhaseLoad = map[string]string{}
 		}
+		waited, busy := waitQuiet()
 		env.PhaseLoad[p.name] = loadavg()
 		env.phases = append(env.phases, p.name)
-		logf("phase %s (load average %s)", p.name, env.PhaseLoad[p.name])
+		logf("phase %s (load average %s; waited %s for a quiet machine, %.0f %% busy)",
+			p.name, env.PhaseLoad[p.name], waited.Round(time.Millisecond), 100*busy)
 		t0 := time.Now()
 		stop := b.profile(p.name)
 		err := p.f()

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Before each phase the machine must be quiet: a phase that leaves
+// processes winding down (10,000 masters stopping, a server deleting
+// streams) took CPU from the next one — the wordcount phase once started
+// at load average 10 right after live10k and measured 0.67× its baseline,
+// 0.82–0.88× when run alone.
+const (
+	quietBusy = 0.25 // at most this share of the machine's CPUs busy
+	quietSpan = 500 * time.Millisecond
+	quietMax  = 30 * time.Second // then the phase starts anyway, and says so
+)
+
+// waitQuiet waits until the machine's CPUs are busy less than quietBusy
+// over quietSpan, at most quietMax; it returns how long it waited and the
+// busy share last seen (-1 where /proc/stat does not say).
+func waitQuiet() (time.Duration, float64) {
+	t0 := time.Now()
+	for {
+		busy := busyShare(quietSpan)
+		if busy < 0 || busy < quietBusy || time.Since(t0) >= quietMax {
+			return time.Since(t0), busy
+		}
+	}
+}
+
+// busyShare is the share of all CPUs busy over d, from /proc/stat.
+func busyShare(d time.Duration) float64 {
+	b0, t0 := cpuTimes()
+	time.Sleep(d)
+	b1, t1 := cpuTimes()
+	if t1 <= t0 {
+		return -1
+	}
+	return float64(b1-b0) / float64(t1-t0)
+}
+
+// cpuTimes is the machine's busy and total CPU time (clock ticks) so far.
+func cpuTimes() (busy, total uint64) {
+	line, _, _ := strings.Cut(readTrim("/proc/stat"), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
