@@ -24,7 +24,7 @@ func waitQuiet() (time.Duration, float64) {
 	t0 := time.Now()
 	for {
 		busy := busyShare(quietSpan)
-		if busy < 0 || busy < quietBusy || time.Since(t0) >= quietMax {
+		if busy < quietBusy || time.Since(t0) >= quietMax { // -1: no /proc/stat, no wait
 			return time.Since(t0), busy
 		}
 	}

@@ -49,11 +49,10 @@ func (b *batchGets) start() error {
 	b.once.Do(func() {
 		b.prefix = b.nc.NewInbox() + "."
 		b.waiting = map[string]*batchReplies{}
-		var sub *nats.Subscription
-		if sub, b.err = b.nc.Subscribe(b.prefix+"*", b.deliver); b.err == nil {
-			// The callback only hands messages on; its queue stays short.
-			b.err = sub.SetPendingLimits(-1, -1)
-		}
+		// nats.go's default pending limits, as every subscription but a
+		// master's inbox (docs/operations.md, Limits): the callback only
+		// appends, and a flood beyond them is dropped, not queued.
+		_, b.err = b.nc.Subscribe(b.prefix+"*", b.deliver)
 	})
 	return b.err
 }
@@ -109,7 +108,17 @@ func (b *batchGets) lastOfEach(ctx context.Context, stream, filter string) ([]*n
 		return nil, ctx.Err()
 	}
 	// done is closed under b.mu after the last append: r.msgs is final.
-	msgs, end := r.msgs[:len(r.msgs)-1], r.msgs[len(r.msgs)-1]
+	return batchResult(r.msgs)
+}
+
+// batchResult checks a batch's replies, the last one its end: the
+// messages, none for 404 (no subject matches), errBatchIncomplete for an
+// answer that does not cover every subject or is not a batch's.
+func batchResult(replies []*nats.Msg) ([]*nats.Msg, error) {
+	if len(replies) == 0 {
+		return nil, errBatchIncomplete
+	}
+	msgs, end := replies[:len(replies)-1], replies[len(replies)-1]
 	switch {
 	case !endOfBatch(end):
 		return nil, errBatchIncomplete // more replies than one batch has
