@@ -135,6 +135,9 @@ func TestHostileIdentities(t *testing.T) {
 	wkCtl := must(sp.NodeControl(topics.KindWorker, "wk-1"))
 	events := must(sp.JobEvents(job))
 	maxEpoch := ^uint64(0)
+	// A heartbeat of the job's first worker following a master epoch no
+	// master has.
+	claimHB := wire.Marshal(wire.HeartbeatBatch{Job: job, Workers: []wire.Heartbeat{{Worker: before[0].ID, Epoch: before[0].Epoch, Master: maxEpoch}}})
 
 	// Every internal bucket and stream, and what may never be done to it
 	// by anyone but the job manager and the operator.
@@ -189,7 +192,7 @@ func TestHostileIdentities(t *testing.T) {
 		pub("forge a checkpoint", business),
 		pub("register a node", "$KV."+sp.NodesBucket()+".worker.evil"),
 		pub("write scratch objects", "$O."+work+".M.evil"),
-		epochMsg("claim a higher epoch to the master", masterInbox, wire.KindHeartbeat, maxEpoch, nil),
+		epochMsg("claim a higher epoch to the master", must(sp.MasterHeartbeats(job)), wire.KindHeartbeat, 0, claimHB),
 		epochMsg("send the master a business message", must(sp.MasterMessages(job)), wire.KindMessage, master.Epoch, nil),
 		epochMsg("send a worker a business message", must(sp.WorkerMessages(job, before[0].ID)), wire.KindMessage, master.Epoch, nil),
 		pub("call a master's HTTP route directly", must(sp.MasterHTTP(job))),
@@ -258,7 +261,7 @@ func TestHostileIdentities(t *testing.T) {
 		a := c.attacker(t, "worker", "drover:worker:wk-1")
 		for i := 0; i < 5; i++ {
 			for _, at := range []attack{
-				epochMsg("claim a newer epoch in a heartbeat", masterInbox, wire.KindHeartbeat, maxEpoch, nil),
+				epochMsg("claim a newer epoch in a heartbeat", must(sp.MasterHeartbeats(job)), wire.KindHeartbeat, 0, claimHB),
 				epochMsg("claim a newer epoch in an exit", masterInbox, wire.KindExit, master.Epoch+1, []byte(`{}`)),
 				epochMsg("claim a newer epoch in a message", must(sp.MasterMessages(job)), wire.KindMessage, maxEpoch, nil),
 			} {

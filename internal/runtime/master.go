@@ -142,7 +142,6 @@ type MasterRuntime struct {
 
 type mworker struct {
 	info     framework.WorkerInfo
-	inbox    string
 	lastSeen time.Time
 	// attached: this incarnation heartbeated to this master.
 	attached bool
@@ -333,7 +332,6 @@ func (m *MasterRuntime) Run(ctx context.Context) (err error) {
 		}
 		info := infoFromRecord(&r)
 		w := &mworker{info: info, lastSeen: time.Now(), recovering: info.Live(), dispatched: true}
-		w.inbox, _ = m.space.WorkerInbox(m.job.ID, r.ID)
 		m.workers[r.ID] = w
 		if r.State == kvstate.WorkerWaiting {
 			// Never placed: nothing to wait for, placing resumes at once,
@@ -481,31 +479,63 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 	if kind == wire.KindMessage {
 		return // business messages come by request on MasterMessages, bounded
 	}
+	if kind == wire.KindHeartbeat {
+		m.onHeartbeats(msg) // each entry carries the master epoch it follows
+		return
+	}
 	if me := wire.Uint(msg, wire.HdrEpoch); me > m.epoch {
 		m.claimedNewer(me)
 		return
 	}
-	if kind != wire.KindHeartbeat {
-		// Any message proves its sender alive when it arrives, not when
-		// the loop gets to it: an exit queued behind a busy loop is not a
-		// silence.
-		m.touch(msg.Header.Get(wire.HdrWorker), wire.Uint(msg, wire.HdrWorkerEpoch))
-		m.enqueue(msg)
+	// Any message proves its sender alive when it arrives, not when the
+	// loop gets to it: an exit queued behind a busy loop is not a silence.
+	m.touch(msg.Header.Get(wire.HdrWorker), wire.Uint(msg, wire.HdrWorkerEpoch))
+	m.enqueue(msg)
+}
+
+// onHeartbeats handles a worker node's heartbeats of this job's workers
+// and answers, in one message to the node, those it acknowledges. A batch
+// that is not this job's, or longer than any node sends, is dropped.
+func (m *MasterRuntime) onHeartbeats(msg *nats.Msg) {
+	var b wire.HeartbeatBatch
+	if json.Unmarshal(msg.Data, &b) != nil || b.Job != m.job.ID || len(b.Workers) > wire.MaxHeartbeatBatch {
 		return
 	}
 	if dropHeartbeats.Load() {
 		return
 	}
-	m.deps.Metrics.HeartbeatsReceived.Inc()
-	id := msg.Header.Get(wire.HdrWorker)
-	we := wire.Uint(msg, wire.HdrWorkerEpoch)
+	m.deps.Metrics.HeartbeatsReceived.Add(float64(len(b.Workers)))
+	acks := b.Workers[:0]
+	var claim uint64
+	for _, h := range b.Workers {
+		if h.Master > m.epoch {
+			claim = max(claim, h.Master)
+			continue
+		}
+		if m.beat(h.Worker, h.Epoch) {
+			acks = append(acks, wire.Heartbeat{Worker: h.Worker, Epoch: h.Epoch})
+		}
+	}
+	if claim > 0 {
+		m.claimedNewer(claim)
+	}
+	if len(acks) == 0 || msg.Reply == "" {
+		return
+	}
+	b.Workers = acks
+	_ = msg.RespondMsg(wire.NewMsg(msg.Reply, wire.KindAck, m.epoch, wire.Marshal(b)))
+}
+
+// beat records worker incarnation id/we's heartbeat and reports whether
+// to acknowledge it. An incarnation the master does not run is told to stop.
+func (m *MasterRuntime) beat(id string, we uint64) bool {
 	m.mu.Lock()
 	if !m.loaded {
 		// Subscribed before the records are read (so no heartbeat sent
 		// after the read is missed): the worker heartbeats again, and the
 		// recovery's new-master broadcast asks it to at once.
 		m.mu.Unlock()
-		return
+		return false
 	}
 	w := m.workers[id]
 	if w == nil || w.info.Epoch != we || !w.info.Live() {
@@ -513,7 +543,7 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		if w == nil || we <= w.info.Epoch {
 			m.stopWorker(id, we)
 		}
-		return
+		return false
 	}
 	w.lastSeen = time.Now()
 	if !w.attached {
@@ -521,11 +551,8 @@ func (m *MasterRuntime) onInbox(msg *nats.Msg) {
 		m.online = append(m.online, id)
 		m.wake()
 	}
-	inbox := w.inbox
 	m.mu.Unlock()
-	ack := wire.NewMsg(inbox, wire.KindAck, m.epoch, nil)
-	wire.SetUint(ack, wire.HdrWorkerEpoch, we)
-	_ = m.deps.NC.PublishMsg(ack)
+	return true
 }
 
 // onMessage runs on the NATS goroutine of the messages subscription: a

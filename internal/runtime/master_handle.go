@@ -144,11 +144,9 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 	if prev := m.workers[id]; prev != nil {
 		failures = prev.info.Failures
 	}
-	inbox, _ := m.space.WorkerInbox(m.job.ID, id)
 	w := &mworker{
 		info: framework.WorkerInfo{ID: id, Type: workerType, Epoch: epoch, State: string(kvstate.WorkerCreated),
 			Config: cfg, Failures: failures},
-		inbox:    inbox,
 		lastSeen: time.Now(),
 	}
 	w.selectors = o.Selectors

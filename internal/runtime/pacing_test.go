@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,7 +201,8 @@ func TestManyLateWorkersWidenPatience(t *testing.T) {
 
 // TestHeartbeatsHaveTheirOwnSubject checks that workers' heartbeats reach
 // their master on a subject of their own, never on the inbox that carries
-// status and exit messages: a flood of those cannot delay a heartbeat.
+// status and exit messages: a flood of those cannot delay a heartbeat. A
+// node's workers of one job heartbeat in one message, an entry each.
 func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
 	sys, _ := counterSystem(t)
 	sys.AddJobManager("jm")
@@ -209,11 +211,16 @@ func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
 	sys.WaitReady(1, 1)
 	nc, _ := natstest.Connect(t, sys.Server)
 	sp := topics.MustNew(topics.DefaultPrefix)
+	var most atomic.Int64 // the most entries in one message
 	count := func(subj string) *atomic.Int64 {
 		var n atomic.Int64
 		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			if wire.Kind(m) == wire.KindHeartbeat {
-				n.Add(1)
+			var b wire.HeartbeatBatch
+			if wire.Kind(m) == wire.KindHeartbeat && json.Unmarshal(m.Data, &b) == nil {
+				n.Add(int64(len(b.Workers)))
+				if int64(len(b.Workers)) > most.Load() {
+					most.Store(int64(len(b.Workers)))
+				}
 			}
 		})
 		if err != nil {
@@ -229,11 +236,82 @@ func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	submitCounter(t, sys, "hb", 2)
-	natstest.Eventually(t, 20*time.Second, "both workers online, heartbeats on their subject", func() bool {
+	natstest.Eventually(t, 20*time.Second, "both workers online, heartbeats on their subject, both in one message", func() bool {
 		s, _ := workerStates(t, sys, "hb")
-		return s["online"] == 2 && onHB.Load() >= 4
+		return s["online"] == 2 && onHB.Load() >= 4 && most.Load() >= 2
 	})
 	if n := onInbox.Load(); n != 0 {
 		t.Errorf("%d heartbeats on the master's inbox, want none", n)
+	}
+	if n := most.Load(); n != 2 {
+		t.Errorf("%d heartbeats in one message, want at most the node's 2 workers", n)
+	}
+}
+
+// TestHeartbeatBatchesAreCheckedEntryByEntry sends a master forged
+// heartbeat messages: it acknowledges, in one answer, exactly the entries
+// of incarnations it runs, tells an incarnation it does not run to stop,
+// and answers nothing to a batch of another job or one longer than any
+// node sends.
+func TestHeartbeatBatchesAreCheckedEntryByEntry(t *testing.T) {
+	sys, _ := counterSystem(t)
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	submitCounter(t, sys, "batch", 2)
+	natstest.Eventually(t, 20*time.Second, "both workers online", func() bool {
+		s, _ := workerStates(t, sys, "batch")
+		return s["online"] == 2
+	})
+	ws, err := sys.Client.Workers(context.Background(), "batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := natstest.Connect(t, sys.Server)
+	sp := topics.MustNew(topics.DefaultPrefix)
+	hbSubj, _ := sp.MasterHeartbeats("batch")
+	stopSubj, _ := sp.WorkerInbox("batch", "ghost")
+	stops, err := nc.SubscribeSync(stopSubj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(b wire.HeartbeatBatch) (*wire.HeartbeatBatch, error) {
+		msg := wire.NewMsg(hbSubj, wire.KindHeartbeat, 0, wire.Marshal(b))
+		resp, err := nc.RequestMsg(msg, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		var acks wire.HeartbeatBatch
+		if wire.Kind(resp) != wire.KindAck || json.Unmarshal(resp.Data, &acks) != nil {
+			t.Fatalf("answer %q of kind %q is no acknowledgement", resp.Data, wire.Kind(resp))
+		}
+		return &acks, nil
+	}
+	live := wire.Heartbeat{Worker: ws[0].ID, Epoch: ws[0].Epoch, Master: 1}
+	acks, err := ask(wire.HeartbeatBatch{Job: "batch", Workers: []wire.Heartbeat{
+		live,
+		{Worker: ws[1].ID, Epoch: ws[1].Epoch + 1, Master: 1}, // an incarnation never created
+		{Worker: "ghost", Epoch: 1, Master: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acks.Workers) != 1 || acks.Workers[0].Worker != live.Worker || acks.Workers[0].Epoch != live.Epoch || acks.Job != "batch" {
+		t.Errorf("acknowledged %+v, want only %s incarnation %d", acks, live.Worker, live.Epoch)
+	}
+	if m, err := stops.NextMsg(5 * time.Second); err != nil || wire.Kind(m) != wire.KindStop {
+		t.Errorf("the unknown worker was not told to stop: %v", err)
+	}
+	for what, b := range map[string]wire.HeartbeatBatch{
+		"another job's batch": {Job: "other", Workers: []wire.Heartbeat{live}},
+		"an oversized batch":  {Job: "batch", Workers: slices.Repeat([]wire.Heartbeat{live}, wire.MaxHeartbeatBatch+1)},
+	} {
+		if acks, err := ask(b); err == nil {
+			t.Errorf("%s was answered: %+v", what, acks)
+		}
+	}
+	if s, top := workerStates(t, sys, "batch"); s["online"] != 2 || top != 1 {
+		t.Errorf("workers %v (highest epoch %d) after the forged heartbeats, want both online at epoch 1", s, top)
 	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,8 @@ type WorkerDeps struct {
 	Node       string
 	// Heartbeat is the interval of heartbeats to the master.
 	Heartbeat time.Duration
+	// Heartbeats sends the node's workers' heartbeats (required).
+	Heartbeats *Heartbeats
 	// SelfFence stops a worker that had no acknowledged heartbeat for this
 	// long, strictly before its master declares it lost (the invariants of
 	// docs/failover.md, Timings).
@@ -64,15 +67,14 @@ type WorkerRuntime struct {
 	recWritten bool
 	impl       framework.Worker
 	master     string // master inbox subject
-	// hbSubj is where heartbeats go: a subject of their own, so they
-	// never wait behind status and exit messages.
-	hbSubj string
 
 	masterEpoch atomic.Uint64
 	lastAck     atomic.Int64 // unix nanos
 	msgs        chan *nats.Msg
-	hbNow       chan struct{}
 	leaving     atomic.Bool
+	// selfFenced is closed (once) when acknowledgements stopped for SelfFence.
+	selfFenced     chan struct{}
+	selfFencedOnce sync.Once
 }
 
 // NewWorkerRuntime prepares a worker incarnation; Run starts it.
@@ -82,9 +84,8 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	if err != nil {
 		return nil, err
 	}
-	hbSubj, err := space.MasterHeartbeats(spec.Job)
-	if err != nil {
-		return nil, err
+	if deps.Heartbeats == nil {
+		return nil, errors.New("runtime: a worker needs its node's Heartbeats")
 	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
@@ -93,12 +94,11 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		deps:   deps,
 		spec:   spec,
 		master: master,
-		hbSubj: hbSubj,
 		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
-		fence: deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
-		msgs:  make(chan *nats.Msg, workerQueue),
-		hbNow: make(chan struct{}, 1),
+		fence:      deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
+		msgs:       make(chan *nats.Msg, workerQueue),
+		selfFenced: make(chan struct{}),
 	}
 	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
 	w.masterEpoch.Store(spec.MasterEpoch)
@@ -199,15 +199,8 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	w.begin()
 	defer w.end()
 
-	selfFenced := make(chan struct{})
-	var hbWG sync.WaitGroup
-	hbWG.Add(1)
-	go func() {
-		defer hbWG.Done()
-		w.heartbeat(ctx, selfFenced)
-	}()
-	defer hbWG.Wait()
-	defer cancel()
+	w.deps.Heartbeats.add(w)
+	defer w.deps.Heartbeats.remove(w)
 
 	if err := w.guard("NewWorker", func() (err error) {
 		w.impl, err = factory(&workerHandle{w: w})
@@ -232,7 +225,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 			return w.stopped()
 		case <-w.stopCh:
 			return w.stopped()
-		case <-selfFenced:
+		case <-w.selfFenced:
 			w.deps.Metrics.SelfFenced.Inc()
 			w.logger().Warn("worker fenced itself: no acknowledged heartbeat", zap.Duration("self_fence", w.deps.SelfFence))
 			w.closeImpl()
@@ -254,39 +247,21 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	}
 }
 
-// heartbeat runs beside the job's loop, so a long Tick never silences the
-// worker; it closes selfFenced once acknowledgements stop for SelfFence.
-//
-// After the first, heartbeats go out on the heartbeat interval's boundaries
-// of the wall clock, so every worker of a node sends in the same instant:
-// the connection writes them in one system call and the server and the
-// master node read them in one, instead of one each, spread over the
-// interval (most of what a heartbeat cost).
-func (w *WorkerRuntime) heartbeat(ctx context.Context, selfFenced chan struct{}) {
-	t := newAlignedTicker(w.deps.Heartbeat)
-	defer t.Stop()
-	send := func() {
-		w.deps.Metrics.HeartbeatsSent.Inc()
-		hb := w.newMsg(wire.KindHeartbeat, nil)
-		hb.Subject = w.hbSubj
-		_ = w.deps.NC.PublishMsg(hb)
+// selfFence stops the worker: its heartbeats went unacknowledged for
+// SelfFence (the node's Heartbeats checks at each beat, beside the job's
+// loop, so a long Tick never silences the worker).
+func (w *WorkerRuntime) selfFence() {
+	w.selfFencedOnce.Do(func() { close(w.selfFenced) })
+}
+
+// acked takes a master's acknowledgement of a heartbeat; one from a
+// master older than the one the worker follows does not count.
+func (w *WorkerRuntime) acked(epoch uint64) {
+	if epoch < w.masterEpoch.Load() {
+		return
 	}
-	send()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.hbNow:
-			send()
-		case <-t.C():
-			t.Next()
-			if time.Since(time.Unix(0, w.lastAck.Load())) > w.deps.SelfFence {
-				close(selfFenced)
-				return
-			}
-			send()
-		}
-	}
+	w.adopt(epoch)
+	w.lastAck.Store(time.Now().UnixNano())
 }
 
 // onMsg runs on the NATS goroutine: acks and stops are handled here,
@@ -298,18 +273,9 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 		return // a stale master
 	}
 	switch wire.Kind(msg) {
-	case wire.KindAck:
-		if wire.Uint(msg, wire.HdrWorkerEpoch) != w.spec.Epoch {
-			return
-		}
-		w.adopt(me)
-		w.lastAck.Store(time.Now().UnixNano())
 	case wire.KindNewMaster:
 		if w.adopt(me) {
-			select {
-			case w.hbNow <- struct{}{}:
-			default:
-			}
+			w.deps.Heartbeats.now(w)
 		}
 	case wire.KindStop:
 		if wire.Uint(msg, wire.HdrWorkerEpoch) >= w.spec.Epoch {

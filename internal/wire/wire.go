@@ -26,14 +26,16 @@ const (
 
 // Message kinds.
 const (
-	// worker → master
+	// worker node → master: its workers' heartbeats (HeartbeatBatch)
 	KindHeartbeat = "hb"
-	KindStatus    = "status"
-	KindMessage   = "msg"
-	KindExit      = "exit"
-	KindLeaving   = "leaving"
+	// worker → master
+	KindStatus  = "status"
+	KindMessage = "msg"
+	KindExit    = "exit"
+	KindLeaving = "leaving"
+	// master → worker node: the heartbeats it acknowledges (HeartbeatBatch)
+	KindAck = "ack"
 	// master → worker
-	KindAck  = "ack"
 	KindStop = "stop"
 	// master → all workers of a job
 	KindNewMaster = "master"
@@ -139,6 +141,30 @@ type Handover struct {
 	Node    string      `json:"node"`
 	Masters []MasterRef `json:"masters"`
 }
+
+// HeartbeatBatch is the body of a heartbeat message: a worker node's live
+// workers of one job, sent together once per heartbeat interval (one
+// message per job and node, not per worker), and of the master's answer,
+// the heartbeats it acknowledged. Each entry is checked on its own: a
+// batch fences nothing more than its entries would alone.
+type HeartbeatBatch struct {
+	Job     string      `json:"job"`
+	Workers []Heartbeat `json:"workers"`
+}
+
+// Heartbeat is one worker incarnation's heartbeat, or its acknowledgement.
+type Heartbeat struct {
+	Worker string `json:"w"`
+	Epoch  uint64 `json:"e"` // the worker incarnation
+	// Master is the master epoch the worker follows (heartbeats only): a
+	// higher one than the receiving master's is a claim it checks.
+	Master uint64 `json:"m,omitempty"`
+}
+
+// MaxHeartbeatBatch bounds the entries of one heartbeat message: a node
+// with more workers of a job sends several, and a master drops a message
+// with more unread (a forged one).
+const MaxHeartbeatBatch = 1024
 
 // WorkerExit is the body of a worker's exit message.
 type WorkerExit struct {

@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/wire"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// Heartbeats sends the heartbeats of a worker node's workers. On each
+// boundary of the heartbeat interval it sends, per job, one message to
+// the job's master carrying every live worker of that job on the node
+// (wire.HeartbeatBatch), and the master answers, in one message to this
+// node, the heartbeats it acknowledges. A worker's heartbeat costs an
+// entry in a message, not a message, a wake-up and an acknowledgement of
+// its own: at 10,000 workers on a node those were most of what the
+// workers cost when idle (BENCHMARKS.md).
+//
+// Each worker still has its own heartbeat and its own fence: an entry
+// names the worker incarnation and the master epoch it follows, the
+// master checks and acknowledges each entry alone, and a worker whose
+// heartbeats go unacknowledged for its SelfFence stops itself.
+type Heartbeats struct {
+	nc    *nats.Conn
+	space topics.Space
+	node  string
+	every time.Duration
+	log   *zap.Logger
+	// acks is this node's subject for the masters' acknowledgements: the
+	// reply subject of its heartbeat messages, so a job-master node
+	// answers with the permission a request gives it.
+	acks string
+
+	mu   sync.Mutex
+	jobs map[string]map[string]*WorkerRuntime // job → worker id → incarnation
+	// soon: workers whose heartbeat goes out now, not at the next
+	// boundary (a new worker, one that follows a new master).
+	soon []*WorkerRuntime
+	wake chan struct{}
+}
+
+// NewHeartbeats prepares a node's heartbeats; Run sends them.
+func NewHeartbeats(nc *nats.Conn, space topics.Space, node string, every time.Duration, log *zap.Logger) *Heartbeats {
+	return &Heartbeats{nc: nc, space: space, node: node, every: every, log: log,
+		jobs: map[string]map[string]*WorkerRuntime{}, wake: make(chan struct{}, 1)}
+}
+
+// Run sends heartbeats until ctx ends.
+func (h *Heartbeats) Run(ctx context.Context) error {
+	h.acks = h.nc.NewInbox()
+	sub, err := h.nc.Subscribe(h.acks, h.onAck)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	t := newAlignedTicker(h.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.wake:
+			h.mu.Lock()
+			soon := h.soon
+			h.soon = nil
+			h.mu.Unlock()
+			h.send(soon)
+		case <-t.C():
+			t.Next()
+			h.send(h.due())
+		}
+	}
+}
+
+// add starts w's heartbeats: the first goes out at once.
+func (h *Heartbeats) add(w *WorkerRuntime) {
+	h.mu.Lock()
+	ws := h.jobs[w.spec.Job]
+	if ws == nil {
+		ws = map[string]*WorkerRuntime{}
+		h.jobs[w.spec.Job] = ws
+	}
+	ws[w.spec.Worker] = w
+	h.mu.Unlock()
+	h.now(w)
+}
+
+// remove ends w's heartbeats.
+func (h *Heartbeats) remove(w *WorkerRuntime) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := h.jobs[w.spec.Job]
+	if ws[w.spec.Worker] != w {
+		return
+	}
+	delete(ws, w.spec.Worker)
+	if len(ws) == 0 {
+		delete(h.jobs, w.spec.Job)
+	}
+}
+
+// now sends w's heartbeat without waiting for the next boundary.
+func (h *Heartbeats) now(w *WorkerRuntime) {
+	h.mu.Lock()
+	h.soon = append(h.soon, w)
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// due returns the workers whose heartbeat is due; a worker that had no
+// acknowledgement for its SelfFence is told to stop instead.
+func (h *Heartbeats) due() []*WorkerRuntime {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	var out []*WorkerRuntime
+	for _, ws := range h.jobs {
+		for _, w := range ws {
+			if now.Sub(time.Unix(0, w.lastAck.Load())) > w.deps.SelfFence {
+				w.selfFence()
+				continue
+			}
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// send publishes the heartbeats of ws, one message per job (or per
+// MaxHeartbeatBatch workers of a job).
+func (h *Heartbeats) send(ws []*WorkerRuntime) {
+	batches := map[string]*wire.HeartbeatBatch{}
+	flush := func(b *wire.HeartbeatBatch) {
+		subj, err := h.space.MasterHeartbeats(b.Job)
+		if err != nil {
+			return
+		}
+		msg := wire.NewMsg(subj, wire.KindHeartbeat, 0, wire.Marshal(b))
+		msg.Reply = h.acks
+		msg.Header.Set(wire.HdrNode, h.node)
+		_ = h.nc.PublishMsg(msg)
+		b.Workers = b.Workers[:0]
+	}
+	for _, w := range ws {
+		if w.isEnded() {
+			continue
+		}
+		b := batches[w.spec.Job]
+		if b == nil {
+			b = &wire.HeartbeatBatch{Job: w.spec.Job}
+			batches[w.spec.Job] = b
+		}
+		b.Workers = append(b.Workers, wire.Heartbeat{Worker: w.spec.Worker, Epoch: w.spec.Epoch, Master: w.masterEpoch.Load()})
+		w.deps.Metrics.HeartbeatsSent.Inc()
+		if len(b.Workers) == wire.MaxHeartbeatBatch {
+			flush(b)
+		}
+	}
+	for _, b := range batches {
+		if len(b.Workers) > 0 {
+			flush(b)
+		}
+	}
+}
+
+// onAck hands a master's acknowledgements to the incarnations they name.
+func (h *Heartbeats) onAck(msg *nats.Msg) {
+	if wire.Kind(msg) != wire.KindAck {
+		return
+	}
+	var b wire.HeartbeatBatch
+	if json.Unmarshal(msg.Data, &b) != nil || len(b.Workers) > wire.MaxHeartbeatBatch {
+		return
+	}
+	epoch := wire.Uint(msg, wire.HdrEpoch)
+	h.mu.Lock()
+	ws := h.jobs[b.Job]
+	acked := make([]*WorkerRuntime, 0, len(b.Workers))
+	for _, a := range b.Workers {
+		if w := ws[a.Worker]; w != nil && w.spec.Epoch == a.Epoch {
+			acked = append(acked, w)
+		}
+	}
+	h.mu.Unlock()
+	for _, w := range acked {
+		w.acked(epoch)
+	}
+}
