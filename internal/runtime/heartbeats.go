@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,10 +33,14 @@ type Heartbeats struct {
 	node  string
 	every time.Duration
 	log   *zap.Logger
-	// acks is this node's subject for the masters' acknowledgements: the
-	// reply subject of its heartbeat messages, so a job-master node
-	// answers with the permission a request gives it.
+	// acks prefixes this node's subjects for the masters'
+	// acknowledgements: each heartbeat message has a reply subject of its
+	// own under it, so a job-master node answers with the permission that
+	// message gives it (the server allows one answer per reply subject
+	// delivered: a subject shared by the heartbeats of many jobs would have
+	// the answers after the first refused).
 	acks string
+	seq  uint64
 
 	mu   sync.Mutex
 	jobs map[string]map[string]*WorkerRuntime // job → worker id → incarnation
@@ -53,8 +58,8 @@ func NewHeartbeats(nc *nats.Conn, space topics.Space, node string, every time.Du
 
 // Run sends heartbeats until ctx ends.
 func (h *Heartbeats) Run(ctx context.Context) error {
-	h.acks = h.nc.NewInbox()
-	sub, err := h.nc.Subscribe(h.acks, h.onAck)
+	h.acks = h.nc.NewInbox() + "."
+	sub, err := h.nc.Subscribe(h.acks+"*", h.onAck)
 	if err != nil {
 		return err
 	}
@@ -145,7 +150,8 @@ func (h *Heartbeats) send(ws []*WorkerRuntime) {
 			return
 		}
 		msg := wire.NewMsg(subj, wire.KindHeartbeat, 0, wire.Marshal(b))
-		msg.Reply = h.acks
+		h.seq++
+		msg.Reply = h.acks + strconv.FormatUint(h.seq, 36)
 		msg.Header.Set(wire.HdrNode, h.node)
 		_ = h.nc.PublishMsg(msg)
 		b.Workers = b.Workers[:0]
