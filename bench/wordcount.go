@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +33,12 @@ type wordcountFigures struct {
 	Words        int64   `json:"words"`
 	Distinct     int     `json:"distinct"`
 	BaselineMBps float64 `json:"baseline_mb_per_s"`
+	// ParallelMBps is the same count on one goroutine per CPU, each on
+	// its share of the corpus in memory (split at whitespace): what any
+	// parallel word count reaches on this machine, with nothing to read,
+	// send or merge; Cores is how many goroutines.
+	ParallelMBps float64 `json:"parallel_mb_per_s"`
+	Cores        int     `json:"cores"`
 	// Job is the wordcount config every run used (bucket and ids aside).
 	Mappers    int            `json:"mappers"`
 	Reducers   int            `json:"reducers"`
@@ -120,6 +130,10 @@ func (b *bench) measureWordcount(size int64, nodeCounts []int, runs int) (*wordc
 	}
 	f.BaselineMBps = *round2(best)
 	logf("wordcount baseline (one goroutine): %.1f MB/s", f.BaselineMBps)
+	if err := parallelCount(path, f, mb, runs); err != nil {
+		return nil, err
+	}
+	logf("wordcount on %d goroutines, in memory: %.1f MB/s (%.2fx the baseline)", f.Cores, f.ParallelMBps, f.ParallelMBps/f.BaselineMBps)
 
 	for _, n := range nodeCounts {
 		run, err := b.wordcountNodes(path, f, n, runs)
@@ -131,6 +145,45 @@ func (b *bench) measureWordcount(size int64, nodeCounts []int, runs int) (*wordc
 			n, run.MBps, run.Seconds, run.VsBaseline, run.WorkerCores, run.ServerCores)
 	}
 	return f, nil
+}
+
+// parallelCount times the word count of the corpus at path on one
+// goroutine per CPU, each counting its share in memory, runs times, and
+// keeps the fastest in f: the machine's ceiling for counting in parallel.
+func parallelCount(path string, f *wordcountFigures, mb float64, runs int) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	f.Cores = runtime.NumCPU()
+	best := 0.0
+	for range runs {
+		t0 := time.Now()
+		var words atomic.Int64
+		var wg sync.WaitGroup
+		start := 0
+		for i := range f.Cores {
+			end := len(data) * (i + 1) / f.Cores
+			for end < len(data) && !wordcount.IsSpace(data[end]) {
+				end++
+			}
+			share := data[start:end]
+			start = end
+			wg.Go(func() {
+				if c, err := wordcount.CountReader(bytes.NewReader(share)); err == nil {
+					words.Add(c.Words())
+				}
+			})
+		}
+		wg.Wait()
+		secs := time.Since(t0).Seconds()
+		if words.Load() != f.Words {
+			return fmt.Errorf("parallel count: %d words, want %d", words.Load(), f.Words)
+		}
+		best = max(best, mb/secs)
+	}
+	f.ParallelMBps = *round2(best)
+	return nil
 }
 
 // wordcountNodes deploys a job manager (in process), a job-master node and
@@ -278,6 +331,11 @@ func wordcountRows(f *wordcountFigures) []row {
 	mb := float64(f.CorpusBytes) / (1 << 20)
 	rows := []row{{fmt.Sprintf("wordcount baseline: one goroutine, %.0f MB from a file (MB/s)", mb),
 		fmt.Sprintf("%.1f", f.BaselineMBps), "baseline"}}
+	if f.ParallelMBps > 0 {
+		rows = append(rows, row{fmt.Sprintf("wordcount, %d goroutines, each on its share of the corpus in memory (MB/s)", f.Cores),
+			fmt.Sprintf("%.1f", f.ParallelMBps),
+			fmt.Sprintf("%.2f× baseline: the most any parallel count reaches on these cores, with nothing to read, send or merge", f.ParallelMBps/f.BaselineMBps)})
+	}
 	for _, r := range f.Runs {
 		rows = append(rows, row{fmt.Sprintf("wordcount job, %d worker node(s), submit → finished (MB/s)", r.WorkerNodes),
 			fmt.Sprintf("%.1f", r.MBps), fmt.Sprintf("%.2f× baseline; cores: worker nodes %.2f, nats-server + job manager %.2f", r.VsBaseline, r.WorkerCores, r.ServerCores)})
