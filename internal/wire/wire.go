@@ -96,6 +96,25 @@ type Assign struct {
 	Rev uint64 `json:"rev"`
 }
 
+// Assignments is the body of an assign request: the leader sends a
+// node's assignments together, those made while its previous request to
+// the node was unanswered, so a node taking over many masters reads their
+// records in one batch and answers them in one reply (AssignReplies).
+type Assignments struct {
+	Assign []Assign `json:"assign"`
+}
+
+// MaxAssignments bounds the assignments of one request; a node refuses a
+// longer one whole.
+const MaxAssignments = 256
+
+// AssignReplies answers Assignments: one result per assignment, in
+// order, or Error alone when the request as a whole was refused.
+type AssignReplies struct {
+	Error   *api.Error     `json:"error,omitempty"`
+	Results []ControlReply `json:"results,omitempty"`
+}
+
 // StopMaster asks a node to stop a job's master incarnations up to Epoch
 // without any write (it is fenced or handed over).
 type StopMaster struct {

@@ -79,16 +79,16 @@ func (b *batchGets) deliver(m *nats.Msg) {
 }
 
 // lastOfEach returns the last message of every subject of stream matching
-// filter (at most maxBatchKeys subjects), delete markers included;
+// the filters (at most maxBatchKeys subjects), delete markers included;
 // errBatchIncomplete when the answer does not cover them all.
-func (b *batchGets) lastOfEach(ctx context.Context, stream, filter string) ([]*nats.Msg, error) {
+func (b *batchGets) lastOfEach(ctx context.Context, stream string, filters []string) ([]*nats.Msg, error) {
 	if err := b.start(); err != nil {
 		return nil, err
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
-	}{[]string{filter}, maxBatchKeys})
+	}{filters, maxBatchKeys})
 	if err != nil {
 		return nil, err
 	}

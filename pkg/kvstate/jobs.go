@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 // maxCASRetries bounds an optimistic update loop under contention.
@@ -66,6 +67,30 @@ func (s *Store) GetJob(ctx context.Context, id string) (_ *api.Job, _ uint64, er
 		return nil, 0, err
 	}
 	return &j, e.Revision(), nil
+}
+
+// GetJobs reads the job records of ids at once (one batched read on a
+// single server). A job without a record is absent from the map.
+func (s *Store) GetJobs(ctx context.Context, ids []string) (_ map[string]*api.Job, err error) {
+	defer s.observe("get_jobs", time.Now(), &err)
+	for _, id := range ids {
+		if err := topics.ValidateID("job", id); err != nil {
+			return nil, err
+		}
+	}
+	es, err := s.getMany(ctx, s.jobs, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*api.Job, len(es))
+	for id, e := range es {
+		j, err := decode[api.Job](e)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = &j
+	}
+	return out, nil
 }
 
 // ErrNoChange may be returned by an update function to leave the record as it is.

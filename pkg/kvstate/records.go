@@ -118,6 +118,41 @@ func (s *Store) GetMaster(ctx context.Context, job string) (_ *MasterRecord, _ u
 	return &m, e.Revision(), err
 }
 
+// MasterAt is a master record and its revision.
+type MasterAt struct {
+	Record *MasterRecord
+	Rev    uint64
+}
+
+// GetMasters reads the master records of jobs at once (one batched read
+// on a single server): a job-master node checks a batch of assignments
+// with it. A job without a record is absent from the map.
+func (s *Store) GetMasters(ctx context.Context, jobs []string) (_ map[string]MasterAt, err error) {
+	defer s.observe("get_masters", time.Now(), &err)
+	keys := make([]string, len(jobs))
+	for i, job := range jobs {
+		if err := topics.ValidateID("job", job); err != nil {
+			return nil, err
+		}
+		keys[i] = masterKey(job)
+	}
+	es, err := s.getMany(ctx, s.state, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]MasterAt, len(es))
+	for _, job := range jobs {
+		if e, ok := es[masterKey(job)]; ok {
+			m, err := decode[MasterRecord](e)
+			if err != nil {
+				return nil, err
+			}
+			out[job] = MasterAt{Record: &m, Rev: e.Revision()}
+		}
+	}
+	return out, nil
+}
+
 // AdvanceEpoch gives a job's master a new epoch with a CAS on its record and
 // lets fn set the rest (node, state). It returns the new record and a fence
 // holding its revision: the token the new incarnation writes with. Every

@@ -299,16 +299,20 @@ func (s *Store) readAll(ctx context.Context, kv jetstream.KeyValue, filter strin
 	return watchAll(ctx, kv, filter)
 }
 
-// lastOfEach reads the last entry of each key matching filter in one
-// batched direct get; ok is false when the batch could not answer for
+// lastOfEach reads the last entry of each key matching the filters in
+// one batched direct get; ok is false when the batch could not answer for
 // every key (too many keys for one batch, a reply cut at the server's byte
 // bound, a server without batched gets) and the caller must read another
 // way.
-func (s *Store) lastOfEach(ctx context.Context, bucket, filter string) (_ []jetstream.KeyValueEntry, ok bool) {
+func (s *Store) lastOfEach(ctx context.Context, bucket string, filters ...string) (_ []jetstream.KeyValueEntry, ok bool) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	prefix := "$KV." + bucket + "."
-	msgs, err := s.batch.lastOfEach(ctx, "KV_"+bucket, prefix+filter)
+	subjects := make([]string, len(filters))
+	for i, f := range filters {
+		subjects[i] = prefix + f
+	}
+	msgs, err := s.batch.lastOfEach(ctx, "KV_"+bucket, subjects)
 	if err != nil {
 		return nil, false
 	}
@@ -330,6 +334,34 @@ func (s *Store) lastOfEach(ctx context.Context, bucket, filter string) (_ []jets
 			rev: seq, created: at, op: jetstream.KeyValuePut})
 	}
 	return out, true
+}
+
+// getMany reads the latest entry of each of keys (ids the caller
+// validated): on a single server in one batched direct get, otherwise (a
+// replicated bucket, whose direct gets a lagging replica may answer, or
+// more keys than one batch) one read each. A key with no entry is absent
+// from the map; any other failure fails the call.
+func (s *Store) getMany(ctx context.Context, kv jetstream.KeyValue, keys []string) (map[string]jetstream.KeyValueEntry, error) {
+	out := make(map[string]jetstream.KeyValueEntry, len(keys))
+	if s.replicas <= 1 && len(keys) <= maxBatchKeys {
+		if es, ok := s.lastOfEach(ctx, kv.Bucket(), keys...); ok {
+			for _, e := range es {
+				out[e.Key()] = e
+			}
+			return out, nil
+		}
+	}
+	for _, k := range keys {
+		e, err := s.get(ctx, kv, k)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[k] = e
+		}
+	}
+	return out, nil
 }
 
 // watchAll reads the latest entry of every key matching filter through an

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -638,7 +637,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 			return func() { lj.retryAt = time.Now().Add(250 * time.Millisecond) }
 		}
 		t1 := time.Now()
-		if err := l.requestAssign(ctx, node, j, rec.Epoch, fence.Rev()); err != nil {
+		if err := l.s.assigns.assign(ctx, node, wire.Assign{Job: j.ID, Epoch: rec.Epoch, Rev: fence.Rev()}); err != nil {
 			l.log.Warn("assignment refused or unanswered; trying another node", zap.String("job_id", j.ID),
 				zap.String("node", node), zap.Uint64("epoch", rec.Epoch), zap.Error(err))
 			l.s.nodes.Avoid(node, placement.AvoidAfterFailure)
@@ -691,28 +690,6 @@ func (l *leader) assign(lj *ljob, reason string) {
 			}
 		}
 	})
-}
-
-func (l *leader) requestAssign(ctx context.Context, node string, j *api.Job, epoch, rev uint64) error {
-	subj, err := l.s.space.NodeControl(topics.KindJobMaster, node)
-	if err != nil {
-		return err
-	}
-	msg := wire.NewMsg(subj, wire.KindAssign, epoch, wire.Marshal(wire.Assign{Job: j.ID, Epoch: epoch, Rev: rev}))
-	rctx, cancel := context.WithTimeout(ctx, l.s.cfg.AssignTimeout)
-	defer cancel()
-	resp, err := l.s.deps.NC.RequestMsgWithContext(rctx, msg)
-	if err != nil {
-		return err
-	}
-	var rep wire.ControlReply
-	if err := json.Unmarshal(resp.Data, &rep); err != nil {
-		return fmt.Errorf("bad reply: %w", err)
-	}
-	if !rep.OK {
-		return rep.Error
-	}
-	return nil
 }
 
 // stopMaster asks a node to stop a master incarnation (best effort).

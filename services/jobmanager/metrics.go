@@ -22,6 +22,7 @@ type metrics struct {
 	leaderChanges     prometheus.Counter
 	leader            prometheus.Gauge
 	scheduleSecs      prometheus.Histogram
+	assignBatch       prometheus.Histogram
 	uiStreams         prometheus.Gauge
 	uiRefused         prometheus.Counter
 }
@@ -62,13 +63,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scheduleSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "schedule_seconds", Help: "Job submit to its first master running (assignment accepted by a node, job record running).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+		assignBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "assignments_per_request", Help: "Assignments carried by one assign request to a job-master node (those made while the node's previous request was unanswered go together).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9)}),
 		uiStreams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "ui_streams", Help: "The console's live streams (Server-Sent Events) open on this replica."}),
 		uiRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "ui_streams_refused_total", Help: "Live streams refused because DROVER_UI_MAX_STREAMS were open."}),
 	}
 	reg.MustRegister(m.submissions, m.rejected, m.requests, m.respondFailures, m.deleted, m.jobs, m.assignments, m.failovers,
-		m.restarts, m.forcedCancels, m.crashLoops, m.ignoredHeartbeats, m.leaderChanges, m.leader, m.scheduleSecs)
+		m.restarts, m.forcedCancels, m.crashLoops, m.ignoredHeartbeats, m.leaderChanges, m.leader, m.scheduleSecs,
+		m.assignBatch)
 	reg.MustRegister(m.uiStreams, m.uiRefused)
 	return m
 }

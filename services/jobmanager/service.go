@@ -46,7 +46,9 @@ type Service struct {
 	presence   kvstate.Presence
 	scratch    runtime.ScratchState
 	nodes      *placement.Placer
-	leading    atomic.Bool
+	// assigns sends the leader's assignments, batched per node.
+	assigns *assigner
+	leading atomic.Bool
 	// election is this replica's campaign for the leader lease; term the
 	// lease it holds, nil when none.
 	election *kvstate.Election
@@ -84,12 +86,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{
+	s := &Service{
 		cfg: cfg, deps: deps, id: id, auth: auth,
 		log:     deps.Log.With(zap.String("replica", id)),
 		metrics: newMetrics(deps.Registry),
 		nodes:   placement.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
-	}, nil
+	}
+	s.assigns = newAssigner(s)
+	return s, nil
 }
 
 // ID returns the replica id.

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
+	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
@@ -127,17 +128,30 @@ func (s *Service) handover() {
 func (s *Service) onControl(msg *nats.Msg) {
 	switch wire.Kind(msg) {
 	case wire.KindAssign:
-		var a wire.Assign
-		if svc.Decode(msg, &a) {
-			// Off the control subscription, bounded: the leader's order
-			// holds, as it sends a job's next control message only after
-			// this reply.
-			s.assigning <- struct{}{}
-			go func() {
-				defer func() { <-s.assigning }()
-				svc.Reply(msg, s.assign(a))
-			}()
+		var as wire.Assignments
+		if !svc.Decode(msg, &as) {
+			return
 		}
+		if n := len(as.Assign); n == 0 || n > wire.MaxAssignments {
+			svc.Reply(msg, api.Errorf(api.CodeInvalidArgument, "an assign request carries 1 to %d assignments, not %d", wire.MaxAssignments, n))
+			return
+		}
+		// Off the control subscription, bounded: the leader's order
+		// holds, as it sends a job's next control message only after
+		// this reply.
+		s.assigning <- struct{}{}
+		go func() {
+			defer func() { <-s.assigning }()
+			errs := s.assignAll(as.Assign)
+			rep := wire.AssignReplies{Results: make([]wire.ControlReply, len(errs))}
+			for i, err := range errs {
+				rep.Results[i] = wire.ControlReply{OK: err == nil}
+				if err != nil {
+					rep.Results[i].Error = api.AsError(err)
+				}
+			}
+			_ = msg.Respond(wire.Marshal(rep))
+		}()
 	case wire.KindStopMaster:
 		var req wire.StopMaster
 		if svc.Decode(msg, &req) {
@@ -149,36 +163,63 @@ func (s *Service) onControl(msg *nats.Msg) {
 	}
 }
 
-func (s *Service) assign(a wire.Assign) error {
-	if err := topics.ValidateID("job", a.Job); err != nil {
-		return api.Errorf(api.CodeInvalidArgument, "%v", err)
+// assignAll checks and starts a request's assignments: the records of
+// all of them are read at once (two batched reads, not two per master),
+// then each is checked and started on its own; the result of each, in
+// order, is what the leader hears.
+func (s *Service) assignAll(as []wire.Assign) []error {
+	errs := make([]error, len(as))
+	jobs := make([]string, 0, len(as))
+	for i, a := range as {
+		if err := topics.ValidateID("job", a.Job); err != nil {
+			errs[i] = api.Errorf(api.CodeInvalidArgument, "%v", err)
+			continue
+		}
+		jobs = append(jobs, a.Job)
+	}
+	if len(jobs) == 0 {
+		return errs
 	}
 	// The records, not the message, say what to run.
 	ctx, cancel := context.WithTimeout(context.Background(), s.Cfg.AssignTimeout)
 	defer cancel()
-	// Both records at once: when a node's masters all move here, the two
-	// reads in a row are most of each assignment's answer time.
-	type jobRead struct {
-		job *api.Job
-		err error
-	}
-	jobc := make(chan jobRead, 1)
+	var (
+		records map[string]*api.Job
+		jobsErr error
+		read    = make(chan struct{})
+	)
 	go func() {
-		job, _, err := s.Store.GetJob(ctx, a.Job)
-		jobc <- jobRead{job, err}
+		defer close(read)
+		records, jobsErr = s.Store.GetJobs(ctx, jobs)
 	}()
-	rec, rev, err := s.Store.GetMaster(ctx, a.Job)
-	jr := <-jobc
-	if err != nil {
+	masters, mastersErr := s.Store.GetMasters(ctx, jobs)
+	<-read
+	for _, err := range []error{mastersErr, jobsErr} {
+		if err != nil {
+			s.Log.Warn("assignment records not read", zap.Int("assignments", len(jobs)), zap.Error(err))
+		}
+	}
+	for i, a := range as {
+		if errs[i] == nil {
+			errs[i] = s.assign(a, masters[a.Job], mastersErr, records[a.Job], jobsErr)
+		}
+	}
+	return errs
+}
+
+// assign starts the master of one assignment if its records, m and job
+// (zero and nil when absent or unread), hold it.
+func (s *Service) assign(a wire.Assign, m kvstate.MasterAt, mastersErr error, job *api.Job, jobsErr error) error {
+	if mastersErr != nil || m.Record == nil {
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no master record", a.Job)
 	}
-	if rec.Epoch != a.Epoch || rev != a.Rev || rec.Node != s.ID {
+	rec := m.Record
+	if rec.Epoch != a.Epoch || m.Rev != a.Rev || rec.Node != s.ID {
 		s.Log.Warn("refused an assignment the master record does not hold", zap.String("job_id", a.Job),
 			zap.Uint64("epoch", a.Epoch), zap.Uint64("record_epoch", rec.Epoch), zap.String("record_node", rec.Node))
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s at epoch %d: the master record holds epoch %d on %s", a.Job, a.Epoch, rec.Epoch, rec.Node)
 	}
-	job := jr.job
-	if jr.err != nil {
+	if jobsErr != nil || job == nil {
 		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no job record", a.Job)
 	}
 	jt, ok := s.deps.Types.Type(job.Type)
