@@ -112,7 +112,12 @@ type MasterRuntime struct {
 	loaded bool
 
 	signal chan struct{}
-	calls  chan func()
+	// calls carries work posted to the loop by the incarnation's other
+	// goroutines (placement outcomes, forwarded HTTP requests), never by
+	// the loop itself: when it is full a poster waits for the loop. Short:
+	// its buffer is allocated (and scanned by the collector) with every
+	// incarnation, a thousand at once when a node's masters move.
+	calls chan func()
 	// scanNow asks the loop to scan at the short interval again (a worker
 	// started waiting for placement while the loop scanned seldom).
 	scanNow  chan struct{}
@@ -187,7 +192,7 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		marks:   map[string]chan struct{}{},
 		signal:  make(chan struct{}, 1),
 		scanNow: make(chan struct{}, 1),
-		calls:   make(chan func(), 1024),
+		calls:   make(chan func(), 64),
 		sem:     make(chan struct{}, maxParallelDispatch),
 		pacing:  deps.Pacing.withDefaults(deps.WorkerTimeout),
 		losses:  map[string]int{},
