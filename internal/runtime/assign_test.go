@@ -22,11 +22,7 @@ import (
 // more than a node takes is refused whole, and the running master is
 // untouched.
 func TestAssignmentsAreCheckedOneByOne(t *testing.T) {
-	sys, _ := counterSystem(t)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := oneOfEach(t)
 	submitCounter(t, sys, "held", 1)
 	st := openStore(t, sys)
 	var rec *kvstate.MasterRecord

@@ -33,6 +33,17 @@ func counterSystem(t *testing.T) (*testsys.System, *observer.ObservedLogs) {
 	return sys, logs
 }
 
+// oneOfEach is counterSystem with a job manager, a job-master node (m1)
+// and a worker node (w1), ready.
+func oneOfEach(t *testing.T) *testsys.System {
+	sys, _ := counterSystem(t)
+	sys.AddJobManager("jm")
+	sys.AddJobMaster("m1")
+	sys.AddWorker("w1")
+	sys.WaitReady(1, 1)
+	return sys
+}
+
 // jobEvents returns every event of job id so far.
 func jobEvents(t *testing.T, sys *testsys.System, id string) []api.StreamEvent {
 	t.Helper()
@@ -204,11 +215,7 @@ func TestManyLateWorkersWidenPatience(t *testing.T) {
 // status and exit messages: a flood of those cannot delay a heartbeat. A
 // node's workers of one job heartbeat in one message, an entry each.
 func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
-	sys, _ := counterSystem(t)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := oneOfEach(t)
 	nc, _ := natstest.Connect(t, sys.Server)
 	sp := topics.MustNew(topics.DefaultPrefix)
 	var most atomic.Int64 // the most entries in one message
@@ -254,11 +261,7 @@ func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
 // and answers nothing to a batch of another job or one longer than any
 // node sends.
 func TestHeartbeatBatchesAreCheckedEntryByEntry(t *testing.T) {
-	sys, _ := counterSystem(t)
-	sys.AddJobManager("jm")
-	sys.AddJobMaster("m1")
-	sys.AddWorker("w1")
-	sys.WaitReady(1, 1)
+	sys := oneOfEach(t)
 	submitCounter(t, sys, "batch", 2)
 	natstest.Eventually(t, 20*time.Second, "both workers online", func() bool {
 		s, _ := workerStates(t, sys, "batch")
