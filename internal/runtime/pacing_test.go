@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -317,4 +318,38 @@ func TestHeartbeatBatchesAreCheckedEntryByEntry(t *testing.T) {
 	if s, top := workerStates(t, sys, "batch"); s["online"] != 2 || top != 1 {
 		t.Errorf("workers %v (highest epoch %d) after the forged heartbeats, want both online at epoch 1", s, top)
 	}
+}
+
+// TestAJobsBroadcastIsOneSubscriptionPerNode runs twenty workers of a job
+// on one node: the job's broadcast subject has one subscriber, the node,
+// which hands each broadcast to every worker: the job's end, broadcast
+// (here by the test), stops all twenty, and the subscription ends with
+// the last of them.
+func TestAJobsBroadcastIsOneSubscriptionPerNode(t *testing.T) {
+	sys := oneOfEach(t)
+	const workers = 20
+	submitCounter(t, sys, "fan", workers)
+	natstest.Eventually(t, 20*time.Second, "every worker online", func() bool {
+		s, _ := workerStates(t, sys, "fan")
+		return s["online"] == workers
+	})
+	bcast, _ := topics.MustNew(topics.DefaultPrefix).WorkersBroadcast("fan")
+	subs := func() int {
+		sz, err := sys.Server.Subsz(&server.SubszOptions{Subscriptions: true, Test: bcast})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sz.Subs)
+	}
+	if n := subs(); n != 1 {
+		t.Errorf("%d subscriptions to the job's broadcast with %d workers on one node, want 1", n, workers)
+	}
+	nc, _ := natstest.Connect(t, sys.Server)
+	if err := nc.PublishMsg(wire.NewMsg(bcast, wire.KindJobEnded, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// Before the master could notice the silence and create them again.
+	natstest.Eventually(t, sys.Timing.WorkerTimeout, "every worker stopped, the subscription gone", func() bool {
+		return subs() == 0
+	})
 }

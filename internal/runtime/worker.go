@@ -30,8 +30,9 @@ type WorkerDeps struct {
 	Node       string
 	// Heartbeat is the interval of heartbeats to the master.
 	Heartbeat time.Duration
-	// Heartbeats sends the node's workers' heartbeats (required).
-	Heartbeats *Heartbeats
+	// Hub sends the node's workers' heartbeats and hands them their
+	// job's broadcasts (required).
+	Hub *Hub
 	// SelfFence stops a worker that had no acknowledged heartbeat for this
 	// long, strictly before its master declares it lost (the invariants of
 	// docs/failover.md, Timings).
@@ -84,8 +85,8 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 	if err != nil {
 		return nil, err
 	}
-	if deps.Heartbeats == nil {
-		return nil, errors.New("runtime: a worker needs its node's Heartbeats")
+	if deps.Hub == nil {
+		return nil, errors.New("runtime: a worker needs its node's Hub")
 	}
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
@@ -160,27 +161,22 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	defer cancel()
 	defer w.reg.unregisterAll()
 	space := w.deps.Store.Space()
+	// The job's broadcasts come through the node's hub (Run's add below).
 	inbox, err := space.WorkerInbox(w.spec.Job, w.spec.Worker)
 	if err != nil {
 		return err
 	}
-	bcast, err := space.WorkersBroadcast(w.spec.Job)
+	sub, err := w.deps.NC.Subscribe(inbox, w.onMsg)
 	if err != nil {
 		return err
 	}
-	for _, subj := range []string{inbox, bcast} {
-		sub, err := w.deps.NC.Subscribe(subj, w.onMsg)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = sub.Unsubscribe() }()
-	}
+	defer func() { _ = sub.Unsubscribe() }()
 	msgSubj, err := space.WorkerMessages(w.spec.Job, w.spec.Worker)
 	if err != nil {
 		return err
 	}
-	// Business messages on their own subscription: acknowledgements never
-	// wait behind them.
+	// Business messages on their own subscription: a stop never waits
+	// behind them.
 	msub, err := w.deps.NC.Subscribe(msgSubj, w.onMessage)
 	if err != nil {
 		return err
@@ -199,8 +195,10 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	w.begin()
 	defer w.end()
 
-	w.deps.Heartbeats.add(w)
-	defer w.deps.Heartbeats.remove(w)
+	if err := w.deps.Hub.add(w); err != nil {
+		return err
+	}
+	defer w.deps.Hub.remove(w)
 
 	if err := w.guard("NewWorker", func() (err error) {
 		w.impl, err = factory(&workerHandle{w: w})
@@ -248,7 +246,7 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 }
 
 // selfFence stops the worker: its heartbeats went unacknowledged for
-// SelfFence (the node's Heartbeats checks at each beat, beside the job's
+// SelfFence (the node's Hub checks at each beat, beside the job's
 // loop, so a long Tick never silences the worker).
 func (w *WorkerRuntime) selfFence() {
 	w.selfFencedOnce.Do(func() { close(w.selfFenced) })
@@ -275,7 +273,7 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 	switch wire.Kind(msg) {
 	case wire.KindNewMaster:
 		if w.adopt(me) {
-			w.deps.Heartbeats.now(w)
+			w.deps.Hub.now(w)
 		}
 	case wire.KindStop:
 		if wire.Uint(msg, wire.HdrWorkerEpoch) >= w.spec.Epoch {

@@ -34,8 +34,9 @@ type Service struct {
 
 	// workers maps job/worker to the live incarnation.
 	workers *svc.Runs[*workerRun]
-	// heartbeats sends the workers' heartbeats, a message per job.
-	heartbeats *runtime.Heartbeats
+	// hub sends the workers' heartbeats, a message per job, and hands
+	// them their job's broadcasts, a subscription per job.
+	hub *runtime.Hub
 }
 
 // workerRun binds a worker incarnation to its job type's constructor.
@@ -55,15 +56,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	metrics := runtime.NewMetrics(n.Registry)
 	return &Service{Node: n, deps: deps, metrics: metrics, lines: runtime.NewLineLimit(cfg.WorkerLogRate, metrics),
-		workers:    svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity),
-		heartbeats: runtime.NewHeartbeats(deps.NC, cfg.Space(), n.ID, cfg.Heartbeat, deps.Log)}, nil
+		workers: svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity),
+		hub:     runtime.NewHub(deps.NC, cfg.Space(), n.ID, cfg.Heartbeat, deps.Log)}, nil
 }
 
 // Run serves until ctx ends, then hands its workers back and returns.
 func (s *Service) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeats := context.WithCancel(context.Background())
 	hbDone := make(chan error, 1)
-	go func() { hbDone <- s.heartbeats.Run(hbCtx) }()
+	go func() { hbDone <- s.hub.Run(hbCtx) }()
 	// After the workers are handed back: they heartbeat until they stop.
 	defer func() {
 		stopHeartbeats()
@@ -128,7 +129,7 @@ func (s *Service) create(spec runtime.WorkerSpec) error {
 	return s.workers.Start(key(spec.Job, spec.Worker), spec.Epoch, func() (*workerRun, error) {
 		rt, err := runtime.NewWorkerRuntime(runtime.WorkerDeps{
 			NC: s.NC, Store: s.Store, Log: s.Log, Metrics: s.metrics, Node: s.ID, Registerer: s.Registry,
-			Heartbeat: s.Cfg.Heartbeat, Heartbeats: s.heartbeats, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
+			Heartbeat: s.Cfg.Heartbeat, Hub: s.hub, SelfFence: s.Cfg.WorkerSelfFence, Storage: s.StorageConfig(),
 			CallbackTimeout: s.Cfg.CallbackTimeout, Lines: s.lines,
 		}, spec)
 		if err != nil {

@@ -14,20 +14,25 @@ import (
 	"github.com/drover-run/drover/pkg/topics"
 )
 
-// Heartbeats sends the heartbeats of a worker node's workers. On each
-// boundary of the heartbeat interval it sends, per job, one message to
-// the job's master carrying every live worker of that job on the node
-// (wire.HeartbeatBatch), and the master answers, in one message to this
-// node, the heartbeats it acknowledges. A worker's heartbeat costs an
-// entry in a message, not a message, a wake-up and an acknowledgement of
-// its own: at 10,000 workers on a node those were most of what the
-// workers cost when idle (BENCHMARKS.md).
+// Hub is what a worker node's workers of one job share: their heartbeats
+// and the job's broadcast subscription.
+//
+// On each boundary of the heartbeat interval it sends, per job, one
+// message to the job's master carrying every live worker of that job on
+// the node (wire.HeartbeatBatch), and the master answers, in one message
+// to this node, the heartbeats it acknowledges. A worker's heartbeat
+// costs an entry in a message, not a message, a wake-up and an
+// acknowledgement of its own: at 10,000 workers on a node those were most
+// of what the workers cost when idle (BENCHMARKS.md). And it subscribes
+// to a job's broadcast subject (a new master, the job's end) once, while
+// the node runs a worker of the job, handing each message to those
+// workers: one subscription and delivery goroutine per job, not per worker.
 //
 // Each worker still has its own heartbeat and its own fence: an entry
 // names the worker incarnation and the master epoch it follows, the
 // master checks and acknowledges each entry alone, and a worker whose
 // heartbeats go unacknowledged for its SelfFence stops itself.
-type Heartbeats struct {
+type Hub struct {
 	nc    *nats.Conn
 	space topics.Space
 	node  string
@@ -43,21 +48,27 @@ type Heartbeats struct {
 	seq  uint64
 
 	mu   sync.Mutex
-	jobs map[string]map[string]*WorkerRuntime // job → worker id → incarnation
+	jobs map[string]*hubJob
 	// soon: workers whose heartbeat goes out now, not at the next
 	// boundary (a new worker, one that follows a new master).
 	soon []*WorkerRuntime
 	wake chan struct{}
 }
 
-// NewHeartbeats prepares a node's heartbeats; Run sends them.
-func NewHeartbeats(nc *nats.Conn, space topics.Space, node string, every time.Duration, log *zap.Logger) *Heartbeats {
-	return &Heartbeats{nc: nc, space: space, node: node, every: every, log: log,
-		jobs: map[string]map[string]*WorkerRuntime{}, wake: make(chan struct{}, 1)}
+// hubJob is a job's workers on the node and its broadcast subscription.
+type hubJob struct {
+	workers map[string]*WorkerRuntime // worker id → incarnation
+	bcast   *nats.Subscription
+}
+
+// NewHub prepares a node's hub; Run sends the heartbeats.
+func NewHub(nc *nats.Conn, space topics.Space, node string, every time.Duration, log *zap.Logger) *Hub {
+	return &Hub{nc: nc, space: space, node: node, every: every, log: log,
+		jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1)}
 }
 
 // Run sends heartbeats until ctx ends.
-func (h *Heartbeats) Run(ctx context.Context) error {
+func (h *Hub) Run(ctx context.Context) error {
 	h.acks = h.nc.NewInbox() + "."
 	sub, err := h.nc.Subscribe(h.acks+"*", h.onAck)
 	if err != nil {
@@ -83,35 +94,66 @@ func (h *Heartbeats) Run(ctx context.Context) error {
 	}
 }
 
-// add starts w's heartbeats: the first goes out at once.
-func (h *Heartbeats) add(w *WorkerRuntime) {
+// add starts w's heartbeats, the first at once, and hands it its job's
+// broadcasts from now on.
+func (h *Hub) add(w *WorkerRuntime) error {
 	h.mu.Lock()
-	ws := h.jobs[w.spec.Job]
-	if ws == nil {
-		ws = map[string]*WorkerRuntime{}
-		h.jobs[w.spec.Job] = ws
+	j := h.jobs[w.spec.Job]
+	if j == nil {
+		subj, err := h.space.WorkersBroadcast(w.spec.Job)
+		if err != nil {
+			h.mu.Unlock()
+			return err
+		}
+		job := w.spec.Job
+		sub, err := h.nc.Subscribe(subj, func(msg *nats.Msg) { h.onBroadcast(job, msg) })
+		if err != nil {
+			h.mu.Unlock()
+			return err
+		}
+		j = &hubJob{workers: map[string]*WorkerRuntime{}, bcast: sub}
+		h.jobs[job] = j
 	}
-	ws[w.spec.Worker] = w
+	j.workers[w.spec.Worker] = w
 	h.mu.Unlock()
 	h.now(w)
+	return nil
 }
 
-// remove ends w's heartbeats.
-func (h *Heartbeats) remove(w *WorkerRuntime) {
+// remove ends w's heartbeats and broadcasts; the job's subscription ends
+// with its last worker on the node.
+func (h *Hub) remove(w *WorkerRuntime) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ws := h.jobs[w.spec.Job]
-	if ws[w.spec.Worker] != w {
+	j := h.jobs[w.spec.Job]
+	if j == nil || j.workers[w.spec.Worker] != w {
 		return
 	}
-	delete(ws, w.spec.Worker)
-	if len(ws) == 0 {
+	delete(j.workers, w.spec.Worker)
+	if len(j.workers) == 0 {
+		_ = j.bcast.Unsubscribe()
 		delete(h.jobs, w.spec.Job)
 	}
 }
 
+// onBroadcast hands a job's broadcast to each of its workers on the node.
+func (h *Hub) onBroadcast(job string, msg *nats.Msg) {
+	h.mu.Lock()
+	var ws []*WorkerRuntime
+	if j := h.jobs[job]; j != nil {
+		ws = make([]*WorkerRuntime, 0, len(j.workers))
+		for _, w := range j.workers {
+			ws = append(ws, w)
+		}
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.onMsg(msg)
+	}
+}
+
 // now sends w's heartbeat without waiting for the next boundary.
-func (h *Heartbeats) now(w *WorkerRuntime) {
+func (h *Hub) now(w *WorkerRuntime) {
 	h.mu.Lock()
 	h.soon = append(h.soon, w)
 	h.mu.Unlock()
@@ -123,13 +165,13 @@ func (h *Heartbeats) now(w *WorkerRuntime) {
 
 // due returns the workers whose heartbeat is due; a worker that had no
 // acknowledgement for its SelfFence is told to stop instead.
-func (h *Heartbeats) due() []*WorkerRuntime {
+func (h *Hub) due() []*WorkerRuntime {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
 	var out []*WorkerRuntime
-	for _, ws := range h.jobs {
-		for _, w := range ws {
+	for _, j := range h.jobs {
+		for _, w := range j.workers {
 			if now.Sub(time.Unix(0, w.lastAck.Load())) > w.deps.SelfFence {
 				w.selfFence()
 				continue
@@ -142,7 +184,7 @@ func (h *Heartbeats) due() []*WorkerRuntime {
 
 // send publishes the heartbeats of ws, one message per job (or per
 // MaxHeartbeatBatch workers of a job).
-func (h *Heartbeats) send(ws []*WorkerRuntime) {
+func (h *Hub) send(ws []*WorkerRuntime) {
 	batches := map[string]*wire.HeartbeatBatch{}
 	flush := func(b *wire.HeartbeatBatch) {
 		subj, err := h.space.MasterHeartbeats(b.Job)
@@ -179,7 +221,7 @@ func (h *Heartbeats) send(ws []*WorkerRuntime) {
 }
 
 // onAck hands a master's acknowledgements to the incarnations they name.
-func (h *Heartbeats) onAck(msg *nats.Msg) {
+func (h *Hub) onAck(msg *nats.Msg) {
 	if wire.Kind(msg) != wire.KindAck {
 		return
 	}
@@ -189,7 +231,10 @@ func (h *Heartbeats) onAck(msg *nats.Msg) {
 	}
 	epoch := wire.Uint(msg, wire.HdrEpoch)
 	h.mu.Lock()
-	ws := h.jobs[b.Job]
+	var ws map[string]*WorkerRuntime
+	if j := h.jobs[b.Job]; j != nil {
+		ws = j.workers
+	}
 	acked := make([]*WorkerRuntime, 0, len(b.Workers))
 	for _, a := range b.Workers {
 		if w := ws[a.Worker]; w != nil && w.spec.Epoch == a.Epoch {
