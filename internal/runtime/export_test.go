@@ -40,3 +40,6 @@ func DropHeartbeats() (restore func()) {
 	dropHeartbeats.Store(true)
 	return func() { dropHeartbeats.Store(false) }
 }
+
+// MaxStopsPerBatch is maxStopsPerBatch, for the tests of forged heartbeats.
+const MaxStopsPerBatch = maxStopsPerBatch

@@ -512,13 +512,18 @@ func (m *MasterRuntime) onHeartbeats(msg *nats.Msg) {
 	m.deps.Metrics.HeartbeatsReceived.Add(float64(len(b.Workers)))
 	acks := b.Workers[:0]
 	var claim uint64
+	stops := 0
 	for _, h := range b.Workers {
 		if h.Master > m.epoch {
 			claim = max(claim, h.Master)
 			continue
 		}
-		if m.beat(h.Worker, h.Epoch) {
+		switch ack, stop := m.beat(h.Worker, h.Epoch); {
+		case ack:
 			acks = append(acks, wire.Heartbeat{Worker: h.Worker, Epoch: h.Epoch})
+		case stop && stops < maxStopsPerBatch:
+			stops++
+			m.stopWorker(h.Worker, h.Epoch)
 		}
 	}
 	if claim > 0 {
@@ -531,24 +536,28 @@ func (m *MasterRuntime) onHeartbeats(msg *nats.Msg) {
 	_ = msg.RespondMsg(wire.NewMsg(msg.Reply, wire.KindAck, m.epoch, wire.Marshal(b)))
 }
 
+// maxStopsPerBatch bounds the stop messages one heartbeat message makes
+// its master send: a worker identity's forged batch of a thousand unknown
+// workers is not a thousand messages; a real unknown incarnation beyond it
+// is told on a later heartbeat.
+const maxStopsPerBatch = 16
+
 // beat records worker incarnation id/we's heartbeat and reports whether
-// to acknowledge it. An incarnation the master does not run is told to stop.
-func (m *MasterRuntime) beat(id string, we uint64) bool {
+// to acknowledge it, or to tell it to stop (an incarnation the master does
+// not run, and no newer one it is still creating).
+func (m *MasterRuntime) beat(id string, we uint64) (ack, stop bool) {
 	m.mu.Lock()
 	if !m.loaded {
 		// Subscribed before the records are read (so no heartbeat sent
 		// after the read is missed): the worker heartbeats again, and the
 		// recovery's new-master broadcast asks it to at once.
 		m.mu.Unlock()
-		return false
+		return false, false
 	}
 	w := m.workers[id]
 	if w == nil || w.info.Epoch != we || !w.info.Live() {
 		m.mu.Unlock()
-		if w == nil || we <= w.info.Epoch {
-			m.stopWorker(id, we)
-		}
-		return false
+		return false, w == nil || we <= w.info.Epoch
 	}
 	w.lastSeen = time.Now()
 	if !w.attached {
@@ -557,7 +566,7 @@ func (m *MasterRuntime) beat(id string, we uint64) bool {
 		m.wake()
 	}
 	m.mu.Unlock()
-	return true
+	return true, false
 }
 
 // onMessage runs on the NATS goroutine of the messages subscription: a

@@ -3,7 +3,9 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -258,9 +260,9 @@ func TestHeartbeatsHaveTheirOwnSubject(t *testing.T) {
 
 // TestHeartbeatBatchesAreCheckedEntryByEntry sends a master forged
 // heartbeat messages: it acknowledges, in one answer, exactly the entries
-// of incarnations it runs, tells an incarnation it does not run to stop,
-// and answers nothing to a batch of another job or one longer than any
-// node sends.
+// of incarnations it runs, tells an incarnation it does not run to stop
+// (a bounded number of them per message), and answers nothing to a batch
+// of another job or one longer than any node sends.
 func TestHeartbeatBatchesAreCheckedEntryByEntry(t *testing.T) {
 	sys := oneOfEach(t)
 	submitCounter(t, sys, "batch", 2)
@@ -306,6 +308,28 @@ func TestHeartbeatBatchesAreCheckedEntryByEntry(t *testing.T) {
 	}
 	if m, err := stops.NextMsg(5 * time.Second); err != nil || wire.Kind(m) != wire.KindStop {
 		t.Errorf("the unknown worker was not told to stop: %v", err)
+	}
+	// A batch of a hundred unknown workers makes a bounded number of stops.
+	anyStop, err := nc.SubscribeSync(strings.TrimSuffix(stopSubj, "ghost") + "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghosts := wire.HeartbeatBatch{Job: "batch"}
+	for i := range 100 {
+		ghosts.Workers = append(ghosts.Workers, wire.Heartbeat{Worker: fmt.Sprintf("ghost%d", i), Epoch: 1, Master: 1})
+	}
+	if err := nc.PublishMsg(wire.NewMsg(hbSubj, wire.KindHeartbeat, 0, wire.Marshal(ghosts))); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		if _, err := anyStop.NextMsg(2 * time.Second); err != nil {
+			break
+		}
+		n++
+	}
+	if n != runtime.MaxStopsPerBatch {
+		t.Errorf("a batch of 100 unknown workers made %d stop messages, want %d", n, runtime.MaxStopsPerBatch)
 	}
 	for what, b := range map[string]wire.HeartbeatBatch{
 		"another job's batch": {Job: "other", Workers: []wire.Heartbeat{live}},
