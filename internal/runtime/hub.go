@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -61,26 +60,39 @@ type hubJob struct {
 	bcast   *nats.Subscription
 }
 
-// NewHub prepares a node's hub; Run sends the heartbeats.
+// NewHub prepares a node's hub; Start sends the heartbeats.
 func NewHub(nc *nats.Conn, space topics.Space, node string, every time.Duration, log *zap.Logger) *Hub {
 	return &Hub{nc: nc, space: space, node: node, every: every, log: log,
 		jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1)}
 }
 
-// Run sends heartbeats until ctx ends.
-func (h *Hub) Run(ctx context.Context) error {
+// Start subscribes to the masters' acknowledgements and sends heartbeats
+// until the returned stop is called.
+func (h *Hub) Start() (stop func(), err error) {
 	h.acks = h.nc.NewInbox() + "."
 	sub, err := h.nc.Subscribe(h.acks+"*", h.onAck)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		h.run(quit)
+	}()
+	return func() {
+		close(quit)
+		<-done
+		_ = sub.Unsubscribe()
+	}, nil
+}
+
+func (h *Hub) run(quit chan struct{}) {
 	t := newAlignedTicker(h.every)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return nil
+		case <-quit:
+			return
 		case <-h.wake:
 			h.mu.Lock()
 			soon := h.soon

@@ -62,14 +62,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 // Run serves until ctx ends, then hands its workers back and returns.
 func (s *Service) Run(ctx context.Context) error {
-	hbCtx, stopHeartbeats := context.WithCancel(context.Background())
-	hbDone := make(chan error, 1)
-	go func() { hbDone <- s.hub.Run(hbCtx) }()
+	stopHub, err := s.hub.Start()
+	if err != nil {
+		return err
+	}
 	// After the workers are handed back: they heartbeat until they stop.
-	defer func() {
-		stopHeartbeats()
-		<-hbDone
-	}()
+	defer stopHub()
 	unsubscribe, err := s.Open(ctx, s.onControl)
 	if err != nil {
 		return err
