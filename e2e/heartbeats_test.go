@@ -72,7 +72,7 @@ func TestHeartbeatsOfManyJobsThroughOneNode(t *testing.T) {
 	for i := range jobs {
 		id := fmt.Sprintf("hb%02d", i)
 		c.WaitJob(id, c.Timing.Settle()+30*time.Second, "moved to jm-2", func(j *api.Job) bool {
-			return j.Epoch == 2 && j.Node == "jm-2" && j.State == api.StateRunning
+			return j.Epoch >= 2 && j.Node == "jm-2" && j.State == api.StateRunning
 		})
 		for _, w := range c.WaitWorkersOnline(id, workers, 30*time.Second) {
 			if w.Epoch != 1 {
