@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/topics"
@@ -34,9 +33,7 @@ import (
 type Hub struct {
 	nc    *nats.Conn
 	space topics.Space
-	node  string
 	every time.Duration
-	log   *zap.Logger
 	// acks prefixes this node's subjects for the masters'
 	// acknowledgements: each heartbeat message has a reply subject of its
 	// own under it, so a job-master node answers with the permission that
@@ -61,9 +58,8 @@ type hubJob struct {
 }
 
 // NewHub prepares a node's hub; Start sends the heartbeats.
-func NewHub(nc *nats.Conn, space topics.Space, node string, every time.Duration, log *zap.Logger) *Hub {
-	return &Hub{nc: nc, space: space, node: node, every: every, log: log,
-		jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1)}
+func NewHub(nc *nats.Conn, space topics.Space, every time.Duration) *Hub {
+	return &Hub{nc: nc, space: space, every: every, jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1)}
 }
 
 // Start subscribes to the masters' acknowledgements and sends heartbeats
@@ -206,7 +202,6 @@ func (h *Hub) send(ws []*WorkerRuntime) {
 		msg := wire.NewMsg(subj, wire.KindHeartbeat, 0, wire.Marshal(b))
 		h.seq++
 		msg.Reply = h.acks + strconv.FormatUint(h.seq, 36)
-		msg.Header.Set(wire.HdrNode, h.node)
 		_ = h.nc.PublishMsg(msg)
 		b.Workers = b.Workers[:0]
 	}

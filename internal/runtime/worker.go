@@ -262,8 +262,10 @@ func (w *WorkerRuntime) acked(epoch uint64) {
 	w.lastAck.Store(time.Now().UnixNano())
 }
 
-// onMsg runs on the NATS goroutine: acks and stops are handled here,
-// business messages go to the loop.
+// onMsg runs on the NATS goroutine of the worker's inbox, or of its
+// node's hub for the job's broadcasts: a stop, a new master and the job's
+// end (acknowledgements come through the hub, business messages through
+// onMessage).
 func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 	me := wire.Uint(msg, wire.HdrEpoch)
 	known := w.masterEpoch.Load()

@@ -18,7 +18,6 @@ import (
 type Jobs interface {
 	CreateJob(ctx context.Context, job *api.Job) (uint64, error)
 	GetJob(ctx context.Context, id string) (*api.Job, uint64, error)
-	GetJobs(ctx context.Context, ids []string) (map[string]*api.Job, error)
 	UpdateJob(ctx context.Context, id string, fn func(*api.Job) error) (*api.Job, uint64, error)
 	UpdateJobFrom(ctx context.Context, cur *api.Job, rev uint64, fn func(*api.Job) error) (*api.Job, uint64, error)
 	ScanJobs(ctx context.Context, after uint64, max int, fn func(j *api.Job, seq uint64) bool) (uint64, bool, error)
@@ -32,7 +31,6 @@ type Jobs interface {
 // master's own record under its fence.
 type Masters interface {
 	GetMaster(ctx context.Context, job string) (*MasterRecord, uint64, error)
-	GetMasters(ctx context.Context, jobs []string) (map[string]MasterAt, error)
 	AdvanceEpoch(ctx context.Context, job string, fn func(*MasterRecord)) (*MasterRecord, *Fence, error)
 	AdvanceEpochFrom(ctx context.Context, job string, cur *MasterRecord, rev uint64, fn func(*MasterRecord)) (*MasterRecord, *Fence, error)
 	MasterFence(job string, rev uint64) *Fence

@@ -35,16 +35,16 @@ type Service struct {
 	pacing  runtime.Pacing
 
 	masters *svc.Runs[*runtime.MasterRuntime]
-	// assigning bounds the assignments checked at once (each reads the
-	// master and job records before it answers).
+	// assigning bounds the assign requests handled at once.
 	assigning chan struct{}
 }
 
-// maxParallelAssigns is how many assignments a node checks at once: when a
-// node dies, the leader moves its hundreds of masters in parallel (up to
-// its own bound of in-flight operations), and one at a time the two record
-// reads of each would queue them for seconds.
-const maxParallelAssigns = 256
+// maxParallelAssigns is how many assign requests a node handles at once,
+// each of up to wire.MaxAssignments assignments whose records it reads in
+// two batched reads. The leader sends a node one request at a time (the
+// assignments made meanwhile go in its next), so more than one is a
+// leader that just lost the lease, or someone else's.
+const maxParallelAssigns = 16
 
 // New builds a job-master node; Run starts it.
 func New(cfg Config, deps Deps) (*Service, error) {

@@ -57,7 +57,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	metrics := runtime.NewMetrics(n.Registry)
 	return &Service{Node: n, deps: deps, metrics: metrics, lines: runtime.NewLineLimit(cfg.WorkerLogRate, metrics),
 		workers: svc.NewRuns[*workerRun](n.ID, "worker", n.Capacity),
-		hub:     runtime.NewHub(deps.NC, cfg.Space(), n.ID, cfg.Heartbeat, deps.Log)}, nil
+		hub:     runtime.NewHub(deps.NC, cfg.Space(), cfg.Heartbeat)}, nil
 }
 
 // Run serves until ctx ends, then hands its workers back and returns.
