@@ -40,41 +40,58 @@ func NewRuns[I Incarnation](node, what string, capacity int) *Runs[I] {
 // newer epoch already runs there. ended is called (off the lock) when a
 // run ends with anything but runtime.ErrStopped.
 func (r *Runs[I]) Start(key string, epoch uint64, build func() (I, error), ended func(I, error)) error {
+	run, err := r.Prepare(key, epoch, build, ended)
+	if err != nil {
+		return err
+	}
+	run()
+	return nil
+}
+
+// Prepare is Start without the run: the incarnation holds its place (a
+// later start of an older epoch is refused, StopUpTo stops it before it
+// runs, Close waits for it) and runs once run is called, which the caller
+// must do. A node answers an assignment between the two, so the leader
+// hears it was taken before the job's code can do anything, the node's
+// death included. A retried start of the running epoch gives a run that
+// does nothing.
+func (r *Runs[I]) Prepare(key string, epoch uint64, build func() (I, error), ended func(I, error)) (run func(), err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
-		return api.Errorf(api.CodeUnavailable, "node %s is shutting down", r.node)
+		return nil, api.Errorf(api.CodeUnavailable, "node %s is shutting down", r.node)
 	}
 	if old, ok := r.running[key]; ok {
 		switch {
 		case old.Epoch() == epoch:
-			return nil // a retried start: already running
+			return func() {}, nil // a retried start: already running
 		case old.Epoch() > epoch:
-			return api.Errorf(api.CodeFailedPrecondition, "%s %s already runs a newer epoch on node %s", r.what, key, r.node)
+			return nil, api.Errorf(api.CodeFailedPrecondition, "%s %s already runs a newer epoch on node %s", r.what, key, r.node)
 		}
 		old.Stop()
 	} else if len(r.running) >= r.capacity {
-		return api.Errorf(api.CodeUnavailable, "node %s is full (%d %ss)", r.node, r.capacity, r.what)
+		return nil, api.Errorf(api.CodeUnavailable, "node %s is full (%d %ss)", r.node, r.capacity, r.what)
 	}
 	inc, err := build()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.running[key] = inc
 	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		err := inc.Run(context.Background())
-		if err != nil && !errors.Is(err, runtime.ErrStopped) && ended != nil {
-			ended(inc, err)
-		}
-		r.mu.Lock()
-		if cur, ok := r.running[key]; ok && any(cur) == any(inc) {
-			delete(r.running, key)
-		}
-		r.mu.Unlock()
-	}()
-	return nil
+	return func() {
+		go func() {
+			defer r.wg.Done()
+			err := inc.Run(context.Background())
+			if err != nil && !errors.Is(err, runtime.ErrStopped) && ended != nil {
+				ended(inc, err)
+			}
+			r.mu.Lock()
+			if cur, ok := r.running[key]; ok && any(cur) == any(inc) {
+				delete(r.running, key)
+			}
+			r.mu.Unlock()
+		}()
+	}, nil
 }
 
 // StopUpTo stops the incarnation under key if its epoch is at most epoch.

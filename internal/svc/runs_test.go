@@ -75,3 +75,40 @@ func TestRunsEpochsCapacityAndClose(t *testing.T) {
 		t.Fatalf("start after close: %v", err)
 	}
 }
+
+// runningFake records that its Run began.
+type runningFake struct {
+	*fakeInc
+	began chan struct{}
+}
+
+func (f *runningFake) Run(ctx context.Context) error { close(f.began); return f.fakeInc.Run(ctx) }
+
+// TestPreparedRunsOnlyWhenTold: a prepared incarnation holds its place
+// (an older epoch is refused) but does not run until its run is called,
+// so a node answers an assignment before the job's code does anything.
+func TestPreparedRunsOnlyWhenTold(t *testing.T) {
+	r := NewRuns[*runningFake]("n1", "master", 2)
+	f := &runningFake{fakeInc: newFake(2), began: make(chan struct{})}
+	run, err := r.Prepare("a", 2, func() (*runningFake, error) { return f, nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start("a", 1, func() (*runningFake, error) { return nil, nil }, nil); api.ErrorCode(err) != api.CodeFailedPrecondition {
+		t.Fatalf("older epoch while prepared: %v", err)
+	}
+	select {
+	case <-f.began:
+		t.Fatal("ran before its run was called")
+	case <-time.After(50 * time.Millisecond):
+	}
+	run()
+	select {
+	case <-f.began:
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not run once told")
+	}
+	if !r.Close(func(f *runningFake) { f.Stop() }, 5*time.Second) {
+		t.Fatal("Close timed out")
+	}
+}

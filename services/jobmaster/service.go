@@ -142,7 +142,7 @@ func (s *Service) onControl(msg *nats.Msg) {
 		s.assigning <- struct{}{}
 		go func() {
 			defer func() { <-s.assigning }()
-			errs := s.assignAll(as.Assign)
+			runs, errs := s.assignAll(as.Assign)
 			rep := wire.AssignReplies{Results: make([]wire.ControlReply, len(errs))}
 			for i, err := range errs {
 				rep.Results[i] = wire.ControlReply{OK: err == nil}
@@ -151,6 +151,11 @@ func (s *Service) onControl(msg *nats.Msg) {
 				}
 			}
 			_ = msg.Respond(wire.Marshal(rep))
+			// Answered first: a master that takes its node down at once
+			// has still been accepted, and the leader counts the crash.
+			for _, run := range runs {
+				run()
+			}
 		}()
 	case wire.KindStopMaster:
 		var req wire.StopMaster
@@ -163,12 +168,12 @@ func (s *Service) onControl(msg *nats.Msg) {
 	}
 }
 
-// assignAll checks and starts a request's assignments: the records of
+// assignAll checks and prepares a request's assignments: the records of
 // all of them are read at once (two batched reads, not two per master),
-// then each is checked and started on its own; the result of each, in
-// order, is what the leader hears.
-func (s *Service) assignAll(as []wire.Assign) []error {
-	errs := make([]error, len(as))
+// then each is checked and prepared on its own; the result of each, in
+// order, is what the leader hears, and runs start the accepted masters.
+func (s *Service) assignAll(as []wire.Assign) (runs []func(), errs []error) {
+	errs = make([]error, len(as))
 	jobs := make([]string, 0, len(as))
 	for i, a := range as {
 		if err := topics.ValidateID("job", a.Job); err != nil {
@@ -178,7 +183,7 @@ func (s *Service) assignAll(as []wire.Assign) []error {
 		jobs = append(jobs, a.Job)
 	}
 	if len(jobs) == 0 {
-		return errs
+		return nil, errs
 	}
 	// The records, not the message, say what to run.
 	ctx, cancel := context.WithTimeout(context.Background(), s.Cfg.AssignTimeout)
@@ -201,32 +206,35 @@ func (s *Service) assignAll(as []wire.Assign) []error {
 	}
 	for i, a := range as {
 		if errs[i] == nil {
-			errs[i] = s.assign(a, masters[a.Job], mastersErr, records[a.Job], jobsErr)
+			var run func()
+			if run, errs[i] = s.assign(a, masters[a.Job], mastersErr, records[a.Job], jobsErr); run != nil {
+				runs = append(runs, run)
+			}
 		}
 	}
-	return errs
+	return runs, errs
 }
 
-// assign starts the master of one assignment if its records, m and job
-// (zero and nil when absent or unread), hold it.
-func (s *Service) assign(a wire.Assign, m kvstate.MasterAt, mastersErr error, job *api.Job, jobsErr error) error {
+// assign prepares the master of one assignment if its records, m and job
+// (zero and nil when absent or unread), hold it; run starts it.
+func (s *Service) assign(a wire.Assign, m kvstate.MasterAt, mastersErr error, job *api.Job, jobsErr error) (run func(), err error) {
 	if mastersErr != nil || m.Record == nil {
-		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no master record", a.Job)
+		return nil, api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no master record", a.Job)
 	}
 	rec := m.Record
 	if rec.Epoch != a.Epoch || m.Rev != a.Rev || rec.Node != s.ID {
 		s.Log.Warn("refused an assignment the master record does not hold", zap.String("job_id", a.Job),
 			zap.Uint64("epoch", a.Epoch), zap.Uint64("record_epoch", rec.Epoch), zap.String("record_node", rec.Node))
-		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s at epoch %d: the master record holds epoch %d on %s", a.Job, a.Epoch, rec.Epoch, rec.Node)
+		return nil, api.Errorf(api.CodeFailedPrecondition, "assignment of %s at epoch %d: the master record holds epoch %d on %s", a.Job, a.Epoch, rec.Epoch, rec.Node)
 	}
 	if jobsErr != nil || job == nil {
-		return api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no job record", a.Job)
+		return nil, api.Errorf(api.CodeFailedPrecondition, "assignment of %s: no job record", a.Job)
 	}
 	jt, ok := s.deps.Types.Type(job.Type)
 	if !ok {
-		return api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", job.Type, s.ID)
+		return nil, api.Errorf(api.CodeUnknownType, "job type %q is not known on node %s", job.Type, s.ID)
 	}
-	return s.masters.Start(a.Job, a.Epoch, func() (*runtime.MasterRuntime, error) {
+	return s.masters.Prepare(a.Job, a.Epoch, func() (*runtime.MasterRuntime, error) {
 		return runtime.NewMasterRuntime(runtime.MasterDeps{
 			NC: s.NC, Store: s.Store, Placer: s.placer, Log: s.Log, Registerer: s.Registry,
 			Metrics: s.metrics, Node: s.ID, WorkerTimeout: s.Cfg.WorkerTimeout, DispatchTimeout: s.Cfg.AssignTimeout,
