@@ -489,8 +489,8 @@ func (b *Bucket) Open(ctx context.Context, name string, opts ...ReadOption) (io.
 func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset int64) (*reader, error) {
 	subj := fmt.Sprintf("$O.%s.C.%s", b.full, oi.NUID)
 	ctx, cancel := context.WithCancel(ctx)
-	r := &reader{b: b, oi: oi, cancel: cancel, chunks: int64(oi.Chunks), size: int64(oi.Size),
-		skip: offset, ch: make(chan chunk, 16)}
+	r := &reader{b: b, oi: oi, ctx: ctx, cancel: cancel, chunks: int64(oi.Chunks), size: int64(oi.Size),
+		skip: offset, ch: make(chan chunk), failed: make(chan error, 1)}
 	if offset == 0 {
 		r.digest = sha256.New()
 	}
@@ -521,17 +521,29 @@ func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset
 		cancel()
 		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
 	}
-	// Up to readAhead chunks in flight. Not PullMaxBytes alone: with a
-	// byte limit only, nats.go sizes the iterator's channel for 1,000,000
-	// messages, an 8 MB buffer of pointers allocated, zeroed and then
-	// scanned by every garbage collection while the reader is open.
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(readAhead, readAhead*ChunkSize))
+	// Up to readAhead chunks in flight. A handler, not an iterator: the
+	// iterator's channel holds exactly the batch, so the status messages
+	// that end byte-limited pull requests overflowed it while the caller
+	// was busy counting, and every dropped chunk (a "slow consumer") cost a
+	// reset of the ordered consumer and the chunks after it sent again.
+	// The handler waits for the caller instead, and nats.go asks for more
+	// only as it returns. Not PullMaxBytes alone: with a byte limit only,
+	// nats.go sizes its buffers for 1,000,000 messages.
+	cc, err := cons.Consume(r.deliver(ctx),
+		jetstream.PullMaxMessagesWithBytesLimit(readAhead, readAhead*ChunkSize),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConnectionClosed) {
+				select {
+				case r.failed <- err:
+				default:
+				}
+			}
+		}))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("objstore: open %s/%s: %w", b.name, oi.Name, err)
 	}
-	r.it, r.cons = it, cons
-	go r.pump(ctx)
+	r.cc, r.cons = cc, cons
 	return r, nil
 }
 
@@ -563,10 +575,12 @@ type chunk struct {
 type reader struct {
 	b         *Bucket
 	oi        *jetstream.ObjectInfo
-	it        jetstream.MessagesContext
+	cc        jetstream.ConsumeContext
 	cons      jetstream.Consumer
+	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc
 	ch        chan chunk
+	failed    chan error // the consumer stopped for good (its connection closed)
 	chunks    int64
 	size      int64
 	chunkSize int64 // 0: chunk sizes unknown, offsets found by reading from the start
@@ -582,38 +596,19 @@ type reader struct {
 	once    sync.Once
 }
 
-// pump fetches chunks; the consumer's idle heartbeat ends it if the data
-// disappears (a purge after the object was replaced).
-func (r *reader) pump(ctx context.Context) {
-	defer close(r.ch)
-	for {
-		m, err := r.it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			select {
-			case r.ch <- chunk{err: err}:
-			case <-ctx.Done():
-			}
-			return
+// deliver hands each chunk to the reader, waiting until it is taken: the
+// chunk's index is known from its pending count (chunks - 1 - pending).
+func (r *reader) deliver(ctx context.Context) jetstream.MessageHandler {
+	return func(m jetstream.Msg) {
+		c := chunk{}
+		if md, err := m.Metadata(); err != nil {
+			c.err = err
+		} else {
+			c.data, c.idx = m.Data(), r.chunks-1-int64(md.NumPending)
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			select {
-			case r.ch <- chunk{err: err}:
-			case <-ctx.Done():
-			}
-			return
-		}
-		idx := r.chunks - 1 - int64(md.NumPending)
 		select {
-		case r.ch <- chunk{data: m.Data(), idx: idx}:
+		case r.ch <- c:
 		case <-ctx.Done():
-			return
-		}
-		if md.NumPending == 0 {
-			return
 		}
 	}
 }
@@ -640,27 +635,24 @@ func (r *reader) Read(p []byte) (int, error) {
 // fill takes the next chunk, skipping what lies before the offset.
 func (r *reader) fill() error {
 	var c chunk
-	var ok bool
 	// A replaced or deleted object's chunks are purged and delivery just
 	// stops: while nothing comes, check every second that it is still there.
 	for waiting := true; waiting; {
 		select {
-		case c, ok = <-r.ch:
+		case c = <-r.ch:
 			waiting = false
+		case <-r.ctx.Done():
+			return r.ctx.Err() // closed, or the caller's context ended
+		case err := <-r.failed:
+			return fmt.Errorf("objstore: read %s/%s: %w", r.b.name, r.oi.Name, err)
 		case <-time.After(stallCheck):
 			if err := r.stillThere(); err != nil {
 				return err
 			}
 		}
 	}
-	if !ok || c.err != nil {
-		if c.err != nil && !errors.Is(c.err, context.Canceled) && !errors.Is(c.err, context.DeadlineExceeded) {
-			return r.changed(c.err.Error())
-		}
-		if c.err != nil {
-			return c.err
-		}
-		return r.changed("data ended early")
+	if c.err != nil {
+		return r.changed(c.err.Error())
 	}
 	if c.idx < 0 || c.idx >= r.chunks {
 		return r.changed("chunk out of range")
@@ -738,12 +730,9 @@ func (r *reader) changed(why string) error {
 // Close stops the read.
 func (r *reader) Close() error {
 	r.once.Do(func() {
-		r.cancel()
-		if r.it != nil {
-			r.it.Stop()
-		}
-		// Let pump see the cancellation and exit.
-		for range r.ch {
+		r.cancel() // a handler waiting to deliver returns
+		if r.cc != nil {
+			r.cc.Stop()
 		}
 		deleteConsumer(r.b.c.js, "OBJ_"+r.b.full, r.cons)
 	})

@@ -323,3 +323,63 @@ func TestReadBuffersAreBounded(t *testing.T) {
 		t.Fatalf("a read of %d bytes allocated %d bytes", len(want), per)
 	}
 }
+
+// TestSlowReaderDropsNothing: a caller that takes its time with each chunk
+// (a map task counting words) gets every chunk once, in order, with no
+// message dropped by the client as a slow consumer: each drop cost a reset
+// of the ordered consumer and every chunk after it sent again (issue 15's
+// wordcount profile).
+func TestSlowReaderDropsNothing(t *testing.T) {
+	srv := natstest.RunServer(t)
+	slow := make(chan error, 100)
+	nc, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case slow <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := objstore.New(js, topics.MustNew("t"), objstore.Options{}).Bucket(ctx(t), "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := data(48*objstore.ChunkSize+17, 5)
+	if _, err := b.PutBytes(ctx(t), "o", want); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 5*objstore.ChunkSize + 3} {
+		r, _, err := b.Open(ctx(t), "o", objstore.At(off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		buf := make([]byte, objstore.ChunkSize)
+		for {
+			n, err := r.Read(buf)
+			got.Write(buf[:n])
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read from %d: %v", off, err)
+			}
+			time.Sleep(2 * time.Millisecond) // the caller's work on the chunk
+		}
+		r.Close()
+		if !bytes.Equal(got.Bytes(), want[off:]) {
+			t.Fatalf("read from %d: %d bytes back, want %d, or different bytes", off, got.Len(), len(want)-int(off))
+		}
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("the client reported %v while a reader was slow", err)
+	default:
+	}
+}
