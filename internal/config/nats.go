@@ -32,6 +32,15 @@ func (c *Common) Connect(name string, log *zap.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
+		// Asynchronous errors (a slow consumer, a permission refused) go to
+		// the service's log, not to nats.go's default print on stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("nats error", zap.String("subject", sub.Subject), zap.Error(err))
+				return
+			}
+			log.Warn("nats error", zap.Error(err))
+		}),
 	}
 	// A service's replies come to an inbox of its own role, which clients
 	// may not subscribe to (pkg/topics InboxPrefix).
