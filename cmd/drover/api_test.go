@@ -567,3 +567,36 @@ func TestSubmitDurable(t *testing.T) {
 		t.Fatalf("durable --wait: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestWaitAndFollowThroughABurstOfEvents: the thousands of events of a large
+// job's start (a worker_online each) only wake wait and events --follow,
+// which read by sequence: no backlog for the connection to drop as a slow
+// consumer (a warning on stderr), and every event is printed once.
+func TestWaitAndFollowThroughABurstOfEvents(t *testing.T) {
+	const burst = 5000
+	m := newStubManager(t)
+	ctx := deadline(t, 60*time.Second)
+	for _, args := range [][]string{{"wait", "big1"}, {"events", "--follow", "big2"}} {
+		id := args[len(args)-1]
+		t.Run(args[0], func(t *testing.T) {
+			m.put(api.Job{ID: id, Type: "counter", State: api.StateRunning})
+			done := make(chan result, 1)
+			go func() { done <- m.run(ctx, args...) }()
+			m.waitForGets(t, 2)
+			for i := range burst {
+				m.emit(api.Event{Job: id, Kind: api.EventWorkerOnline, Worker: fmt.Sprintf("w%d", i), WorkerEpoch: 1, Epoch: 1, Time: time.Now()})
+			}
+			m.set(id, func(j *api.Job) { j.State = api.StateFinished })
+			m.emit(api.Event{Job: id, Kind: api.EventState, State: api.StateFinished, Epoch: 1, Time: time.Now()})
+			r := <-done
+			if r.code != exitOK || r.stderr != "" {
+				t.Fatalf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+			}
+			if args[0] == "events" {
+				if n := strings.Count(r.stdout, "worker_online"); n != burst {
+					t.Fatalf("events --follow printed %d worker_online events, want %d", n, burst)
+				}
+			}
+		})
+	}
+}

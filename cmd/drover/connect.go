@@ -106,6 +106,16 @@ func (c *cli) connect() (*client.Client, error) {
 		// but fails fast when nothing is there at all.
 		nats.MaxReconnects(60),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// The connection's asynchronous errors (a subscription refused, a
+		// slow consumer) are warnings on the CLI's stderr, not nats.go's
+		// own print.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				fmt.Fprintf(c.stderr, "warning: %v (subject %s)\n", err, sub.Subject)
+				return
+			}
+			fmt.Fprintf(c.stderr, "warning: %v\n", err)
+		}),
 	}
 	if s.inbox != "" {
 		opts = append(opts, nats.CustomInboxPrefix(s.inbox))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,26 +71,44 @@ func parseSince(s string, now time.Time) (api.EventsRequest, error) {
 // happens later, from the sequence where the last read ended: no event is
 // missed or printed twice, whenever the caller reads again.
 type eventFeed struct {
-	cl   *client.Client
-	req  api.EventsRequest
-	live *nats.Subscription // wakes the feed when the job publishes an event
+	cl    *client.Client
+	req   api.EventsRequest
+	live  *nats.Subscription // wakes the feed when the job publishes an event
+	woken atomic.Bool        // the feed's wake-up waits in the channel
 }
 
 // newEventFeed subscribes to the job's live events before anything is read,
-// so an event published meanwhile still wakes the next read.
-func newEventFeed(cl *client.Client, req api.EventsRequest, wake chan *nats.Msg) (*eventFeed, error) {
+// so an event published meanwhile still wakes the next read. An event only
+// wakes the feed (the read goes by sequence): a burst of them, the
+// thousands of worker_online events of a large job's start, is one wake-up
+// waiting on wake, never a backlog the client drops as a slow consumer.
+// wake must have room for every feed that shares it; call woke when taking
+// the feed from it.
+func newEventFeed(cl *client.Client, req api.EventsRequest, wake chan *eventFeed) (*eventFeed, error) {
 	f := &eventFeed{cl: cl, req: req}
 	if wake != nil {
 		subj, err := cl.Space().JobEvents(req.ID)
 		if err != nil {
 			return nil, &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
 		}
-		if f.live, err = cl.Conn().ChanSubscribe(subj, wake); err != nil {
+		f.live, err = cl.Conn().Subscribe(subj, func(*nats.Msg) {
+			if f.woken.CompareAndSwap(false, true) {
+				select {
+				case wake <- f:
+				default:
+					f.woken.Store(false) // no room: the poll reads it
+				}
+			}
+		})
+		if err != nil {
 			return nil, fmt.Errorf("subscribe %s: %w", subj, err)
 		}
 	}
 	return f, nil
 }
+
+// woke marks the feed's wake-up taken: the next event wakes it again.
+func (f *eventFeed) woke() { f.woken.Store(false) }
 
 func (f *eventFeed) close() {
 	if f.live != nil {
@@ -118,9 +137,9 @@ func (f *eventFeed) read(ctx context.Context, timeout time.Duration) ([]api.Stre
 // printEvents prints the job's events; with follow, it goes on with new
 // ones until the job's terminal state event (or ctx ends).
 func (c *cli) printEvents(ctx context.Context, cl *client.Client, req api.EventsRequest, follow bool) error {
-	var wake chan *nats.Msg
+	var wake chan *eventFeed
 	if follow {
-		wake = make(chan *nats.Msg, 64)
+		wake = make(chan *eventFeed, 1)
 	}
 	feed, err := newEventFeed(cl, req, wake)
 	if err != nil {
@@ -159,7 +178,8 @@ func (c *cli) printEvents(ctx context.Context, cl *client.Client, req api.Events
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-wake:
+		case f := <-wake:
+			f.woke()
 		case <-ticker.C:
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/client"
 )
@@ -55,8 +53,7 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 		defer cancel()
 	}
 	ids = unique(ids)
-	evc := make(chan *nats.Msg, 256)
-	feeds := map[string]*eventFeed{} // by the subject of the job's events
+	evc := make(chan *eventFeed, len(ids))
 	var inOrder []*eventFeed
 	for _, id := range ids {
 		f, err := newEventFeed(cl, api.EventsRequest{ID: id}, evc)
@@ -64,7 +61,6 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 			return err
 		}
 		defer f.close()
-		feeds[f.live.Subject] = f
 		inOrder = append(inOrder, f)
 	}
 	jobs := make([]*tracked, len(ids))
@@ -117,22 +113,21 @@ func (c *cli) waitJobs(ctx context.Context, cl *client.Client, ids []string, o w
 				return &api.Error{Code: "timeout", Message: fmt.Sprintf("%s not done after %s", strings.Join(pending(jobs), ", "), o.within)}
 			}
 			return ctx.Err()
-		case m := <-evc:
-			// Drain what else arrived, show what the history has since the
-			// last read of each job woken, then re-read the jobs at once.
-			woken := map[*eventFeed]bool{feeds[m.Subject]: true}
+		case f := <-evc:
+			// Take the other jobs woken too, show what the history has
+			// since the last read of each, then re-read the jobs at once.
+			woken := []*eventFeed{f}
 			for more := true; more; {
 				select {
-				case m = <-evc:
-					woken[feeds[m.Subject]] = true
+				case f = <-evc:
+					woken = append(woken, f)
 				default:
 					more = false
 				}
 			}
-			for f := range woken {
-				if f != nil {
-					showHistory(f)
-				}
+			for _, f := range woken {
+				f.woke()
+				showHistory(f)
 			}
 		case <-ticker.C:
 		}

@@ -208,8 +208,16 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(*api.Job)) (
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidArgument, Message: err.Error()}
 	}
-	ch := make(chan *nats.Msg, 64)
-	sub, err := c.nc.ChanSubscribe(subj, ch)
+	// An event only wakes the loop, which re-reads the job: a burst of
+	// events (a large job's thousands of worker_online) is one wake-up,
+	// never a backlog the connection drops as a slow consumer.
+	wake := make(chan struct{}, 1)
+	sub, err := c.nc.Subscribe(subj, func(*nats.Msg) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +240,7 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(*api.Job)) (
 		select {
 		case <-ctx.Done():
 			return j, ctx.Err()
-		case <-ch:
+		case <-wake:
 		case <-poll.C:
 		}
 	}
