@@ -69,18 +69,17 @@ func (m *MasterRuntime) markReported(info framework.WorkerInfo) {
 				return
 			}
 		}
-		select {
-		case m.sem <- struct{}{}:
-			defer func() { <-m.sem }()
-		case <-ctx.Done():
-			return
-		}
-		_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
-		if err != nil && !m.checkWrite(err) && ctx.Err() == nil {
-			// Harmless: a recovery would deliver this end once more.
-			m.log.Warn("record worker end as reported", zap.String("worker_id", info.ID),
-				zap.Uint64("worker_epoch", info.Epoch), zap.Error(err))
-		}
+		m.pool.do(func() {
+			if ctx.Err() != nil {
+				return
+			}
+			_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
+			if err != nil && !m.checkWrite(err) && ctx.Err() == nil {
+				// Harmless: a recovery would deliver this end once more.
+				m.log.Warn("record worker end as reported", zap.String("worker_id", info.ID),
+					zap.Uint64("worker_epoch", info.Epoch), zap.Error(err))
+			}
+		})
 	}()
 }
 

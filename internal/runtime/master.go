@@ -120,8 +120,10 @@ type MasterRuntime struct {
 	calls chan func()
 	// scanNow asks the loop to scan at the short interval again (a worker
 	// started waiting for placement while the loop scanned seldom).
-	scanNow  chan struct{}
-	sem      chan struct{}
+	scanNow chan struct{}
+	// pool runs the worker-record writes and create requests, at most
+	// maxParallelDispatch at once.
+	pool     *runPool
 	ready    atomic.Bool
 	canceled bool
 	started  time.Time
@@ -193,7 +195,7 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		signal:  make(chan struct{}, 1),
 		scanNow: make(chan struct{}, 1),
 		calls:   make(chan func(), 64),
-		sem:     make(chan struct{}, maxParallelDispatch),
+		pool:    newRunPool(maxParallelDispatch),
 		pacing:  deps.Pacing.withDefaults(deps.WorkerTimeout),
 		losses:  map[string]int{},
 	}

@@ -165,7 +165,7 @@ func (h *masterHandle) CreateWorker(ctx context.Context, workerType string, conf
 		return id, nil
 	}
 	w.info.Node = node
-	go m.dispatch(w.info, perr)
+	m.dispatchLocked(w.info, perr)
 	return id, nil
 }
 
@@ -177,19 +177,29 @@ var afterCreate func(error) error
 // dropHeartbeats, set by tests only, makes masters ignore heartbeats.
 var dropHeartbeats atomic.Bool
 
-// dispatch writes the worker record and asks the chosen node to start it,
-// then reports the outcome on the loop (OnWorkerDispatched).
-func (m *MasterRuntime) dispatch(info framework.WorkerInfo, err error) {
-	// The previous incarnation's record must be written first: waiting
-	// comes before the semaphore, which that write takes too.
-	if !m.awaitMark(info.ID) {
+// dispatchLocked places a worker incarnation: place runs on the master's
+// pool, at once or after the reported-mark write of the worker's previous
+// incarnation, which must land first. m.mu is held.
+func (m *MasterRuntime) dispatchLocked(info framework.WorkerInfo, err error) {
+	if m.marks[info.ID] == nil {
+		m.pool.submit(func() { m.place(info, err) })
 		return
 	}
+	go func() {
+		if m.awaitMark(info.ID) {
+			m.pool.submit(func() { m.place(info, err) })
+		}
+	}()
+}
+
+// place writes the worker record and asks the chosen node to start it,
+// then reports the outcome on the loop (OnWorkerDispatched). It runs on the
+// master's pool: at most maxParallelDispatch record writes at once.
+func (m *MasterRuntime) place(info framework.WorkerInfo, err error) {
 	select {
-	case m.sem <- struct{}{}:
-		defer func() { <-m.sem }()
 	case <-m.stopCh:
 		return
+	default:
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
 	defer cancel()

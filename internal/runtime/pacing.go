@@ -182,18 +182,22 @@ func (m *MasterRuntime) requeue(info framework.WorkerInfo) {
 
 // writeWaiting records a waiting worker, then lets its placement go ahead.
 func (m *MasterRuntime) writeWaiting(info framework.WorkerInfo, selectors map[string]string) {
-	select {
-	case m.sem <- struct{}{}:
-	case <-m.stopCh:
-		return
-	}
-	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
-	rec := recordFromInfo(m.job.ID, &info)
-	rec.Selectors = selectors
-	_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
-	cancel()
-	<-m.sem
-	if m.checkWrite(err) {
+	var err error
+	stopped := false
+	m.pool.do(func() {
+		select {
+		case <-m.stopCh:
+			stopped = true
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
+		defer cancel()
+		rec := recordFromInfo(m.job.ID, &info)
+		rec.Selectors = selectors
+		_, err = m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
+	})
+	if stopped || m.checkWrite(err) {
 		return
 	}
 	if err != nil && m.workerLog.Allow(m.log) {
@@ -251,10 +255,10 @@ func (m *MasterRuntime) placeWaiting(now time.Time) {
 	for _, e := range later {
 		heap.Push(&m.waitq, e)
 	}
-	m.mu.Unlock()
 	for _, info := range placed {
-		go m.dispatch(info, nil)
+		m.dispatchLocked(info, nil)
 	}
+	m.mu.Unlock()
 }
 
 // lateWorkers returns the live, placed workers silent for longer than the
