@@ -42,7 +42,27 @@ func RunServer(t testing.TB) *server.Server {
 // Connect opens a client connection to s, closed at cleanup.
 func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
+	return connect(t, s)
+}
+
+// ConnectRecordingErrors is Connect with the connection's asynchronous
+// errors (a slow consumer, a permission refused) kept for the test, the
+// first 16 of them, instead of printed by nats.go.
+func ConnectRecordingErrors(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream, <-chan error) {
+	t.Helper()
+	errs := make(chan error, 16)
+	nc, js := connect(t, s, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	return nc, js, errs
+}
+
+func connect(t testing.TB, s *server.Server, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		t.Fatalf("nats connect: %v", err)
 	}

@@ -110,6 +110,16 @@ func (c *core) isEnded() bool { return c.ended.Load() || c.hung.Load() }
 // Stop ends the incarnation without any write (hand-over, forced stop).
 func (c *core) Stop() { c.stopOnce.Do(func() { close(c.stopCh) }) }
 
+// stopped reports whether Stop was called.
+func (c *core) stopped() bool {
+	select {
+	case <-c.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
 // stale tells the loop a newer epoch exists: it stops at once.
 func (c *core) stale(err error) {
 	select {

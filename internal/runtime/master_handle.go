@@ -196,10 +196,8 @@ func (m *MasterRuntime) dispatchLocked(info framework.WorkerInfo, err error) {
 // then reports the outcome on the loop (OnWorkerDispatched). It runs on the
 // master's pool: at most maxParallelDispatch record writes at once.
 func (m *MasterRuntime) place(info framework.WorkerInfo, err error) {
-	select {
-	case <-m.stopCh:
+	if m.stopped() {
 		return
-	default:
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
 	defer cancel()

@@ -156,7 +156,7 @@ func (m *MasterRuntime) startWaiting(w *mworker, selectors map[string]string, re
 		m.log.Info("worker waiting for placement", zap.String("worker_id", info.ID),
 			zap.Uint64("worker_epoch", info.Epoch), zap.String("reason", reason), zap.Duration("retry_in", delay))
 	}
-	go m.writeWaiting(info, selectors)
+	m.pool.submit(func() { m.writeWaiting(info, selectors) })
 }
 
 // requeue puts a worker its chosen node refused for want of room back
@@ -181,23 +181,17 @@ func (m *MasterRuntime) requeue(info framework.WorkerInfo) {
 }
 
 // writeWaiting records a waiting worker, then lets its placement go ahead.
+// It runs on the master's pool.
 func (m *MasterRuntime) writeWaiting(info framework.WorkerInfo, selectors map[string]string) {
-	var err error
-	stopped := false
-	m.pool.do(func() {
-		select {
-		case <-m.stopCh:
-			stopped = true
-			return
-		default:
-		}
-		ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
-		defer cancel()
-		rec := recordFromInfo(m.job.ID, &info)
-		rec.Selectors = selectors
-		_, err = m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
-	})
-	if stopped || m.checkWrite(err) {
+	if m.stopped() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.deps.DispatchTimeout+5*time.Second)
+	rec := recordFromInfo(m.job.ID, &info)
+	rec.Selectors = selectors
+	_, err := m.deps.Store.PutWorkerAsMaster(ctx, m.fence, rec)
+	cancel()
+	if m.checkWrite(err) {
 		return
 	}
 	if err != nil && m.workerLog.Allow(m.log) {

@@ -37,17 +37,7 @@ func TestWaitThroughABurstOfEvents(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	asyncErrs := make(chan error, 16)
-	nc, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case asyncErrs <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _, asyncErrs := natstest.ConnectRecordingErrors(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

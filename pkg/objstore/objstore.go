@@ -528,7 +528,10 @@ func (b *Bucket) newReader(ctx context.Context, oi *jetstream.ObjectInfo, offset
 	// reset of the ordered consumer and the chunks after it sent again.
 	// The handler waits for the caller instead, and nats.go asks for more
 	// only as it returns. Not PullMaxBytes alone: with a byte limit only,
-	// nats.go sizes its buffers for 1,000,000 messages.
+	// nats.go asks for batches of 1,000,000 messages. A closed connection
+	// ends the consumer for good: the reader's next read fails
+	// (TestReadEndsWhenTheConnectionCloses); other errors the ordered
+	// consumer recovers from by itself.
 	cc, err := cons.Consume(r.deliver(ctx),
 		jetstream.PullMaxMessagesWithBytesLimit(readAhead, readAhead*ChunkSize),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

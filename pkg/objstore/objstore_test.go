@@ -330,22 +330,7 @@ func TestReadBuffersAreBounded(t *testing.T) {
 // of the ordered consumer and every chunk after it sent again (issue 15's
 // wordcount profile).
 func TestSlowReaderDropsNothing(t *testing.T) {
-	srv := natstest.RunServer(t)
-	slow := make(chan error, 100)
-	nc, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case slow <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js, asyncErrs := natstest.ConnectRecordingErrors(t, natstest.RunServer(t))
 	b, err := objstore.New(js, topics.MustNew("t"), objstore.Options{}).Bucket(ctx(t), "slow")
 	if err != nil {
 		t.Fatal(err)
@@ -378,8 +363,48 @@ func TestSlowReaderDropsNothing(t *testing.T) {
 		}
 	}
 	select {
-	case err := <-slow:
+	case err := <-asyncErrs:
 		t.Fatalf("the client reported %v while a reader was slow", err)
 	default:
+	}
+}
+
+// TestReadEndsWhenTheConnectionCloses: a reader whose connection closes
+// under it fails its next read instead of waiting for chunks that cannot
+// come.
+func TestReadEndsWhenTheConnectionCloses(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	b, err := objstore.New(js, topics.MustNew("t"), objstore.Options{}).Bucket(ctx(t), "closing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutBytes(ctx(t), "o", data(64*objstore.ChunkSize, 6)); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := b.Open(ctx(t), "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, objstore.ChunkSize)
+	if _, err := r.Read(buf); err != nil {
+		t.Fatalf("first read: %v", err)
+	}
+	nc.Close()
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			_, err = r.Read(buf)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if errors.Is(err, io.EOF) {
+			t.Fatal("the read reached the end of the object over a closed connection")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reads went on waiting after the connection closed")
 	}
 }
