@@ -120,6 +120,7 @@ func (m *mapper) run(ctx context.Context, t Task) error {
 	}
 	counts := m.counts
 	counts.Reset()
+	counts.Reserve(int(min((t.End-t.Start)/reserveBytesPerWord, maxReservedWords)))
 	read, err := splitRange(r, t.Start, t.End, in.Size, func(w []byte) { counts.Add(w, 1) })
 	r.Close()
 	if errors.Is(err, framework.ErrObjectChanged) {
@@ -152,6 +153,16 @@ func (m *mapper) run(ctx context.Context, t Task) error {
 	}
 	return nil
 }
+
+// A map task's table starts with room for a distinct word per
+// reserveBytesPerWord bytes of its range, up to maxReservedWords (65,536
+// slots, 2 MB): a task of megabytes of text meets tens of thousands of
+// distinct words, and the table would otherwise double its way there
+// from 1,024 slots, rehashing every word at each step.
+const (
+	reserveBytesPerWord = 256
+	maxReservedWords    = 32 << 10
+)
 
 var errNoStorage = errors.New("wordcount needs bucket storage (DROVER_STORAGE=on on job-master and worker nodes)")
 

@@ -1,7 +1,6 @@
 package wordcount
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
@@ -243,6 +242,18 @@ func (c *Counts) grow() {
 	}
 }
 
+// Reserve makes room for n distinct words in an empty table, so it does
+// not grow (and rehash) its way there from 1,024 slots.
+func (c *Counts) Reserve(n int) {
+	size := max(len(c.slots), 1024)
+	for n*4 >= size*3 {
+		size *= 2
+	}
+	if c.n == 0 && size > len(c.slots) {
+		c.slots = make([]countSlot, size)
+	}
+}
+
 // Reset empties the table, keeping its memory.
 func (c *Counts) Reset() {
 	clear(c.slots)
@@ -318,60 +329,109 @@ func partition(word []byte, n int) int {
 // max(start-1, 0). A word belongs to the task where the whitespace-separated
 // token holding it starts, so a task skips a token cut by its start (the
 // previous task reads it to its end) and reads past end to finish its own
-// last token. It returns the bytes it consumed.
+// last token. It returns the bytes it consumed. The bytes go from r to the
+// tokenizer with no copy when r hands them out itself (io.WriterTo, as the
+// object store's reader does).
 func splitRange(r io.Reader, start, end, size int64, emit func([]byte)) (int64, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	pos := max(start-1, 0)
-	if start > 0 {
-		prev, err := br.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		pos++
-		if !IsSpace(prev) {
-			// Inside a token that began before start: skip to whitespace.
-			for pos < size {
-				b, err := br.ReadByte()
-				if err != nil {
-					return 0, err
-				}
-				pos++
-				if IsSpace(b) {
-					break
-				}
+	s := &splitter{pos: max(start-1, 0), end: end, size: size, emit: emit, last: ' '}
+	if start == 0 {
+		s.state = splitBody
+	}
+	if _, err := io.Copy(s, r); err != nil && !errors.Is(err, errSplitDone) {
+		return s.read, err
+	}
+	if s.state != splitDone && (s.pos < end || (s.state == splitFinish && s.pos < size)) {
+		return s.read, io.ErrUnexpectedEOF
+	}
+	s.t.Flush(emit)
+	return s.read, nil
+}
+
+// splitter is splitRange's state, fed the task's bytes as they come.
+type splitter struct {
+	state     int
+	pos       int64 // the object offset of the next byte
+	end, size int64
+	read      int64 // bytes consumed from start on
+	last      byte  // the last byte of the task's range
+	t         Tokenizer
+	emit      func([]byte)
+}
+
+const (
+	splitPrev   = iota // the byte before start: whitespace or inside a token
+	splitSkip          // inside a token that began before start: skipped
+	splitBody          // the bytes up to end
+	splitFinish        // past end, finishing the token that crosses it
+	splitDone
+)
+
+// errSplitDone ends the copy into a splitter once its task is read.
+var errSplitDone = errors.New("wordcount: split read")
+
+func (s *splitter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		switch s.state {
+		case splitPrev:
+			s.state = splitBody
+			if !IsSpace(p[n]) {
+				s.state = splitSkip
 			}
+			n++
+			s.pos++
+		case splitSkip:
+			if s.pos >= s.size {
+				s.state = splitDone
+				continue
+			}
+			if IsSpace(p[n]) {
+				s.state = splitBody
+			}
+			n++
+			s.pos++
+		case splitBody:
+			if s.pos >= s.end {
+				s.endBody()
+				continue
+			}
+			k := int(min(int64(len(p)-n), s.end-s.pos))
+			s.t.Write(p[n:n+k], s.emit)
+			s.last = p[n+k-1]
+			n += k
+			s.pos += int64(k)
+			s.read += int64(k)
+		case splitFinish:
+			// Up to the next whitespace: the token started in range.
+			k := n
+			for k < len(p) && !IsSpace(p[k]) && s.pos+int64(k-n) < s.size {
+				k++
+			}
+			s.t.Write(p[n:k], s.emit)
+			s.pos += int64(k - n)
+			s.read += int64(k - n)
+			n = k
+			if n < len(p) || s.pos >= s.size {
+				s.state = splitDone
+			}
+		case splitDone:
+			return n, errSplitDone
 		}
 	}
-	var t Tokenizer
-	read := int64(0)
-	last := byte(' ')
-	// Whole buffers up to end, then byte by byte to the end of the token.
-	for pos < end {
-		buf, err := br.Peek(int(min(end-pos, int64(br.Size()))))
-		if len(buf) == 0 && err != nil {
-			return read, err
-		}
-		t.Write(buf, emit)
-		last = buf[len(buf)-1]
-		n, _ := br.Discard(len(buf))
-		pos += int64(n)
-		read += int64(n)
+	if s.state == splitBody && s.pos >= s.end {
+		s.endBody()
 	}
-	if read > 0 && pos == end && end < size && !IsSpace(last) {
-		// Finish the token that crosses end: it started here, so it is ours.
-		for pos < size {
-			b, err := br.ReadByte()
-			if err != nil {
-				return read, err
-			}
-			if IsSpace(b) {
-				break
-			}
-			t.Write([]byte{b}, emit)
-			pos++
-			read++
-		}
+	if s.state == splitDone {
+		return n, errSplitDone
 	}
-	t.Flush(emit)
-	return read, nil
+	return n, nil
+}
+
+// endBody follows the range's last byte: done, or on to finish the token
+// that crosses end (it started in range, so it is this task's).
+func (s *splitter) endBody() {
+	s.state = splitDone
+	if s.read > 0 && s.end < s.size && !IsSpace(s.last) {
+		s.state = splitFinish
+	}
 }

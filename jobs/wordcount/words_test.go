@@ -2,12 +2,15 @@ package wordcount
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func words(t *testing.T, text string, pieces ...int) []string {
@@ -76,9 +79,16 @@ func countMap(c *Counts) map[string]int64 {
 }
 
 // TestSplitsAreExact: the words of every split of an object, each read the
-// way a map task reads it, add up to the words of the whole object.
+// way a map task reads it, add up to the words of the whole object, whether
+// the reader hands the task its bytes at once (as the object store's reader
+// hands out whole chunks), one at a time or in uneven pieces.
 func TestSplitsAreExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
+	readers := map[string]func([]byte) io.Reader{
+		"whole":    func(b []byte) io.Reader { return bytes.NewReader(b) },
+		"one byte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+		"halves":   func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+	}
 	for trial := range 200 {
 		data := corpus(r, 1+r.IntN(3000))
 		if trial%10 == 0 {
@@ -87,17 +97,37 @@ func TestSplitsAreExact(t *testing.T) {
 		whole, _ := CountReader(bytes.NewReader(data))
 		split := int64(1 + r.IntN(len(data)))
 		plan := Plan{Inputs: []Input{{Name: "o", Size: int64(len(data))}}, SplitBytes: split, Mappers: 1, Reducers: 1}
-		sum := NewCounts()
-		for _, task := range plan.Tasks() {
-			from := max(task.Start-1, 0)
-			_, err := splitRange(bytes.NewReader(data[from:]), task.Start, task.End, int64(len(data)), func(w []byte) { sum.Add(w, 1) })
-			if err != nil {
-				t.Fatal(err)
+		var reads map[int64]int64 // task start → bytes read, the same for every reader
+		for name, reader := range readers {
+			sum := NewCounts()
+			read := map[int64]int64{}
+			for _, task := range plan.Tasks() {
+				from := max(task.Start-1, 0)
+				n, err := splitRange(reader(data[from:]), task.Start, task.End, int64(len(data)), func(w []byte) { sum.Add(w, 1) })
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				read[task.Start] = n
+			}
+			if !reflect.DeepEqual(countMap(sum), countMap(whole)) || sum.Words() != whole.Words() {
+				t.Fatalf("%s, trial %d (split %d of %d bytes): splits counted %d words, whole %d\n%q", name, trial, split, len(data), sum.Words(), whole.Words(), data)
+			}
+			if reads == nil {
+				reads = read
+			} else if !reflect.DeepEqual(read, reads) {
+				t.Fatalf("%s, trial %d: bytes read per task %v, another reader %v", name, trial, read, reads)
 			}
 		}
-		if !reflect.DeepEqual(countMap(sum), countMap(whole)) || sum.Words() != whole.Words() {
-			t.Fatalf("trial %d (split %d of %d bytes): splits counted %d words, whole %d\n%q", trial, split, len(data), sum.Words(), whole.Words(), data)
-		}
+	}
+}
+
+// TestSplitOfATruncatedObject: a reader that ends before the task's range
+// does is an error, not a short count.
+func TestSplitOfATruncatedObject(t *testing.T) {
+	data := []byte("alpha beta gamma delta")
+	_, err := splitRange(bytes.NewReader(data[:10]), 0, int64(len(data)), int64(len(data)), func([]byte) {})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
 	}
 }
 
@@ -272,5 +302,32 @@ func TestCountsMatchesAMap(t *testing.T) {
 		if c.Len() != 0 || c.Words() != 0 || c.Get("ab") != 0 {
 			t.Fatal("Reset left words behind")
 		}
+	}
+}
+
+// TestCountsReserve: a reserved table takes that many distinct words
+// without growing, and counts them as an unreserved one does.
+func TestCountsReserve(t *testing.T) {
+	c := NewCounts()
+	c.Reserve(30000)
+	size := len(c.slots)
+	if size != 1<<16 {
+		t.Fatalf("30,000 words reserved %d slots, want 65,536", size)
+	}
+	want := map[string]int64{}
+	for i := range 30000 {
+		w := fmt.Sprintf("w%d", i)
+		c.Add([]byte(w), 2)
+		want[w] = 2
+	}
+	if len(c.slots) != size {
+		t.Fatalf("the table grew to %d slots", len(c.slots))
+	}
+	if !reflect.DeepEqual(countMap(c), want) {
+		t.Fatal("reserved table counted wrong")
+	}
+	c.Reserve(10) // never shrinks, never drops words
+	if len(c.slots) != size || c.Len() != 30000 {
+		t.Fatalf("Reserve of a full table: %d slots, %d words", len(c.slots), c.Len())
 	}
 }

@@ -635,6 +635,36 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo hands w the rest of the object chunk by chunk, with no copy
+// (io.Copy uses it): w may not keep a chunk after its Write returns. It
+// checks the end of the object as Read does.
+func (r *reader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		for len(r.cur) == 0 {
+			if r.err != nil {
+				if r.err == io.EOF {
+					return n, nil
+				}
+				return n, r.err
+			}
+			if r.started && r.next >= r.chunks {
+				r.err = r.finish()
+				continue
+			}
+			if err := r.fill(); err != nil {
+				r.err = err
+			}
+		}
+		k, err := w.Write(r.cur)
+		n += int64(k)
+		r.cur = r.cur[k:]
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // fill takes the next chunk, skipping what lies before the offset.
 func (r *reader) fill() error {
 	var c chunk

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -406,5 +407,87 @@ func TestReadEndsWhenTheConnectionCloses(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("reads went on waiting after the connection closed")
+	}
+}
+
+// chunkRecorder keeps what is written to it and the size of each Write;
+// after is called once, after the first Write.
+type chunkRecorder struct {
+	buf   bytes.Buffer
+	sizes []int
+	after func()
+}
+
+func (w *chunkRecorder) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	w.buf.Write(p)
+	if w.after != nil {
+		w.after()
+		w.after = nil
+	}
+	return len(p), nil
+}
+
+// TestWriteToHandsOutChunks: io.Copy from a reader gets the object's chunks
+// themselves, one Write each (no copy through a buffer), from any offset,
+// and the same end-of-object checks as Read.
+func TestWriteToHandsOutChunks(t *testing.T) {
+	c, _ := newClient(t)
+	b, err := c.Bucket(ctx(t), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := data(5*objstore.ChunkSize+777, 4)
+	if _, err := b.PutBytes(ctx(t), "o", want); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 3, objstore.ChunkSize, 2*objstore.ChunkSize + 9} {
+		r, _, err := b.Open(ctx(t), "o", objstore.At(off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := r.(io.WriterTo); !ok {
+			t.Fatal("the reader is no io.WriterTo")
+		}
+		var w chunkRecorder
+		n, err := io.Copy(&w, r)
+		r.Close()
+		if err != nil || n != int64(len(want))-off || !bytes.Equal(w.buf.Bytes(), want[off:]) {
+			t.Fatalf("offset %d: copied %d bytes (%v), want %d, equal %v", off, n, err, len(want)-int(off), bytes.Equal(w.buf.Bytes(), want[off:]))
+		}
+		// One Write per chunk: the first from the offset on, whole ones, the last's 777 bytes.
+		first := objstore.ChunkSize - int(off%objstore.ChunkSize)
+		wantSizes := []int{first}
+		for range 4 - int(off/objstore.ChunkSize) {
+			wantSizes = append(wantSizes, objstore.ChunkSize)
+		}
+		wantSizes = append(wantSizes, 777)
+		if fmt.Sprint(w.sizes) != fmt.Sprint(wantSizes) {
+			t.Fatalf("offset %d: writes of %v bytes, want %v", off, w.sizes, wantSizes)
+		}
+	}
+
+	// An object deleted while it is copied: ErrChanged, or, if every chunk
+	// was already on its way, the whole object.
+	big := data(40*objstore.ChunkSize, 5)
+	if _, err := b.PutBytes(ctx(t), "big", big); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := b.Open(ctx(t), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w := chunkRecorder{after: func() {
+		if err := b.Delete(ctx(t), "big"); err != nil {
+			t.Error(err)
+		}
+	}}
+	if _, err := io.Copy(&w, r); err == nil {
+		if !bytes.Equal(w.buf.Bytes(), big) {
+			t.Fatal("copy succeeded with wrong data")
+		}
+	} else if !errors.Is(err, objstore.ErrChanged) {
+		t.Fatalf("copy after delete: %v, want ErrChanged", err)
 	}
 }
