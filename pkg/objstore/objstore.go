@@ -617,18 +617,8 @@ func (r *reader) deliver(ctx context.Context) jetstream.MessageHandler {
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for len(r.cur) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.started && r.next >= r.chunks {
-			r.err = r.finish()
-			return 0, r.err
-		}
-		if err := r.fill(); err != nil {
-			r.err = err
-			return 0, err
-		}
+	if err := r.ready(); err != nil {
+		return 0, err
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
@@ -636,25 +626,14 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 // WriteTo hands w the rest of the object chunk by chunk, with no copy
-// (io.Copy uses it): w may not keep a chunk after its Write returns. It
-// checks the end of the object as Read does.
+// (io.Copy uses it), and checks its end as Read does.
 func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	for {
-		for len(r.cur) == 0 {
-			if r.err != nil {
-				if r.err == io.EOF {
-					return n, nil
-				}
-				return n, r.err
-			}
-			if r.started && r.next >= r.chunks {
-				r.err = r.finish()
-				continue
-			}
-			if err := r.fill(); err != nil {
-				r.err = err
-			}
+		if err := r.ready(); err == io.EOF {
+			return n, nil
+		} else if err != nil {
+			return n, err
 		}
 		k, err := w.Write(r.cur)
 		n += int64(k)
@@ -663,6 +642,23 @@ func (r *reader) WriteTo(w io.Writer) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+// ready makes r.cur hold unread bytes, or returns why there are none:
+// io.EOF at the end of an object found whole, or the error that ended the
+// read (every later call returns it again).
+func (r *reader) ready() error {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return r.err
+		}
+		if r.started && r.next >= r.chunks {
+			r.err = r.finish()
+		} else if err := r.fill(); err != nil {
+			r.err = err
+		}
+	}
+	return nil
 }
 
 // fill takes the next chunk, skipping what lies before the offset.
