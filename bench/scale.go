@@ -134,9 +134,11 @@ func (b *bench) scale() error {
 	// the previous ones ended (a graceful stop removes a node's presence).
 	for r := 1; r < b.o.runs; r++ {
 		p.stop()
-		if p, err = b.startNodes(d, prefix, nodes, nil); err != nil {
+		fresh, err := b.startNodes(d, prefix, nodes, nil)
+		if err != nil {
 			return err
 		}
+		p = fresh
 		id := fmt.Sprintf("fresh%d", r)
 		secs, err := b.place(d, tr, fanoutSpec(id, benchjobs.Fanout, n), n, placeWithin)
 		if err != nil {

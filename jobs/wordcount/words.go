@@ -340,8 +340,8 @@ func splitRange(r io.Reader, start, end, size int64, emit func([]byte)) (int64, 
 	if _, err := io.Copy(s, r); err != nil && !errors.Is(err, errSplitDone) {
 		return s.read, err
 	}
-	if s.state != splitDone && (s.pos < end || (s.state == splitFinish && s.pos < size)) {
-		return s.read, io.ErrUnexpectedEOF
+	if s.state != splitDone && s.pos < size {
+		return s.read, io.ErrUnexpectedEOF // the reader ended before the object did
 	}
 	s.t.Flush(emit)
 	return s.read, nil
@@ -353,7 +353,7 @@ type splitter struct {
 	pos       int64 // the object offset of the next byte
 	end, size int64
 	read      int64 // bytes consumed from start on
-	last      byte  // the last byte of the task's range
+	last      byte  // the last byte of the task's range read (' ' before any)
 	t         Tokenizer
 	emit      func([]byte)
 }
@@ -431,7 +431,7 @@ func (s *splitter) Write(p []byte) (int, error) {
 // that crosses end (it started in range, so it is this task's).
 func (s *splitter) endBody() {
 	s.state = splitDone
-	if s.read > 0 && s.end < s.size && !IsSpace(s.last) {
+	if s.end < s.size && !IsSpace(s.last) {
 		s.state = splitFinish
 	}
 }

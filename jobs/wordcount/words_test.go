@@ -129,6 +129,20 @@ func TestSplitOfATruncatedObject(t *testing.T) {
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
 	}
+	size := int64(len(data))
+	for _, c := range []struct {
+		name       string
+		start, end int64
+		from, to   int // the bytes the reader has
+	}{
+		{"skipping the token cut by start", 2, 3, 1, 4},
+		{"finishing the token that crosses end", 5, 12, 4, 13},
+	} {
+		_, err := splitRange(bytes.NewReader(data[c.from:c.to]), c.start, c.end, size, func([]byte) {})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%s: err = %v, want io.ErrUnexpectedEOF", c.name, err)
+		}
+	}
 }
 
 func TestTopAndPartition(t *testing.T) {
