@@ -29,6 +29,8 @@ type Placer struct {
 	ttl   time.Duration
 	mu    sync.Mutex
 	nodes map[string]*placeNode
+	// gen counts the presence reports and departures taken in.
+	gen uint64
 }
 
 type placeNode struct {
@@ -91,6 +93,7 @@ func (p *Placer) Update(n api.Node) {
 		p.nodes[n.ID] = pn
 	}
 	pn.node, pn.placed, pn.seenAt = n, 0, time.Now()
+	p.gen++
 }
 
 // Forget drops a node that is gone or leaving; its next report, if it
@@ -99,6 +102,16 @@ func (p *Placer) Forget(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.nodes, id)
+	p.gen++
+}
+
+// Gen changes whenever a node reports or leaves: a placement that found
+// no node can succeed again only after it changed (or an avoidance ran
+// out, see Avoid).
+func (p *Placer) Gen() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
 }
 
 // AvoidAfterFailure is how long a node that failed a placement (its

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,15 +41,26 @@ type leader struct {
 	sem   chan struct{}
 	// jobs holds the non-terminal jobs.
 	jobs map[string]*ljob
-	// active is what the tick visits: the live jobs but those set aside
-	// in resting until a due time, the parked (no node could take them;
-	// their retry) and the sleeping (steady: a running master, heard
-	// from; until it could time out or its crash probation ends). Without
-	// it, a backlog of waiting jobs or 10,000 live ones cost a visit of
-	// each every 50 ms, most of the leader's CPU.
+	// active is what the tick visits: the live jobs but the sleeping,
+	// set aside in resting until a due time (steady: a running master,
+	// heard from; until it could time out or its crash probation ends),
+	// and the waiting (no node could take them). Without it, a backlog of
+	// waiting jobs or 10,000 live ones cost a visit of each every 50 ms,
+	// most of the leader's CPU.
 	active  map[string]*ljob
 	resting restHeap
-	ticks   int
+	// waiting holds the jobs no node could take, by placement class, in
+	// the order they came. They are tried again only when the nodes'
+	// presence changed (capGen, the placer's generation at the last
+	// sweep) or a second passed (a node's avoidance ran out): each class
+	// from its head until one fails, so a backlog costs nothing while
+	// nothing changes. Retrying each one every 250 ms, as before, kept
+	// the leader busy in proportion to the backlog (a sixth of the
+	// machine's CPU with tens of thousands waiting).
+	waiting   map[string]*waitQueue
+	capGen    uint64
+	lastSweep time.Time
+	ticks     int
 	// masters holds the latest master record of every live job, and
 	// masterRevs its revision: epochs advance by CAS on it, without a read.
 	masters    map[string]*kvstate.MasterRecord
@@ -130,6 +143,7 @@ func newLeader(s *Service) *leader {
 		sem:        make(chan struct{}, maxParallelOps),
 		jobs:       map[string]*ljob{},
 		active:     map[string]*ljob{},
+		waiting:    map[string]*waitQueue{},
 		masters:    map[string]*kvstate.MasterRecord{},
 		masterRevs: map[string]uint64{},
 		states:     map[string]api.State{},
@@ -369,15 +383,13 @@ func (l *leader) reconcile(now time.Time) {
 	}
 	for len(l.resting) > 0 && !now.Before(l.resting[0].due) {
 		e := heap.Pop(&l.resting).(restEntry)
-		lj := e.lj
-		switch {
-		case lj.restGen != e.gen || l.jobs[lj.job.ID] != lj:
-			// Woken or ended since.
-		case lj.rest == restParked && now.Before(lj.retryAt):
-			l.setAside(lj, restParked, lj.retryAt)
-		default:
-			l.wake(lj)
+		if e.lj.restGen == e.gen && l.jobs[e.lj.job.ID] == e.lj { // not woken or ended since
+			l.wake(e.lj)
 		}
+	}
+	if gen := l.s.nodes.Gen(); gen != l.capGen || now.Sub(l.lastSweep) >= time.Second {
+		l.capGen, l.lastSweep = gen, now
+		l.sweepWaiting(now)
 	}
 	for id, lj := range l.active {
 		if l.jobs[id] != lj {
@@ -388,13 +400,75 @@ func (l *leader) reconcile(now time.Time) {
 	}
 }
 
-// park takes a job that no node can take out of the tick's visits until
-// its retry is due.
-func (l *leader) park(lj *ljob) {
-	if lj.rest == restParked {
-		return // its entry is re-queued at its new retry when it comes up
+// waitQueue is one placement class's waiting jobs, oldest first from head.
+type waitQueue struct {
+	entries []restEntry
+	head    int
+}
+
+// waitClass is what decides whether a node can take a job: its type, its
+// selectors and the node it must not go back to. Jobs of one class fail
+// or succeed to be placed alike, so a sweep stops a class at its first
+// failure.
+func waitClass(lj *ljob) string {
+	key := lj.job.Type + "\x00" + lj.leftNode
+	for _, k := range slices.Sorted(maps.Keys(lj.job.Selectors)) {
+		key += "\x00" + k + "=" + lj.job.Selectors[k]
 	}
-	l.setAside(lj, restParked, lj.retryAt)
+	return key
+}
+
+// wait takes a job that no node can take out of the tick's visits, to its
+// class's queue, until a sweep finds a node for it.
+func (l *leader) wait(lj *ljob) {
+	if lj.rest == restWaiting {
+		return
+	}
+	lj.rest = restWaiting
+	lj.restGen++
+	delete(l.active, lj.job.ID)
+	class := waitClass(lj)
+	q := l.waiting[class]
+	if q == nil {
+		q = &waitQueue{}
+		l.waiting[class] = q
+	}
+	q.entries = append(q.entries, restEntry{lj: lj, gen: lj.restGen})
+}
+
+// sweepWaiting offers each class's waiting jobs, oldest first, to the
+// nodes until one of them finds none: it goes back to the head of its
+// queue, and the rest of the class waits for the next sweep.
+func (l *leader) sweepWaiting(now time.Time) {
+	for class, q := range l.waiting {
+		for q.head < len(q.entries) {
+			e := q.entries[q.head]
+			q.entries[q.head] = restEntry{}
+			q.head++
+			lj := e.lj
+			if lj.restGen != e.gen || lj.rest != restWaiting || l.jobs[lj.job.ID] != lj {
+				continue // woken or ended since
+			}
+			l.wake(lj)
+			l.reconcileJob(lj, now)
+			if lj.rest == restWaiting {
+				// Still no node: its new entry, at the tail, goes back
+				// to the head.
+				last := len(q.entries) - 1
+				q.head--
+				q.entries[q.head], q.entries[last] = q.entries[last], restEntry{}
+				q.entries = q.entries[:last]
+				break
+			}
+		}
+		switch {
+		case q.head == len(q.entries):
+			delete(l.waiting, class)
+		case q.head > len(q.entries)/2:
+			q.entries = append(q.entries[:0:0], q.entries[q.head:]...)
+			q.head = 0
+		}
+	}
 }
 
 // sleep takes a steady running job out of the tick's visits until its
@@ -410,7 +484,7 @@ func (l *leader) sleep(lj *ljob, now time.Time) {
 			due = p
 		}
 	}
-	if lj.rest == restParked || due.Before(now.Add(2*reconcileInterval)) {
+	if lj.rest == restWaiting || due.Before(now.Add(2*reconcileInterval)) {
 		return
 	}
 	l.setAside(lj, restSleeping, due)
@@ -441,7 +515,7 @@ type restKind uint8
 
 const (
 	restNone restKind = iota
-	restParked
+	restWaiting
 	restSleeping
 )
 
@@ -482,7 +556,7 @@ func (l *leader) reindex() {
 // tick runs it for every job (timeouts, retries); changes to a job's
 // records run it for that job at once.
 func (l *leader) reconcileJob(lj *ljob, now time.Time) {
-	if lj.rest == restSleeping {
+	if lj.rest != restNone {
 		l.wake(lj) // something changed: the tick visits it again
 	}
 	if !l.synced || lj.busy || now.Before(lj.retryAt) || !l.s.mayLead() {
@@ -599,8 +673,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	crashed := nodeDied(reason)
 	node, err := l.s.nodes.Pick(j.Type, j.Selectors, exclude)
 	if err != nil {
-		lj.retryAt = time.Now().Add(250 * time.Millisecond)
-		l.park(lj)
+		l.wait(lj)
 		if j.State != api.StatePending {
 			l.do(lj, func(ctx context.Context) func() {
 				_, _, err := l.s.updateJobFrom(ctx, j, rev, func(j *api.Job) error {
