@@ -78,7 +78,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short CI smoke run (under 2 minutes; figures not for the docs)")
 	flag.StringVar(&o.out, "out", "", "results file (default bench/results/latest.json, quick: bench/results/quick.json)")
 	flag.StringVar(&o.md, "md", "", "markdown file whose table is regenerated (default BENCHMARKS.md; quick or -out elsewhere: none; \"-\" for none)")
-	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,e2e,r3,schedule,scale,scale100k,active10k,live10k,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: raw,submit,floor,e2e,r3,schedule,scale,scale100k,active10k,live10k,wordcount,list,bigjob,failover (default all; bigjob and failover alone re-quote the last results)")
 	flag.BoolVar(&o.profile, "profile", false, "save CPU profiles of each phase under bench/results/*.prof")
 	flag.IntVar(&o.conc, "conc", 64, "concurrent callers in the raw and submit phases")
 	flag.DurationVar(&o.dur, "dur", 0, "duration of each raw and submit measurement (default 5s, quick 1s)")

@@ -45,6 +45,12 @@ type results struct {
 	R3SubmitJobsPerS         *float64 `json:"r3_submit_jobs_per_s,omitempty"`
 	R3E2EJobsPerS            *float64 `json:"r3_e2e_jobs_per_s,omitempty"`
 	R3E2ELatencyP99Ms        *float64 `json:"r3_e2e_latency_p99_ms,omitempty"`
+	// The floor phase: raw NATS making only a job's writes (and a submit's
+	// request), the ceiling of the figure beside it; ratios paired.
+	E2EFloorJobsPerS    *float64 `json:"e2e_write_floor_jobs_per_s,omitempty"`
+	E2EFloorRatio       *float64 `json:"e2e_write_floor_to_raw_kv_create_ratio,omitempty"`
+	SubmitFloorJobsPerS *float64 `json:"submit_write_floor_jobs_per_s,omitempty"`
+	SubmitFloorRatio    *float64 `json:"submit_write_floor_to_raw_kv_create_ratio,omitempty"`
 	// The CPU time of the whole bench process per operation (server,
 	// services and callers), in µs: figures that the shared machine's
 	// load does not skew, unlike the rates.
@@ -329,10 +335,12 @@ func (r *results) rows() []row {
 		{"raw JetStream KV CAS Update (/s)", f(r.RawKVUpdatePerS, "%.0f"), "baseline"},
 		{"submit through the v1 API (jobs/s)", f(r.SubmitJobsPerS, "%.0f"), target(ge(r.SubmitJobsPerS, 2000), "≥ 2,000")},
 		{"submit / raw KV Create (median of runs paired under the same load)", ratio, target(ge(r.SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
+		{"raw NATS making only a submit's messages and 4 writes / raw KV Create (paired): the ceiling of the line above", pctOf(r.SubmitFloorRatio), ""},
 		{"submit, API path alone (jobs/s; leader elsewhere)", f(r.SubmitAPIOnlyJobsPerS, "%.0f"), ""},
 		{"API path alone / raw KV Create (paired)", pctOf(r.SubmitAPIOnlyRatio), target(ge(r.SubmitAPIOnlyRatio, 0.25), "≥ 25 %")},
 		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},
 		{"end-to-end / raw KV Create", pctOf(r.E2EToRawCreateRatio), target(ge(r.E2EToRawCreateRatio, 0.08), "≥ 8 %")},
+		{"raw NATS making only a counter job's 15 writes / raw KV Create (paired): the ceiling of the line above", pctOf(r.E2EFloorRatio), ""},
 		{"raw JetStream KV Create, 3-node cluster, replicas 3 (/s)", f(r.R3RawKVCreatePerS, "%.0f"), "baseline"},
 		{"submit, replicas 3 (jobs/s)", f(r.R3SubmitJobsPerS, "%.0f"), ""},
 		{"submit / raw R3 KV Create (paired)", pctOf(r.R3SubmitToRawCreateRatio), target(ge(r.R3SubmitToRawCreateRatio, 0.25), "≥ 25 %")},

@@ -50,6 +50,7 @@ func run(o *options) error {
 	}{
 		{"raw", b.raw},
 		{"submit", b.submit},
+		{"floor", b.floor},
 		{"e2e", b.e2e},
 		{"r3", b.r3},
 		{"schedule", b.schedule},

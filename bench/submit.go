@@ -43,63 +43,81 @@ type paired struct {
 }
 
 // pairedSubmit measures submit in runs runs, with the leader at work and,
-// if apiPath, with the lease held elsewhere. Each run is framed by raw KV
-// Create runs just before and just after it, so that its ratio compares
-// figures taken under the same machine load (the mean of the two raw
-// rates).
+// if apiPath, with the lease held elsewhere (pairedRuns frames each run
+// by raw KV Create runs).
 func (b *bench) pairedSubmit(prefix string, runs int, apiPath bool) (full, api paired, err error) {
-	nc, js, err := connectJS(b.url, "bench-pair")
+	names := []string{"submit"}
+	if apiPath {
+		names = append(names, "API path alone")
+	}
+	ps, err := b.pairedRuns(prefix, runs, names, func(r int) ([]loop, error) {
+		f, err := b.submitOnce(fmt.Sprintf("%s%d", prefix, r), false)
+		if err != nil || !apiPath {
+			return []loop{f}, err
+		}
+		a, err := b.submitOnce(fmt.Sprintf("%sapi%d", prefix, r), true)
+		return []loop{f, a}, err
+	})
 	if err != nil {
 		return full, api, err
+	}
+	full = ps[0]
+	if apiPath {
+		api = ps[1]
+	}
+	return full, api, nil
+}
+
+// pairedRuns measures in runs runs, each framed by raw KV Create runs just
+// before and just after it, so that its ratio compares figures taken
+// under the same machine load (the mean of the two raw rates). measure
+// returns one loop per name; each keeps its fastest run and the median of
+// its runs' ratios to raw KV Create.
+func (b *bench) pairedRuns(what string, runs int, names []string, measure func(r int) ([]loop, error)) ([]paired, error) {
+	nc, js, err := connectJS(b.url, "bench-pair")
+	if err != nil {
+		return nil, err
 	}
 	defer nc.Close()
 	kv, err := b.rawBucket(js, "bench_pair")
 	if err != nil {
-		return full, api, err
+		return nil, err
 	}
 	defer func() { _ = js.DeleteKeyValue(context.Background(), "bench_pair") }()
-
-	var fullRatios, apiRatios []float64
 	rawCreate := func(tag string) (float64, error) {
 		raw := closedLoop(b.o.dur, b.o.conc, kvCreate(kv, tag+"_"))
 		return raw.rate, raw.check("paired KV create")
 	}
+	best := make([]paired, len(names))
+	ratios := make([][]float64, len(names))
 	for r := range max(runs, 1) {
 		before, err := rawCreate(fmt.Sprintf("b%d", r))
 		if err != nil {
-			return full, api, err
+			return nil, err
 		}
-		f, err := b.submitOnce(fmt.Sprintf("%s%d", prefix, r), false)
+		ls, err := measure(r)
 		if err != nil {
-			return full, api, err
-		}
-		var a loop
-		if apiPath {
-			if a, err = b.submitOnce(fmt.Sprintf("%sapi%d", prefix, r), true); err != nil {
-				return full, api, err
-			}
+			return nil, err
 		}
 		after, err := rawCreate(fmt.Sprintf("a%d", r))
 		if err != nil {
-			return full, api, err
+			return nil, err
 		}
 		raw := (before + after) / 2
-		alone := ""
-		if apiPath {
-			alone = fmt.Sprintf(", API path alone %.0f jobs/s (%s CPU, %.0f %%)", a.rate, a.cpu, 100*a.rate/raw)
+		line := fmt.Sprintf("%s run %d: raw KV create %.0f/s before, %.0f/s after", what, r+1, before, after)
+		for i, l := range ls {
+			line += fmt.Sprintf("; %s %.0f/s (%s CPU, %.1f %%)", names[i], l.rate, l.cpu, 100*l.rate/raw)
+			ratios[i] = append(ratios[i], l.rate/raw)
+			if l.rate > best[i].rate {
+				best[i].loop = l
+			}
 		}
-		logf("%s run %d: raw KV create %.0f/s before, %.0f/s after; submit %.0f jobs/s (%s CPU, %.0f %%)%s",
-			prefix, r+1, before, after, f.rate, f.cpu, 100*f.rate/raw, alone)
-		fullRatios, apiRatios = append(fullRatios, f.rate/raw), append(apiRatios, a.rate/raw)
-		if f.rate > full.rate {
-			full.loop = f
-		}
-		if a.rate > api.rate {
-			api.loop = a
-		}
+		logf("%s", line)
 	}
-	full.ratio, api.ratio = median(fullRatios), median(apiRatios)
-	return full, api, nil
+	for i := range best {
+		best[i].ratio = median(ratios[i])
+	}
+	return best, nil
 }
 
 func median(xs []float64) float64 {

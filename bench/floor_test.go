@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestFloorMakesAJobsWrites checks the floor phase makes what it claims:
+// a counter job's writes by stream as TestWritesPerJob (jobs/counter)
+// counts Drover's, and for a submit the record, its created event, the
+// pending mark and its event.
+func TestFloorMakesAJobsWrites(t *testing.T) {
+	srv, err := startServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	b := &bench{o: &options{}, url: srv.ClientURL()}
+	nc, js, err := connectJS(b.url, "floor-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	fl, cleanup, err := b.newFloor(ctx, nc, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	counts := func() map[string]uint64 {
+		got := map[string]uint64{}
+		for name, stream := range map[string]string{"jobs": "KV_bench_floor_jobs", "state": "KV_bench_floor_state", "events": "bench_floor_events"} {
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[name] = st.CachedInfo().State.LastSeq // writes, whatever the history keeps
+		}
+		return got
+	}
+	waitCounts := func(want map[string]uint64) {
+		t.Helper()
+		var got map[string]uint64
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got = counts(); got["jobs"] == want["jobs"] && got["state"] == want["state"] && got["events"] == want["events"] {
+				return
+			}
+		}
+		t.Fatalf("stored messages by stream: %v, want %v", got, want)
+	}
+
+	if err := fl.job(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(map[string]uint64{"jobs": 3, "state": 6, "events": 6})
+	if len(counterJobWrites) != 15 {
+		t.Fatalf("%d writes per job, want 15", len(counterJobWrites))
+	}
+
+	stop, err := fl.serveSubmit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Request("bench.floor.submit", []byte("s0"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The record and its pending mark, its created event and the pending
+	// event.
+	waitCounts(map[string]uint64{"jobs": 5, "state": 6, "events": 8})
+	e, err := fl.jobs.Get(ctx, "j.s0")
+	if err != nil || e.Value()[0] != 'p' || e.Revision() == 0 {
+		t.Fatalf("the submitted record was not marked pending: %v %v", e, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
