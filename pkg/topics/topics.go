@@ -6,7 +6,6 @@ package topics
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -16,18 +15,38 @@ var ErrInvalidID = errors.New("topics: invalid id")
 // MaxIDLen is the longest ID accepted.
 const MaxIDLen = 64
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+// IDPattern is what an ID must match: a letter or digit, then up to 63
+// letters, digits, '_' or '-'.
+const IDPattern = `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`
+
+// validID reports whether id matches IDPattern. It is on every message's
+// path (a regexp was 1.6 % of an end-to-end job's CPU).
+func validID(id string) bool {
+	if id == "" || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateID checks that id is a safe subject token and KV key part.
 func ValidateID(kind, id string) error {
-	if !idRe.MatchString(id) {
+	if !validID(id) {
 		switch {
 		case id == "":
 			return fmt.Errorf("%w: %s id is empty", ErrInvalidID, kind)
 		case len(id) > MaxIDLen:
 			return fmt.Errorf("%w: %s id is %d characters, at most %d", ErrInvalidID, kind, len(id), MaxIDLen)
 		}
-		return fmt.Errorf("%w: %s id %q must match %s", ErrInvalidID, kind, id, idRe.String())
+		return fmt.Errorf("%w: %s id %q must match %s", ErrInvalidID, kind, id, IDPattern)
 	}
 	return nil
 }

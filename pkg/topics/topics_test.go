@@ -2,6 +2,7 @@ package topics
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -92,10 +93,26 @@ func TestBuildersRefuseHostileTokens(t *testing.T) {
 	}
 }
 
+// idRe is IDPattern as a regexp: validID must agree with it.
+var idRe = regexp.MustCompile(IDPattern)
+
+func TestValidIDIsThePattern(t *testing.T) {
+	for _, id := range []string{"", "a", "-a", "_a", "a-", "a_", "9", "é", "a\x00", "a b", "A-Z_09",
+		strings.Repeat("y", 63), strings.Repeat("y", 64), strings.Repeat("y", 65), "a\n", "ab\u00e9"} {
+		if got, want := validID(id), idRe.MatchString(id); got != want {
+			t.Errorf("validID(%q) = %v, the pattern says %v", id, got, want)
+		}
+	}
+}
+
 func FuzzValidateID(f *testing.F) {
 	f.Add("job-1")
 	f.Add("a.b")
+	f.Add("-a")
 	f.Fuzz(func(t *testing.T, id string) {
+		if got, want := validID(id), idRe.MatchString(id); got != want {
+			t.Fatalf("validID(%q) = %v, the pattern says %v", id, got, want)
+		}
 		if ValidateID("job", id) == nil {
 			if strings.ContainsAny(id, ".*> \t\r\n") || id == "" || len(id) > MaxIDLen {
 				t.Fatalf("accepted hostile id %q", id)
