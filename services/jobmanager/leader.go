@@ -106,6 +106,8 @@ type ljob struct {
 	assignedAt time.Time
 	// crashWait: a suspect's failover backoff has been set.
 	crashWait bool
+	// waitQ is the queue the job waits in (rest is restWaiting).
+	waitQ *waitQueue
 }
 
 // onNodeGone fails over at once every master of a job-master node whose
@@ -254,7 +256,7 @@ func (l *leader) onJob(e kvstate.JobEvent) {
 	case kvstate.OpSynced:
 		return
 	case kvstate.OpDelete:
-		delete(l.jobs, id)
+		l.drop(id)
 		delete(l.states, id)
 		return
 	}
@@ -297,6 +299,9 @@ func (l *leader) onJob(e kvstate.JobEvent) {
 func (l *leader) drop(id string) {
 	if l.probation == id {
 		l.probation = ""
+	}
+	if lj := l.jobs[id]; lj != nil {
+		l.unwait(lj)
 	}
 	delete(l.jobs, id)
 	delete(l.masters, id)
@@ -401,9 +406,13 @@ func (l *leader) reconcile(now time.Time) {
 }
 
 // waitQueue is one placement class's waiting jobs, oldest first from head.
+// Entries of jobs woken or ended since are left in place (a sweep skips
+// them); live counts the others, so that a queue whose jobs end while it
+// waits (canceled, deleted) is compacted instead of growing.
 type waitQueue struct {
 	entries []restEntry
 	head    int
+	live    int
 }
 
 // waitClass is what decides whether a node can take a job: its type, its
@@ -434,6 +443,31 @@ func (l *leader) wait(lj *ljob) {
 		l.waiting[class] = q
 	}
 	q.entries = append(q.entries, restEntry{lj: lj, gen: lj.restGen})
+	q.live++
+	lj.waitQ = q
+	if len(q.entries)-q.head > 2*q.live+64 {
+		kept := q.entries[:0:0]
+		for _, e := range q.entries[q.head:] {
+			if l.waits(e) {
+				kept = append(kept, e)
+			}
+		}
+		q.entries, q.head = kept, 0
+	}
+}
+
+// waits reports whether e is the entry of a job still waiting in it.
+func (l *leader) waits(e restEntry) bool {
+	return e.lj.restGen == e.gen && e.lj.rest == restWaiting && l.jobs[e.lj.job.ID] == e.lj
+}
+
+// unwait takes a waiting job out of its queue's live count (its entry
+// turns stale), as it is woken or ends.
+func (l *leader) unwait(lj *ljob) {
+	if lj.rest == restWaiting && lj.waitQ != nil {
+		lj.waitQ.live--
+		lj.waitQ = nil
+	}
 }
 
 // sweepWaiting offers each class's waiting jobs, oldest first, to the
@@ -446,7 +480,7 @@ func (l *leader) sweepWaiting(now time.Time) {
 			q.entries[q.head] = restEntry{}
 			q.head++
 			lj := e.lj
-			if lj.restGen != e.gen || lj.rest != restWaiting || l.jobs[lj.job.ID] != lj {
+			if !l.waits(e) {
 				continue // woken or ended since
 			}
 			l.wake(lj)
@@ -455,9 +489,15 @@ func (l *leader) sweepWaiting(now time.Time) {
 				// Still no node: its new entry, at the tail, goes back
 				// to the head.
 				last := len(q.entries) - 1
-				q.head--
-				q.entries[q.head], q.entries[last] = q.entries[last], restEntry{}
+				e := q.entries[last]
+				q.entries[last] = restEntry{}
 				q.entries = q.entries[:last]
+				if q.head > 0 {
+					q.head--
+					q.entries[q.head] = e
+				} else { // the queue was compacted meanwhile
+					q.entries = append([]restEntry{e}, q.entries...)
+				}
 				break
 			}
 		}
@@ -503,6 +543,7 @@ func (l *leader) wake(lj *ljob) {
 	if lj.rest == restNone {
 		return
 	}
+	l.unwait(lj)
 	lj.rest = restNone
 	lj.restGen++ // its entry in resting is stale now
 	if l.jobs[lj.job.ID] == lj {
