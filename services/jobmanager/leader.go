@@ -52,9 +52,9 @@ type leader struct {
 	// waiting holds the jobs no node could take, by placement class, in
 	// the order they came. They are tried again only when the nodes'
 	// presence changed (capGen, the placer's generation at the last
-	// sweep) or a second passed (a node's avoidance ran out): each class
-	// from its head until one fails, so a backlog costs nothing while
-	// nothing changes. Retrying each one every 250 ms, as before, kept
+	// sweep; at most every waitSweepMin) or a second passed (a node's
+	// avoidance ran out): each class from its head until one fails, so a
+	// backlog costs nothing while nothing changes. Retrying each one every 250 ms, as before, kept
 	// the leader busy in proportion to the backlog (a sixth of the
 	// machine's CPU with tens of thousands waiting).
 	waiting   map[string]*waitQueue
@@ -392,8 +392,8 @@ func (l *leader) reconcile(now time.Time) {
 			l.wake(e.lj)
 		}
 	}
-	if gen := l.s.nodes.Gen(); gen != l.capGen || now.Sub(l.lastSweep) >= time.Second {
-		l.capGen, l.lastSweep = gen, now
+	if since := now.Sub(l.lastSweep); since >= waitSweepMax || (since >= waitSweepMin && l.s.nodes.Gen() != l.capGen) {
+		l.capGen, l.lastSweep = l.s.nodes.Gen(), now
 		l.sweepWaiting(now)
 	}
 	for id, lj := range l.active {
@@ -404,6 +404,15 @@ func (l *leader) reconcile(now time.Time) {
 		l.reconcileJob(lj, now)
 	}
 }
+
+// A sweep of the waiting jobs comes at most every waitSweepMin (with many
+// job-master nodes their presence changes every tick, and a sweep costs a
+// placement attempt per class: jobs each with selectors of their own make
+// as many classes) and at least every waitSweepMax.
+const (
+	waitSweepMin = 250 * time.Millisecond
+	waitSweepMax = time.Second
+)
 
 // waitQueue is one placement class's waiting jobs, oldest first from head.
 // Entries of jobs woken or ended since are left in place (a sweep skips
