@@ -29,7 +29,9 @@ import (
 // Create and the created event, and a watcher of the bucket (the leader)
 // that marks each new record pending with a CAS update and its event.
 // Every value is 256 bytes, raw KV Create's, where a job's records and
-// events are larger: the floor errs on Drover's side.
+// events are larger, and the state writes are plain KV writes, where
+// Drover's are fenced (an atomic batch checking the fence key's
+// revision): the floor errs on Drover's side.
 func (b *bench) floor() error {
 	nc, js, err := connectJS(b.url, "bench-floor")
 	if err != nil {
@@ -122,7 +124,7 @@ func (b *bench) pairedLoop(what string, conc int, op func(g, i int) error) (pair
 // stream, as Drover publishes events, the created one with a message id).
 type floorWrite struct {
 	bucket string // "jobs", "state" or "" for an event
-	op     string // "create", "update", "put"
+	op     string // "create", "update", "put"; "created" for the created event
 	key    string // the record's kind: j, m, w, b
 }
 

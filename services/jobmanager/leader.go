@@ -54,9 +54,10 @@ type leader struct {
 	// presence changed (capGen, the placer's generation at the last
 	// sweep; at most every waitSweepMin) or a second passed (a node's
 	// avoidance ran out): each class from its head until one fails, so a
-	// backlog costs nothing while nothing changes. Retrying each one every 250 ms, as before, kept
-	// the leader busy in proportion to the backlog (a sixth of the
-	// machine's CPU with tens of thousands waiting).
+	// backlog costs nothing while nothing changes. Retrying each one
+	// every 250 ms, as before, kept the leader busy in proportion to the
+	// backlog (a sixth of the machine's CPU with tens of thousands
+	// waiting).
 	waiting   map[string]*waitQueue
 	capGen    uint64
 	lastSweep time.Time
@@ -494,7 +495,7 @@ func (l *leader) sweepWaiting(now time.Time) {
 			}
 			l.wake(lj)
 			l.reconcileJob(lj, now)
-			if lj.rest == restWaiting {
+			if lj.rest == restWaiting && lj.waitQ == q {
 				// Still no node: its new entry, at the tail, goes back
 				// to the head.
 				last := len(q.entries) - 1
