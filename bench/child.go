@@ -96,7 +96,10 @@ func profileOnSignal(paths string) {
 type child struct {
 	name string
 	cmd  *exec.Cmd
-	done chan error
+	// done is closed once the process has ended: stop and kill may be
+	// called again after it (a set of nodes stopped, then stopped again by
+	// a deferred cleanup when its replacement failed to start).
+	done chan struct{}
 }
 
 func startChild(role, url, prefix, node string, profs []string) (*child, error) {
@@ -107,12 +110,17 @@ func startChild(role, url, prefix, node string, profs []string) (*child, error) 
 	cmd := exec.Command(exe, childArg, "-role", role, "-nats", url, "-prefix", prefix, "-node", node,
 		"-profs", strings.Join(profs, ","))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return newChild(node, cmd)
+}
+
+// newChild starts cmd, a process that dies with this one.
+func newChild(name string, cmd *exec.Cmd) (*child, error) {
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{name: node, cmd: cmd, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait() }()
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
 	return c, nil
 }
 
