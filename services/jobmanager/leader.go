@@ -393,9 +393,11 @@ func (l *leader) reconcile(now time.Time) {
 			l.wake(e.lj)
 		}
 	}
-	if since := now.Sub(l.lastSweep); since >= waitSweepMax || (since >= waitSweepMin && l.s.nodes.Gen() != l.capGen) {
-		l.capGen, l.lastSweep = l.s.nodes.Gen(), now
-		l.sweepWaiting(now)
+	if since := now.Sub(l.lastSweep); since >= waitSweepMin {
+		if gen := l.s.nodes.Gen(); gen != l.capGen || since >= waitSweepMax {
+			l.capGen, l.lastSweep = gen, now
+			l.sweepWaiting(now)
+		}
 	}
 	for id, lj := range l.active {
 		if l.jobs[id] != lj {
@@ -456,14 +458,19 @@ func (l *leader) wait(lj *ljob) {
 	q.live++
 	lj.waitQ = q
 	if len(q.entries)-q.head > 2*q.live+64 {
-		kept := q.entries[:0:0]
-		for _, e := range q.entries[q.head:] {
-			if l.waits(e) {
-				kept = append(kept, e)
-			}
-		}
-		q.entries, q.head = kept, 0
+		l.compact(q)
 	}
+}
+
+// compact keeps only the entries of jobs still waiting in q, in order.
+func (l *leader) compact(q *waitQueue) {
+	kept := q.entries[:0:0]
+	for _, e := range q.entries[q.head:] {
+		if l.waits(e) {
+			kept = append(kept, e)
+		}
+	}
+	q.entries, q.head = kept, 0
 }
 
 // waits reports whether e is the entry of a job still waiting in it.
@@ -515,8 +522,7 @@ func (l *leader) sweepWaiting(now time.Time) {
 		case q.head == len(q.entries):
 			delete(l.waiting, class)
 		case q.head > len(q.entries)/2:
-			q.entries = append(q.entries[:0:0], q.entries[q.head:]...)
-			q.head = 0
+			l.compact(q)
 		}
 	}
 }
