@@ -54,8 +54,8 @@ func TestBacklogWaitsForCapacityAndRuns(t *testing.T) {
 }
 
 // TestWaitingJobsTakeFreedCapacity fills a job-master node of capacity 2
-// with jobs: the others wait, not retried while nothing changes, and are
-// placed as the running ones end and free the node's slots. A job whose
+// with jobs: the others wait, and are placed as the running ones end and
+// the node's reports show its slots free. A job whose
 // selectors no node matches waits in a class of its own and holds none of
 // them back; it runs once a node it matches comes.
 func TestWaitingJobsTakeFreedCapacity(t *testing.T) {
