@@ -72,6 +72,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == countArg {
+		if err := runCount(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench count:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	var only string
 	flag.BoolVar(&o.quoteOnly, "quote", false, "run nothing: quote the failover benchmarks' files (bench/results/failover.json, leader_failover.json) anew into the last results file and table")

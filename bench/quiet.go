@@ -20,11 +20,15 @@ const (
 // waitQuiet waits until the machine's CPUs are busy less than quietBusy
 // over quietSpan, at most quietMax; it returns how long it waited and the
 // busy share last seen (-1 where /proc/stat does not say).
-func waitQuiet() (time.Duration, float64) {
+func waitQuiet() (time.Duration, float64) { return waitQuietFor(quietSpan, quietMax) }
+
+// waitQuietFor waits until the CPUs are busy less than quietBusy over
+// span, at most max.
+func waitQuietFor(span, max time.Duration) (time.Duration, float64) {
 	t0 := time.Now()
 	for {
-		busy := busyShare(quietSpan)
-		if busy < quietBusy || time.Since(t0) >= quietMax { // -1: no /proc/stat, no wait
+		busy := busyShare(span)
+		if busy < quietBusy || time.Since(t0) >= max { // -1: no /proc/stat, no wait
 			return time.Since(t0), busy
 		}
 	}

@@ -282,7 +282,7 @@ func (r *results) derive() {
 	if w := r.Wordcount; w != nil {
 		for _, run := range w.Runs {
 			if run.WorkerNodes == 2 {
-				r.WordcountToBaselineRatio = ratio(&run.MBps, &w.BaselineMBps)
+				r.WordcountToBaselineRatio = pairedWordcountRatio(run, w.BaselineMBps)
 			}
 		}
 	}
@@ -530,5 +530,19 @@ func writeMarkdown(path string, r *results, e *env) error {
 }
 
 func round0(v float64) *float64 { v = math.Round(v); return &v }
+
+// pairedWordcountRatio is a run's median paired ratio; results written
+// before the runs were paired have none, and give the job's best MB/s over
+// the best baseline.
+func pairedWordcountRatio(run wordcountRun, baseline float64) *float64 {
+	if len(run.Ratios) > 0 {
+		return round3(run.VsBaseline)
+	}
+	if baseline <= 0 {
+		return nil
+	}
+	return round3(run.MBps / baseline)
+}
+
 func round2(v float64) *float64 { v = math.Round(v*100) / 100; return &v }
 func round3(v float64) *float64 { v = math.Round(v*1000) / 1000; return &v }

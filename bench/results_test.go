@@ -117,6 +117,14 @@ func TestRatios(t *testing.T) {
 			t.Errorf("%s = %s, want %v", name, pctOf(tc.got), tc.want)
 		}
 	}
+	// Runs paired with a baseline count each: the median of their ratios,
+	// whatever the best run over the best baseline.
+	paired := &results{Wordcount: &wordcountFigures{BaselineMBps: 40, Runs: []wordcountRun{
+		{WorkerNodes: 2, MBps: 36, VsBaseline: 1.05, Ratios: []float64{0.9, 1.05, 1.2}}}}}
+	paired.derive()
+	if got := paired.WordcountToBaselineRatio; got == nil || *got != 1.05 {
+		t.Errorf("paired wordcount_2nodes_to_baseline_ratio = %s, want the runs' median 1.05", pctOf(got))
+	}
 	rows := map[string]row{}
 	for _, rw := range r.rows() {
 		rows[rw.what] = rw
