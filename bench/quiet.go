@@ -47,17 +47,32 @@ func busyShare(d time.Duration) float64 {
 
 // cpuTimes is the machine's busy and total CPU time (clock ticks) so far.
 func cpuTimes() (busy, total uint64) {
-	line, _, _ := strings.Cut(readTrim("/proc/stat"), "\n")
+	busy, total, _ = cpuLine(readTrim("/proc/stat"))
+	return busy, total
+}
+
+// cpuLine reads the first line of /proc/stat: the busy, total and stolen
+// CPU time (clock ticks; stolen: time the hypervisor ran other machines
+// while this one had work, counted as busy). Guest time is left out, as
+// the kernel counts it in user time already.
+func cpuLine(stat string) (busy, total, steal uint64) {
+	line, _, _ := strings.Cut(stat, "\n")
 	f := strings.Fields(line)
 	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for i, s := range f[1:] {
+		if i >= 8 { // guest, guest_nice
+			break
+		}
 		v, _ := strconv.ParseUint(s, 10, 64)
 		total += v
 		if i != 3 && i != 4 { // idle, iowait
 			busy += v
 		}
+		if i == 7 {
+			steal = v
+		}
 	}
-	return busy, total
+	return busy, total, steal
 }

@@ -421,10 +421,15 @@ type env struct {
 	LoadStart  string `json:"loadavg_start"`
 	LoadEnd    string `json:"loadavg_end"`
 	// PhaseLoad is the load average as each phase started.
-	PhaseLoad   map[string]string `json:"loadavg_by_phase,omitempty"`
-	DurationSec float64           `json:"duration_s"`
+	PhaseLoad map[string]string `json:"loadavg_by_phase,omitempty"`
+	// StealPct is the share of the machine's CPU time the hypervisor gave
+	// other machines over the run (/proc/stat), in per cent: on a shared
+	// host it moves every rate by tens of per cent between hours.
+	StealPct    *float64 `json:"steal_pct,omitempty"`
+	DurationSec float64  `json:"duration_s"`
 	start       time.Time
-	phases      []string // in the order they ran
+	steal0      [2]uint64 // stolen and total clock ticks at the start
+	phases      []string  // in the order they ran
 }
 
 func collectEnv(o *options) *env {
@@ -455,11 +460,16 @@ func collectEnv(o *options) *env {
 	}
 	e.Kernel = readTrim("/proc/sys/kernel/osrelease")
 	e.LoadStart = loadavg()
+	_, total, steal := cpuLine(readTrim("/proc/stat"))
+	e.steal0 = [2]uint64{steal, total}
 	return e
 }
 
 func (e *env) finish() {
 	e.LoadEnd = loadavg()
+	if _, total, steal := cpuLine(readTrim("/proc/stat")); total > e.steal0[1] {
+		e.StealPct = round1(100 * float64(steal-e.steal0[0]) / float64(total-e.steal0[1]))
+	}
 	e.DurationSec = math.Round(time.Since(e.start).Seconds())
 }
 
@@ -505,6 +515,9 @@ func writeMarkdown(path string, r *results, e *env) error {
 	if len(phases) > 0 {
 		fmt.Fprintf(&t, " (1-minute load as each phase started: %s)", strings.Join(phases, ", "))
 	}
+	if e.StealPct != nil {
+		fmt.Fprintf(&t, "; the host's steal time %.1f %% over the run (CPU time the hypervisor gave other machines)", *e.StealPct)
+	}
 	fmt.Fprintf(&t, ": the machine is shared with other engineers' test runs, so every rate is a lower bound.\n\n")
 	fmt.Fprintln(&t, "| measure | value | target |")
 	fmt.Fprintln(&t, "|---|---:|---|")
@@ -544,5 +557,6 @@ func pairedWordcountRatio(run wordcountRun, baseline float64) *float64 {
 	return round3(run.MBps / baseline)
 }
 
+func round1(v float64) *float64 { v = math.Round(v*10) / 10; return &v }
 func round2(v float64) *float64 { v = math.Round(v*100) / 100; return &v }
 func round3(v float64) *float64 { v = math.Round(v*1000) / 1000; return &v }
