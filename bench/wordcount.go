@@ -382,6 +382,14 @@ func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*
 	return best, nil
 }
 
+// medianOf says what a ratio of n paired runs is.
+func medianOf(n int) string {
+	if n == 1 {
+		return "one run"
+	}
+	return fmt.Sprintf("median of %d runs", n)
+}
+
 // ticksOf sums the CPU clock ticks of processes.
 func ticksOf(cs []*child) (uint64, error) {
 	var t uint64
@@ -410,7 +418,7 @@ func wordcountRows(f *wordcountFigures) []row {
 	}
 	for _, r := range f.Runs {
 		rows = append(rows, row{fmt.Sprintf("wordcount job, %d worker node(s), submit → finished (MB/s)", r.WorkerNodes),
-			fmt.Sprintf("%.1f", r.MBps), fmt.Sprintf("%.2f× baseline (median of %d runs, each against a baseline count just before it); cores: worker nodes %.2f, nats-server + job manager %.2f", r.VsBaseline, len(r.Ratios), r.WorkerCores, r.ServerCores)})
+			fmt.Sprintf("%.1f", r.MBps), fmt.Sprintf("%.2f× baseline (%s, each against a baseline count just before it); cores: worker nodes %.2f, nats-server + job manager %.2f", r.VsBaseline, medianOf(len(r.Ratios)), r.WorkerCores, r.ServerCores)})
 	}
 	return rows
 }
