@@ -96,11 +96,8 @@ func (b *bench) newFloor(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 		return nil, nil, err
 	}
 	// The events stream as kvstate creates Drover's, with its defaults.
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: "bench_floor_events", Subjects: []string{"bench.floor.ev.>"}, MaxAge: 168 * time.Hour,
-		MaxBytes: 256 << 20, MaxMsgsPerSubject: 100_000, Discard: jetstream.DiscardOld,
-		Replicas: max(b.replicas, 1), Storage: jetstream.FileStorage, Duplicates: kvstate.EventsDuplicateWindow,
-	}); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, kvstate.EventsStreamConfig("bench_floor_events",
+		[]string{"bench.floor.ev.>"}, kvstate.Options{Replicas: b.replicas})); err != nil {
 		return nil, nil, err
 	}
 	return &floorWrites{nc: nc, jobs: jobs, state: state, payload: make([]byte, 256)}, cleanup, nil

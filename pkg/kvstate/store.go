@@ -166,15 +166,23 @@ func Open(ctx context.Context, js jetstream.JetStream, space topics.Space, opts 
 	}); err != nil {
 		return nil, fmt.Errorf("kvstate: create requests stream: %w", err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: space.EventsStream(), Description: "Drover job events",
-		Subjects: []string{space.JobEventsPattern(), space.RequestRejections()}, MaxAge: opts.EventsMaxAge,
-		MaxBytes: opts.EventsMaxBytes, MaxMsgsPerSubject: opts.EventsMaxPerJob, Discard: jetstream.DiscardOld,
-		Replicas: opts.Replicas, Storage: jetstream.FileStorage, Duplicates: EventsDuplicateWindow,
-	}); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, EventsStreamConfig(space.EventsStream(),
+		[]string{space.JobEventsPattern(), space.RequestRejections()}, opts)); err != nil {
 		return nil, fmt.Errorf("kvstate: create events stream: %w", err)
 	}
 	return s, nil
+}
+
+// EventsStreamConfig is the events stream's configuration, as Open creates
+// it, under name for subjects, with opts's limits (their defaults where
+// unset).
+func EventsStreamConfig(name string, subjects []string, opts Options) jetstream.StreamConfig {
+	opts.defaults()
+	return jetstream.StreamConfig{
+		Name: name, Description: "Drover job events", Subjects: subjects, MaxAge: opts.EventsMaxAge,
+		MaxBytes: opts.EventsMaxBytes, MaxMsgsPerSubject: opts.EventsMaxPerJob, Discard: jetstream.DiscardOld,
+		Replicas: opts.Replicas, Storage: jetstream.FileStorage, Duplicates: EventsDuplicateWindow,
+	}
 }
 
 // EventsDuplicateWindow is how long the events stream drops an event whose
