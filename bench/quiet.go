@@ -23,12 +23,12 @@ const (
 func waitQuiet() (time.Duration, float64) { return waitQuietFor(quietSpan, quietMax) }
 
 // waitQuietFor waits until the CPUs are busy less than quietBusy over
-// span, at most max.
-func waitQuietFor(span, max time.Duration) (time.Duration, float64) {
+// span, at most limit.
+func waitQuietFor(span, limit time.Duration) (time.Duration, float64) {
 	t0 := time.Now()
 	for {
 		busy := busyShare(span)
-		if busy < quietBusy || time.Since(t0) >= max { // -1: no /proc/stat, no wait
+		if busy < quietBusy || time.Since(t0) >= limit { // -1: no /proc/stat, no wait
 			return time.Since(t0), busy
 		}
 	}

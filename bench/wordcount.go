@@ -127,6 +127,7 @@ func (b *bench) measureWordcount(size int64, nodeCounts []int, runs int) (*wordc
 	logf("wordcount corpus: %.1f MB, %d words, %d distinct", mb, f.Words, f.Distinct)
 
 	for range runs {
+		quietCount()
 		if _, err := baselineCount(path, f); err != nil {
 			return nil, err
 		}
@@ -157,7 +158,6 @@ func (b *bench) measureWordcount(size int64, nodeCounts []int, runs int) (*wordc
 // every garbage collection of a count here would mark. It keeps the
 // fastest in f.BaselineMBps and returns this run's MB/s.
 func baselineCount(path string, f *wordcountFigures) (float64, error) {
-	quietCount()
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -323,6 +323,7 @@ func (b *bench) wordcountNodes(path string, f *wordcountFigures, n, runs int) (*
 		"mappers": f.Mappers, "reducers": f.Reducers, "split_bytes": f.SplitBytes})
 	best := &wordcountRun{WorkerNodes: n}
 	for r := range runs {
+		quietCount()
 		base, err := baselineCount(path, f)
 		if err != nil {
 			return nil, err
