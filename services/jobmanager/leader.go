@@ -54,7 +54,7 @@ type leader struct {
 	// presence changed (capGen, the placer's generation at the last
 	// sweep; at most every waitSweepMin) or a second passed (a node's
 	// avoidance ran out): each class from its head until one fails, so a
-	// backlog costs nothing while nothing changes. Retrying each one
+	// sweep costs a placement attempt per class, not per job. Retrying each one
 	// every 250 ms, as before, kept the leader busy in proportion to the
 	// backlog (a sixth of the machine's CPU with tens of thousands
 	// waiting).
