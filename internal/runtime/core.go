@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/drover-run/drover/internal/gopool"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/kvstate"
@@ -90,11 +91,11 @@ func (c *core) attach(st ScratchState, job string, fence *kvstate.Fence, scfg St
 // begin starts the goroutine job code runs on; end stops it once the
 // incarnation is over (an abandoned call keeps it until that call returns).
 func (c *core) begin() {
-	go func() {
+	gopool.Go(func() {
 		for f := range c.jobq {
 			f()
 		}
-	}()
+	})
 }
 
 func (c *core) end() {

@@ -3,6 +3,8 @@ package runtime
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/drover-run/drover/internal/gopool"
 )
 
 // runPool runs queued tasks in order on at most max goroutines, which live
@@ -37,7 +39,7 @@ func (p *runPool) submit(f func()) {
 	p.live++
 	p.mu.Unlock()
 	p.started.Add(1)
-	go p.loop()
+	gopool.Go(p.loop)
 }
 
 // do runs f on the pool and waits for it.

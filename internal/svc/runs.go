@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-run/drover/internal/gopool"
 	"github.com/drover-run/drover/internal/runtime"
 	"github.com/drover-run/drover/pkg/api"
 )
@@ -79,7 +80,7 @@ func (r *Runs[I]) Prepare(key string, epoch uint64, build func() (I, error), end
 	r.running[key] = inc
 	r.wg.Add(1)
 	return func() {
-		go func() {
+		gopool.Go(func() {
 			defer r.wg.Done()
 			err := inc.Run(context.Background())
 			if err != nil && !errors.Is(err, runtime.ErrStopped) && ended != nil {
@@ -90,7 +91,7 @@ func (r *Runs[I]) Prepare(key string, epoch uint64, build func() (I, error), end
 				delete(r.running, key)
 			}
 			r.mu.Unlock()
-		}()
+		})
 	}, nil
 }
 

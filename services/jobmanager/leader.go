@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/drover-run/drover/internal/gopool"
 	"github.com/drover-run/drover/internal/placement"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
@@ -683,7 +684,7 @@ func (l *leader) reconcileJob(lj *ljob, now time.Time) {
 // do runs op off the loop with the job marked busy; op's result runs on the loop.
 func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
 	lj.busy = true
-	go func() {
+	gopool.Go(func() {
 		select {
 		case l.sem <- struct{}{}:
 		case <-l.ctx.Done():
@@ -707,7 +708,7 @@ func (l *leader) do(lj *ljob, op func(ctx context.Context) func()) {
 				}
 			}
 		})
-	}()
+	})
 }
 
 // jlog is the leader's logger for a line about a job's master incarnation.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/drover-run/drover/internal/buildinfo"
+	"github.com/drover-run/drover/internal/gopool"
 	"github.com/drover-run/drover/internal/wire"
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/topics"
@@ -140,7 +141,7 @@ func (s *Service) serveAPI(ctx context.Context) (stop func(), err error) {
 			// Copies: req is micro's, and is not touched after we return.
 			reply, body := req.Reply(), req.Data()
 			stats.begin(ep.name)
-			go func() {
+			gopool.Go(func() {
 				defer func() { <-inflight; handling.Done() }()
 				// A request taken is answered even if the replica is shutting
 				// down meanwhile (stop waits for it): canceling its store call
@@ -153,7 +154,7 @@ func (s *Service) serveAPI(ctx context.Context) (stop func(), err error) {
 				if reply != "" {
 					s.respond(reply, ep.subject, rep, e)
 				}
-			}()
+			})
 		}
 		if err := srv.AddEndpoint(ep.name, micro.HandlerFunc(h), micro.WithEndpointSubject(ep.subject),
 			micro.WithEndpointMetadata(map[string]string{"request": ep.request, "reply": ep.reply, "http": ep.http})); err != nil {
