@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/drover-run/drover/pkg/api"
 )
@@ -23,9 +26,28 @@ func (b *bench) e2e() error {
 	}
 	b.r.E2EJobsPerS, b.r.E2ECPUUs = &f.rate, us(f.cpu)
 	b.r.E2ELatencyP50Ms, b.r.E2ELatencyP99Ms = ms(pct(f.lat, 0.50)), ms(pct(f.lat, 0.99))
-	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms), %s CPU each",
-		f.rate, len(f.lat), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms, f.cpu)
+	b.r.E2EMsgsSentPerJob, b.r.E2EMsgsReceivedPerJob = round1(f.sent), round1(f.received)
+	logf("end-to-end: %.0f jobs/s (%d jobs, %d in flight; submit→finished p50 %.1f ms, p99 %.1f ms), %s CPU each; "+
+		"Drover's processes sent %.1f messages and received %.1f per job (the write floor's: %d and %d)",
+		f.rate, len(f.lat), b.o.e2eWindow, *b.r.E2ELatencyP50Ms, *b.r.E2ELatencyP99Ms, f.cpu,
+		f.sent, f.received, len(counterJobWrites), floorAcks())
 	return nil
+}
+
+// msgCounts reads, for every connection of the deployment but its
+// client's, the messages the server has received from it and delivered
+// to it so far: what the job manager and the nodes send and get.
+func (b *bench) msgCounts(d *deployment) (sent, received uint64, err error) {
+	cz, err := b.srv.Connz(&server.ConnzOptions{Limit: 10000})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, c := range cz.Conns {
+		if strings.HasPrefix(c.Name, d.prefix+"-") && c.Name != d.prefix+"-client" {
+			sent, received = sent+uint64(c.InMsgs), received+uint64(c.OutMsgs)
+		}
+	}
+	return sent, received, nil
 }
 
 // e2eRun is the fastest of the end-to-end runs: jobs/s, CPU per job, and
@@ -34,6 +56,9 @@ type e2eRun struct {
 	rate float64
 	cpu  time.Duration
 	lat  []time.Duration
+	// sent and received are the messages per job the server received
+	// from Drover's processes and delivered to them.
+	sent, received float64
 }
 
 // measureE2E deploys a job manager, a job-master node and a worker node in
@@ -55,12 +80,22 @@ func (b *bench) measureE2E(prefix string, jobs, runs int) (e2eRun, error) {
 		return best, fmt.Errorf("warm-up: %w", err)
 	}
 	for r := range max(runs, 1) {
+		sent0, received0, err := b.msgCounts(d)
+		if err != nil {
+			return best, err
+		}
 		cpu0 := cpuTime()
 		ended, err := b.runJobs(d, tr, fmt.Sprintf("e%d-", r), jobs, b.o.e2eWindow)
 		if err != nil {
 			return best, err
 		}
 		run := e2eRun{cpu: (cpuTime() - cpu0) / time.Duration(len(ended))}
+		sent1, received1, err := b.msgCounts(d)
+		if err != nil {
+			return best, err
+		}
+		run.sent = float64(sent1-sent0) / float64(len(ended))
+		run.received = float64(received1-received0) / float64(len(ended))
 		first, last := ended[0].submit, ended[0].end
 		for _, jt := range ended {
 			if jt.submit.Before(first) {

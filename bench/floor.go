@@ -135,6 +135,18 @@ var counterJobWrites = []floorWrite{
 	{"", "", ""}, {"jobs", "update", "j"}, // leader: its event, the record finished
 }
 
+// floorAcks is how many acknowledgements a job's writes in the floor
+// receive: one per KV write (events are published without one).
+func floorAcks() int {
+	n := 0
+	for _, w := range counterJobWrites {
+		if w.bucket != "" {
+			n++
+		}
+	}
+	return n
+}
+
 type floorWrites struct {
 	nc          *nats.Conn
 	jobs, state jetstream.KeyValue

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestFloorMakesAJobsWrites checks the floor phase makes what it claims:
@@ -74,5 +76,62 @@ func TestFloorMakesAJobsWrites(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMsgCountsAreTheDeployments checks the end-to-end phase's message
+// counts: what the server received from and delivered to the deployment's
+// connections, not its client's and not another deployment's.
+func TestMsgCountsAreTheDeployments(t *testing.T) {
+	srv, err := startServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	b := &bench{o: &options{}, srv: srv, url: srv.ClientURL()}
+	d := &deployment{prefix: "bm"}
+	conn := func(name string) *nats.Conn {
+		nc, err := nats.Connect(b.url, nats.Name(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	manager, node, client, other := conn("bm-jobmanager"), conn("bm-worker-0"), conn("bm-client"), conn("bmx-jobmanager")
+	got := make(chan struct{}, 100)
+	if _, err := node.Subscribe("x", func(*nats.Msg) { got <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sent0, received0, err := b.msgCounts(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for nc, n := range map[*nats.Conn]int{manager: 3, client: 2, other: 4} {
+		for range n {
+			if err := nc.Publish("x", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 9 {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the subscriber did not get the 9 messages")
+		}
+	}
+	sent, received, err := b.msgCounts(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent-sent0 != 3 || received-received0 != 9 {
+		t.Fatalf("the deployment sent %d and received %d, want 3 (its job manager's) and 9 (its node's)", sent-sent0, received-received0)
 	}
 }

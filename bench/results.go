@@ -68,14 +68,18 @@ type results struct {
 	SubmitToRawCreateCPURatio *float64 `json:"submit_to_raw_kv_create_cpu_ratio,omitempty"`
 	E2ELatencyP50Ms           *float64 `json:"e2e_latency_p50_ms,omitempty"`
 	E2ELatencyP99Ms           *float64 `json:"e2e_latency_p99_ms,omitempty"`
-	ScheduleMaxMs             *float64 `json:"schedule_max_ms,omitempty"`
-	ScheduleRunningP50Ms      *float64 `json:"schedule_running_p50_ms,omitempty"`
-	ScheduleRunningP99Ms      *float64 `json:"schedule_running_p99_ms,omitempty"`
-	ScheduleRunningMaxMs      *float64 `json:"schedule_running_max_ms,omitempty"`
-	ScheduleRatePerS          *float64 `json:"schedule_rate_per_s,omitempty"`
-	PlacementWorkers          int      `json:"placement_workers,omitempty"`
-	PlacementWorkerNodes      int      `json:"placement_worker_nodes,omitempty"`
-	PlacementSeconds          *float64 `json:"placement_seconds,omitempty"`
+	// The messages per end-to-end job that the server received from the
+	// job manager and the nodes, and delivered to them.
+	E2EMsgsSentPerJob     *float64 `json:"e2e_msgs_sent_per_job,omitempty"`
+	E2EMsgsReceivedPerJob *float64 `json:"e2e_msgs_received_per_job,omitempty"`
+	ScheduleMaxMs         *float64 `json:"schedule_max_ms,omitempty"`
+	ScheduleRunningP50Ms  *float64 `json:"schedule_running_p50_ms,omitempty"`
+	ScheduleRunningP99Ms  *float64 `json:"schedule_running_p99_ms,omitempty"`
+	ScheduleRunningMaxMs  *float64 `json:"schedule_running_max_ms,omitempty"`
+	ScheduleRatePerS      *float64 `json:"schedule_rate_per_s,omitempty"`
+	PlacementWorkers      int      `json:"placement_workers,omitempty"`
+	PlacementWorkerNodes  int      `json:"placement_worker_nodes,omitempty"`
+	PlacementSeconds      *float64 `json:"placement_seconds,omitempty"`
 	// PlacementsFirstPerS is the fastest placement on fresh node processes
 	// (each run on new ones).
 	PlacementsFirstPerS *float64 `json:"placements_per_s_fresh_nodes,omitempty"`
@@ -341,6 +345,8 @@ func (r *results) rows() []row {
 		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},
 		{"end-to-end / raw KV Create", pctOf(r.E2EToRawCreateRatio), target(ge(r.E2EToRawCreateRatio, 0.08), "≥ 8 %")},
 		{"raw NATS making only a counter job's 15 writes / raw KV Create (paired): the ceiling of the line above", pctOf(r.E2EFloorRatio), ""},
+		{"messages per end-to-end job sent / received by the job manager and the nodes", msgsPair(r.E2EMsgsSentPerJob, r.E2EMsgsReceivedPerJob),
+			fmt.Sprintf("the floor's 15 writes: %d / %d", len(counterJobWrites), floorAcks())},
 		{"raw JetStream KV Create, 3-node cluster, replicas 3 (/s)", f(r.R3RawKVCreatePerS, "%.0f"), "baseline"},
 		{"submit, replicas 3 (jobs/s)", f(r.R3SubmitJobsPerS, "%.0f"), ""},
 		{"submit / raw R3 KV Create (paired)", pctOf(r.R3SubmitToRawCreateRatio), target(ge(r.R3SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
@@ -397,6 +403,13 @@ func triple(a, b, c *float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f / %.0f / %.0f", *a, *b, *c)
+}
+
+func msgsPair(sent, received *float64) string {
+	if sent == nil || received == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f / %.1f", *sent, *received)
 }
 
 func pctOf(v *float64) string {
