@@ -35,16 +35,23 @@ func (b *bench) e2e() error {
 }
 
 // msgCounts reads, for every connection of the deployment but its
-// client's, the messages the server has received from it and delivered
-// to it so far: what the job manager and the nodes send and get.
+// client's, the messages the servers have received from it and delivered
+// to it so far: what the job manager and the nodes send and get (in a
+// cluster, each on the server it is connected to; routes not counted).
 func (b *bench) msgCounts(d *deployment) (sent, received uint64, err error) {
-	cz, err := b.srv.Connz(&server.ConnzOptions{Limit: 10000})
-	if err != nil {
-		return 0, 0, err
+	srvs := b.cluster
+	if b.srv != nil {
+		srvs = []*server.Server{b.srv}
 	}
-	for _, c := range cz.Conns {
-		if strings.HasPrefix(c.Name, d.prefix+"-") && c.Name != d.prefix+"-client" {
-			sent, received = sent+uint64(c.InMsgs), received+uint64(c.OutMsgs)
+	for _, srv := range srvs {
+		cz, err := srv.Connz(&server.ConnzOptions{Limit: 10000})
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, c := range cz.Conns {
+			if strings.HasPrefix(c.Name, d.prefix+"-") && c.Name != d.prefix+"-client" {
+				sent, received = sent+uint64(c.InMsgs), received+uint64(c.OutMsgs)
+			}
 		}
 	}
 	return sent, received, nil

@@ -32,7 +32,7 @@ func (b *bench) r3() error {
 	for i, s := range srvs {
 		urls[i] = s.ClientURL()
 	}
-	c := &bench{o: b.o, url: strings.Join(urls, ","), r: b.r, replicas: 3}
+	c := &bench{o: b.o, cluster: srvs, url: strings.Join(urls, ","), r: b.r, replicas: 3}
 	logf("nats-server cluster of %d on %s, store %s", len(srvs), c.url, dir)
 
 	nc, js, err := connectJS(c.url, "bench-r3-raw")
@@ -66,6 +66,7 @@ func (b *bench) r3() error {
 		return err
 	}
 	b.r.R3E2EJobsPerS, b.r.R3E2ELatencyP99Ms = round0(e.rate), ms(pct(e.lat, 0.99))
-	logf("R3 end-to-end: %.0f jobs/s (%d jobs; submit→finished p99 %.1f ms), %s CPU each", e.rate, len(e.lat), *b.r.R3E2ELatencyP99Ms, e.cpu)
+	logf("R3 end-to-end: %.0f jobs/s (%d jobs; submit→finished p99 %.1f ms), %s CPU each; Drover's processes sent %.1f messages and received %.1f per job",
+		e.rate, len(e.lat), *b.r.R3E2ELatencyP99Ms, e.cpu, e.sent, e.received)
 	return nil
 }

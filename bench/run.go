@@ -202,8 +202,10 @@ func (o *options) path(p string) string {
 type bench struct {
 	o   *options
 	srv *server.Server
-	url string
-	r   *results
+	// cluster is the r3 phase's servers (srv is then nil).
+	cluster []*server.Server
+	url     string
+	r       *results
 	// failoverDir holds the failover phase's files when it ran.
 	failoverDir string
 	// replicas of the buckets and streams of the phase (0: one).
