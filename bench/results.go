@@ -412,11 +412,13 @@ func msgsPair(sent, received *float64) string {
 	return fmt.Sprintf("%.1f / %.1f", *sent, *received)
 }
 
+// pctOf shows a ratio as a percentage with one decimal: a figure beside
+// its target (7.8 % against ≥ 8 %) must not round onto it.
 func pctOf(v *float64) string {
 	if v == nil {
 		return "—"
 	}
-	return fmt.Sprintf("%.0f %%", 100**v)
+	return fmt.Sprintf("%.1f %%", 100**v)
 }
 
 // env is the machine and software a run measured.

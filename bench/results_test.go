@@ -130,15 +130,24 @@ func TestRatios(t *testing.T) {
 		rows[rw.what] = rw
 	}
 	for what, want := range map[string][2]string{
-		"end-to-end / raw KV Create":                               {"6 %", "❌ ≥ 8 %"},
-		"placements on fresh node processes / raw request/reply":   {"9 %", "✅ ≥ 8 %"},
-		"submit / raw R3 KV Create (paired)":                       {"30 %", "✅ ≥ 25 %"},
-		"end-to-end / raw R3 KV Create":                            {"7 %", "❌ ≥ 8 %"},
+		"end-to-end / raw KV Create":                               {"6.0 %", "❌ ≥ 8 %"},
+		"placements on fresh node processes / raw request/reply":   {"9.0 %", "✅ ≥ 8 %"},
+		"submit / raw R3 KV Create (paired)":                       {"30.0 %", "✅ ≥ 25 %"},
+		"end-to-end / raw R3 KV Create":                            {"7.0 %", "❌ ≥ 8 %"},
 		"wordcount, 2 worker nodes / baseline":                     {"0.90×", "❌ ≥ 1.0×"},
 		"raw JetStream KV Create, 3-node cluster, replicas 3 (/s)": {"10000", "baseline"},
 	} {
 		if got := rows[what]; got.value != want[0] || got.target != want[1] {
 			t.Errorf("row %q: %q %q, want %q %q", what, got.value, got.target, want[0], want[1])
+		}
+	}
+
+	// A ratio just under its target does not round onto it.
+	under := &results{RawReqPerS: v(100000), PlacementsFirstPerS: v(7800)}
+	under.derive()
+	for _, rw := range under.rows() {
+		if rw.what == "placements on fresh node processes / raw request/reply" && (rw.value != "7.8 %" || rw.target != "❌ ≥ 8 %") {
+			t.Errorf("placements at 7.8 %% of raw request/reply: %q %q, want \"7.8 %%\" \"❌ ≥ 8 %%\"", rw.value, rw.target)
 		}
 	}
 
@@ -239,7 +248,7 @@ func TestScaleRows(t *testing.T) {
 		"| placements/s (100000 workers of one job on 8 worker nodes, fresh node processes) | 5200 | ❌ no worker lost: 100000 of 100000 online, 0 offline, 3 re-created, master epoch 1 |",
 		"| job-master node CPU (100000 workers, 1 s heartbeat, cores) | 1.250 |",
 		"| worker node RSS per worker (100000 workers, bytes) | 41000 |",
-		"| 0.800 | ✅ the master keeps up: it handled 99 % of the status updates written (5940/s), 0 offline, 0 re-created, master epoch 1; the writes were 60 % of those asked; worker nodes —",
+		"| 0.800 | ✅ the master keeps up: it handled 99.0 % of the status updates written (5940/s), 0 offline, 0 re-created, master epoch 1; the writes were 60.0 % of those asked; worker nodes —",
 		"| leading job manager CPU (10000 live idle jobs, cores) | 0.050 | ✅ 10000 of 10000 live; job-master node — |",
 		"| leading job manager RSS (10000 live jobs, bytes) | 90000000 | 20 MB with no job, 7000 B per job |",
 	} {

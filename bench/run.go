@@ -44,25 +44,7 @@ func run(o *options) error {
 
 	r := &results{}
 	b := &bench{o: o, srv: srv, url: srv.ClientURL(), r: r}
-	phases := []struct {
-		name string
-		f    func() error
-	}{
-		{"raw", b.raw},
-		{"submit", b.submit},
-		{"floor", b.floor},
-		{"e2e", b.e2e},
-		{"r3", b.r3},
-		{"schedule", b.schedule},
-		{"scale", b.scale},
-		{"scale100k", b.scale100k},
-		{"active10k", b.active10k},
-		{"live10k", b.live10k},
-		{"wordcount", b.wordcount},
-		{"list", b.list},
-		{"bigjob", b.bigjob},
-		{"failover", b.failover},
-	}
+	phases := b.phases()
 	defer func() {
 		if b.failoverDir != "" {
 			os.RemoveAll(b.failoverDir)
@@ -342,8 +324,41 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// phaseNames are the phases in the order they run.
-var phaseNames = []string{"raw", "submit", "e2e", "r3", "schedule", "scale", "scale100k", "active10k", "live10k", "wordcount", "list", "bigjob", "failover"}
+// phase is one phase of the benchmark: its name (for -only and the
+// results' load by phase) and what runs it.
+type phase struct {
+	name string
+	f    func() error
+}
+
+// phases are b's phases in the order they run.
+func (b *bench) phases() []phase {
+	return []phase{
+		{"raw", b.raw},
+		{"submit", b.submit},
+		{"floor", b.floor},
+		{"e2e", b.e2e},
+		{"r3", b.r3},
+		{"schedule", b.schedule},
+		{"scale", b.scale},
+		{"scale100k", b.scale100k},
+		{"active10k", b.active10k},
+		{"live10k", b.live10k},
+		{"wordcount", b.wordcount},
+		{"list", b.list},
+		{"bigjob", b.bigjob},
+		{"failover", b.failover},
+	}
+}
+
+// phaseNames are the phases' names in the order they run.
+var phaseNames = func() []string {
+	var names []string
+	for _, p := range (&bench{}).phases() {
+		names = append(names, p.name)
+	}
+	return names
+}()
 
 // quotedPhases write files of their own, quoted into the results file: a
 // run of only these re-quotes the last results instead of replacing them.
