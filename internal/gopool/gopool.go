@@ -18,8 +18,12 @@ import (
 // idle is how long a goroutine whose task ended waits for another before
 // it exits: long enough to carry a busy service's tasks from one to the
 // next, short enough that an idle process keeps no goroutine of the pool
-// for long.
+// for long. Tests change it (idleNanos).
 const idle = 500 * time.Millisecond
+
+var idleNanos atomic.Int64
+
+func init() { idleNanos.Store(int64(idle)) }
 
 // tasks hands a task to a goroutine waiting for one; unbuffered, so a
 // task is never queued behind another: it runs at once, on a waiting
@@ -43,12 +47,12 @@ func Go(f func()) {
 
 // run runs f, then each task handed to it until none came for idle.
 func run(f func()) {
-	t := time.NewTimer(idle)
+	t := time.NewTimer(time.Duration(idleNanos.Load()))
 	defer t.Stop()
 	for {
 		f()
 		f = nil // what the task held is not kept while waiting
-		t.Reset(idle)
+		t.Reset(time.Duration(idleNanos.Load()))
 		if f = wait(t); f == nil {
 			return
 		}
