@@ -68,6 +68,22 @@ type e2eRun struct {
 	sent, received float64
 }
 
+// settledMsgCounts is msgCounts once the deployment's counts have not
+// moved for 200 ms (at most 10 s): its processes have finished what the
+// last operations started.
+func (b *bench) settledMsgCounts(d *deployment) (sent, received uint64, err error) {
+	sent, received, err = b.msgCounts(d)
+	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		s, r, e := b.msgCounts(d)
+		if e != nil || (s == sent && r == received) {
+			return sent, received, e
+		}
+		sent, received, err = s, r, e
+	}
+	return sent, received, err
+}
+
 // measureE2E deploys a job manager, a job-master node and a worker node in
 // namespace prefix and keeps the fastest of runs runs of jobs jobs: the
 // one least disturbed by the machine's other users.

@@ -21,8 +21,12 @@ type loop struct {
 	// alike) spent per completed operation: unlike the rate, it does not
 	// depend on what else the shared machine runs.
 	cpu    time.Duration
+	ops    int64 // completed operations
 	failed int64
 	err    error
+	// sent and received are the messages per operation the server got
+	// from the measured processes and delivered to them, where counted.
+	sent, received float64
 }
 
 // bestOf runs a closed loop n times and keeps the fastest run: the machine
@@ -67,7 +71,7 @@ func closedLoop(d time.Duration, conc int, op func(g, i int) error) loop {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	l := loop{rate: float64(ok.Load()) / elapsed.Seconds(), failed: failed.Load()}
+	l := loop{rate: float64(ok.Load()) / elapsed.Seconds(), ops: ok.Load(), failed: failed.Load()}
 	if n := ok.Load(); n > 0 {
 		l.cpu = (cpuTime() - cpu0) / time.Duration(n)
 	}

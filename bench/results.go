@@ -58,6 +58,10 @@ type results struct {
 	RawKVCreateCPUUs *float64 `json:"raw_kv_create_cpu_us,omitempty"`
 	RawKVUpdateCPUUs *float64 `json:"raw_kv_update_cpu_us,omitempty"`
 	SubmitCPUUs      *float64 `json:"submit_cpu_us,omitempty"`
+	// The messages per submitted job (leader at work) that the server
+	// received from the job manager and delivered to it.
+	SubmitMsgsSentPerJob     *float64 `json:"submit_msgs_sent_per_job,omitempty"`
+	SubmitMsgsReceivedPerJob *float64 `json:"submit_msgs_received_per_job,omitempty"`
 	// The API path alone: the lease is held elsewhere, nothing is scheduled.
 	SubmitAPIOnlyJobsPerS *float64 `json:"submit_api_only_jobs_per_s,omitempty"`
 	SubmitAPIOnlyCPUUs    *float64 `json:"submit_api_only_cpu_us,omitempty"`
@@ -340,6 +344,8 @@ func (r *results) rows() []row {
 		{"submit through the v1 API (jobs/s)", f(r.SubmitJobsPerS, "%.0f"), target(ge(r.SubmitJobsPerS, 2000), "≥ 2,000")},
 		{"submit / raw KV Create (median of runs paired under the same load)", ratio, target(ge(r.SubmitToRawCreateRatio, 0.25), "≥ 25 %")},
 		{"raw NATS making only a submit's messages and 4 writes / raw KV Create (paired): the ceiling of the line above", pctOf(r.SubmitFloorRatio), ""},
+		{"messages per submitted job sent / received by the job manager (leader at work)", msgsPair(r.SubmitMsgsSentPerJob, r.SubmitMsgsReceivedPerJob),
+			"the floor's: 5 / 4 (the answer, 4 writes / the request, 2 acknowledgements, the watch)"},
 		{"submit, API path alone (jobs/s; leader elsewhere)", f(r.SubmitAPIOnlyJobsPerS, "%.0f"), ""},
 		{"API path alone / raw KV Create (paired)", pctOf(r.SubmitAPIOnlyRatio), target(ge(r.SubmitAPIOnlyRatio, 0.25), "≥ 25 %")},
 		{"end-to-end counter jobs (jobs/s)", f(r.E2EJobsPerS, "%.0f"), target(ge(r.E2EJobsPerS, 500), "≥ 500")},

@@ -28,10 +28,11 @@ func (b *bench) submit() error {
 		return err
 	}
 	b.r.SubmitJobsPerS, b.r.SubmitCPUUs = round0(full.rate), us(full.cpu)
+	b.r.SubmitMsgsSentPerJob, b.r.SubmitMsgsReceivedPerJob = round1(full.sent), round1(full.received)
 	b.r.SubmitAPIOnlyJobsPerS, b.r.SubmitAPIOnlyCPUUs = round0(api.rate), us(api.cpu)
 	b.r.SubmitToRawCreateRatio, b.r.SubmitAPIOnlyRatio = round3(full.ratio), round3(api.ratio)
-	logf("submit: %.0f jobs/s (%d callers), %s CPU each, %.0f %% of raw KV Create (median of paired runs); API path alone: %.0f jobs/s, %s CPU each, %.0f %%",
-		full.rate, b.o.conc, full.cpu, 100*full.ratio, api.rate, api.cpu, 100*api.ratio)
+	logf("submit: %.0f jobs/s (%d callers), %s CPU each, %.0f %% of raw KV Create (median of paired runs), the job manager sending %.1f messages and receiving %.1f per job; API path alone: %.0f jobs/s, %s CPU each, %.0f %%",
+		full.rate, b.o.conc, full.cpu, 100*full.ratio, full.sent, full.received, api.rate, api.cpu, 100*api.ratio)
 	return nil
 }
 
@@ -136,11 +137,27 @@ func (b *bench) submitOnce(prefix string, holdLease bool) (loop, error) {
 	}
 	defer d.close()
 	ctx := context.Background()
+	sent0, received0, err := b.msgCounts(d)
+	if err != nil {
+		return loop{}, err
+	}
 	l := closedLoop(b.o.dur, b.o.conc, func(g, i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := d.client.Submit(cctx, counterSpec(fmt.Sprintf("s%d-%d", g, i)))
 		return err
 	})
-	return l, l.check("submit")
+	if err := l.check("submit"); err != nil {
+		return l, err
+	}
+	// The leader marks the last jobs pending after their answers: count
+	// once the job manager's traffic has stopped.
+	sent1, received1, err := b.settledMsgCounts(d)
+	if err != nil {
+		return l, err
+	}
+	if l.ops > 0 {
+		l.sent, l.received = float64(sent1-sent0)/float64(l.ops), float64(received1-received0)/float64(l.ops)
+	}
+	return l, nil
 }
