@@ -12,8 +12,9 @@ import (
 	"github.com/drover-run/drover/pkg/topics"
 )
 
-// Hub is what a worker node's workers of one job share: their heartbeats
-// and the job's broadcast subscription.
+// Hub is what a worker node's workers share: their heartbeats, each
+// job's broadcast subscription, and the lanes that deliver every worker's
+// own messages (lane).
 //
 // On each boundary of the heartbeat interval it sends, per job, one
 // message to the job's master carrying every live worker of that job on
@@ -49,6 +50,10 @@ type Hub struct {
 	// boundary (a new worker, one that follows a new master).
 	soon []*WorkerRuntime
 	wake chan struct{}
+
+	// ctl delivers the workers' inboxes (the runtime's control messages),
+	// msgs their business messages.
+	ctl, msgs *lane
 }
 
 // hubJob is a job's workers on the node and its broadcast subscription.
@@ -59,17 +64,19 @@ type hubJob struct {
 
 // NewHub prepares a node's hub; Start sends the heartbeats.
 func NewHub(nc *nats.Conn, space topics.Space, every time.Duration) *Hub {
-	return &Hub{nc: nc, space: space, every: every, jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1)}
+	return &Hub{nc: nc, space: space, every: every, jobs: map[string]*hubJob{}, wake: make(chan struct{}, 1),
+		ctl: newLane(nc), msgs: newLane(nc)}
 }
 
-// Start subscribes to the masters' acknowledgements and sends heartbeats
-// until the returned stop is called.
+// Start subscribes to the masters' acknowledgements, sends heartbeats
+// and delivers the workers' messages until the returned stop is called.
 func (h *Hub) Start() (stop func(), err error) {
 	h.acks = h.nc.NewInbox() + "."
 	sub, err := h.nc.Subscribe(h.acks+"*", h.onAck)
 	if err != nil {
 		return nil, err
 	}
+	stopCtl, stopMsgs := h.ctl.start(), h.msgs.start()
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -78,6 +85,8 @@ func (h *Hub) Start() (stop func(), err error) {
 	return func() {
 		close(quit)
 		<-done
+		stopMsgs()
+		stopCtl()
 		_ = sub.Unsubscribe()
 	}, nil
 }

@@ -166,22 +166,24 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 	if err != nil {
 		return err
 	}
-	sub, err := w.deps.NC.Subscribe(inbox, w.onMsg)
+	// The node's lanes deliver both subscriptions: no goroutine of their
+	// own per worker (lane).
+	sub, err := w.deps.Hub.ctl.subscribe(inbox, w.onMsg)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer w.deps.Hub.ctl.unsubscribe(sub)
 	msgSubj, err := space.WorkerMessages(w.spec.Job, w.spec.Worker)
 	if err != nil {
 		return err
 	}
-	// Business messages on their own subscription: a stop never waits
+	// Business messages on a lane of their own: a stop never waits
 	// behind them.
-	msub, err := w.deps.NC.Subscribe(msgSubj, w.onMessage)
+	msub, err := w.deps.Hub.msgs.subscribe(msgSubj, w.onMessage)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = msub.Unsubscribe() }()
+	defer w.deps.Hub.msgs.unsubscribe(msub)
 
 	// The record says online from the worker's first write: its first
 	// status or its end, or, when neither came within a heartbeat, a write
@@ -262,10 +264,10 @@ func (w *WorkerRuntime) acked(epoch uint64) {
 	w.lastAck.Store(time.Now().UnixNano())
 }
 
-// onMsg runs on the NATS goroutine of the worker's inbox, or of its
-// node's hub for the job's broadcasts: a stop, a new master and the job's
-// end (acknowledgements come through the hub, business messages through
-// onMessage).
+// onMsg runs on the node's control lane for the worker's inbox, or on
+// the NATS goroutine of the job's broadcasts: a stop, a new master and
+// the job's end (acknowledgements come through the hub, business
+// messages through onMessage). It never waits: the lane is the node's.
 func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 	me := wire.Uint(msg, wire.HdrEpoch)
 	known := w.masterEpoch.Load()
@@ -289,8 +291,8 @@ func (w *WorkerRuntime) onMsg(msg *nats.Msg) {
 	}
 }
 
-// onMessage runs on the NATS goroutine of the messages subscription: it
-// queues a business message without ever waiting and tells the sender.
+// onMessage runs on the node's business-message lane: it queues a
+// business message without ever waiting and tells the sender.
 func (w *WorkerRuntime) onMessage(msg *nats.Msg) {
 	if we := wire.Uint(msg, wire.HdrWorkerEpoch); we != w.spec.Epoch {
 		answer(msg, api.Errorf(api.CodeFailedPrecondition, "worker %s runs incarnation %d, not %d", w.spec.Worker, w.spec.Epoch, we))

@@ -1,0 +1,122 @@
+package runtime
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/pkg/topics"
+)
+
+// startHub starts a node's hub on its own connection.
+func startHub(t *testing.T) (*Hub, *nats.Conn) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	nc, _ := natstest.Connect(t, srv)
+	pub, _ := natstest.Connect(t, srv)
+	h := NewHub(nc, topics.MustNew(topics.DefaultPrefix), time.Hour)
+	stop, err := h.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return h, pub
+}
+
+// TestALaneHandsEachSubscriptionItsOwnMessages: subscriptions sharing a
+// lane each get their subject's messages, in order, and none after they
+// end.
+func TestALaneHandsEachSubscriptionItsOwnMessages(t *testing.T) {
+	h, pub := startHub(t)
+	got := make(chan string, 64)
+	subs := map[string]*nats.Subscription{}
+	for _, name := range []string{"a", "b"} {
+		sub, err := h.msgs.subscribe("lane."+name, func(m *nats.Msg) { got <- name + "=" + string(m.Data) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[name] = sub
+	}
+	for i := range 3 {
+		for _, name := range []string{"a", "b"} {
+			if err := pub.Publish("lane."+name, []byte{'0' + byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var a, b []string
+	for range 6 {
+		select {
+		case s := <-got:
+			if strings.HasPrefix(s, "a=") {
+				a = append(a, s)
+			} else {
+				b = append(b, s)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %v and %v, want 3 messages each", a, b)
+		}
+	}
+	if strings.Join(a, ",") != "a=0,a=1,a=2" || strings.Join(b, ",") != "b=0,b=1,b=2" {
+		t.Fatalf("got %v and %v", a, b)
+	}
+	h.msgs.unsubscribe(subs["a"])
+	_ = pub.Publish("lane.a", []byte("late"))
+	_ = pub.Publish("lane.b", []byte("3"))
+	select {
+	case s := <-got:
+		if s != "b=3" {
+			t.Fatalf("got %q after a's subscription ended, want b=3", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's message after a's end never came")
+	}
+	if _, err := newLane(pub).subscribe("lane.c", func(*nats.Msg) {}); err != errLaneStopped {
+		t.Fatalf("subscribe on a lane not started: %v, want errLaneStopped", err)
+	}
+}
+
+// TestAStopNeverWaitsBehindBusinessMessages: a worker's business messages
+// filling their lane to its bound (its handler held, more sent than the
+// lane holds, so nats.go drops some) neither hold nor drop a control
+// message to another worker of the node.
+func TestAStopNeverWaitsBehindBusinessMessages(t *testing.T) {
+	h, pub := startHub(t)
+	release := make(chan struct{})
+	defer close(release)
+	flooded, err := h.msgs.subscribe("p2p.job.a.msg.worker.w0", func(*nats.Msg) { <-release })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	inbox, err := h.ctl.subscribe("p2p.job.b.worker.w0", func(*nats.Msg) { close(stopped) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range laneDepth + 1000 {
+		if err := pub.Publish("p2p.job.a.msg.worker.w0", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the flooded lane to drop messages", func() bool {
+		n, _ := flooded.Dropped()
+		return n > 0
+	})
+	if err := pub.Publish("p2p.job.b.worker.w0", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stop waited behind the business messages")
+	}
+	if n, _ := inbox.Dropped(); n != 0 {
+		t.Fatalf("the control lane dropped %d messages", n)
+	}
+}
