@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,43 @@ func TestAStopNeverWaitsBehindBusinessMessages(t *testing.T) {
 	}
 	if n, _ := inbox.Dropped(); n != 0 {
 		t.Fatalf("the control lane dropped %d messages", n)
+	}
+}
+
+// TestAWorkersQueueHoldsItsBoundInOrder: a worker's business-message
+// queue takes workerQueue messages and refuses the next without
+// blocking, hands them out oldest first with a token on ready while any
+// waits, and keeps no array once emptied.
+func TestAWorkersQueueHoldsItsBoundInOrder(t *testing.T) {
+	q := newMsgQueue()
+	if _, ok := q.take(); ok {
+		t.Fatal("an empty queue gave a message")
+	}
+	for i := range workerQueue {
+		if !q.put(&nats.Msg{Subject: strconv.Itoa(i)}) {
+			t.Fatalf("message %d refused under the bound", i)
+		}
+	}
+	if q.put(&nats.Msg{Subject: "over"}) {
+		t.Fatalf("message %d accepted over the bound", workerQueue)
+	}
+	for i := range workerQueue {
+		select {
+		case <-q.ready:
+		default:
+			t.Fatalf("no token on ready with %d messages waiting", workerQueue-i)
+		}
+		m, ok := q.take()
+		if !ok || m.Subject != strconv.Itoa(i) {
+			t.Fatalf("take %d: %v %v", i, m, ok)
+		}
+	}
+	select {
+	case <-q.ready:
+		t.Fatal("a token on ready with nothing waiting")
+	default:
+	}
+	if q.items != nil {
+		t.Fatalf("an emptied queue keeps an array of %d", cap(q.items))
 	}
 }

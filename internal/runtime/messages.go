@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,4 +80,55 @@ func answer(msg *nats.Msg, err error) {
 		rep.Error = api.AsError(err)
 	}
 	_ = msg.Respond(wire.Marshal(rep))
+}
+
+// msgQueue is a worker's queue of accepted business messages, bounded by
+// workerQueue. It grows as messages come: most workers are sent none, and
+// a channel of workerQueue cost each of them 2 KB, a tenth of a worker's
+// memory.
+type msgQueue struct {
+	mu    sync.Mutex
+	items []*nats.Msg
+	// ready holds a token while items is not empty.
+	ready chan struct{}
+}
+
+func newMsgQueue() *msgQueue { return &msgQueue{ready: make(chan struct{}, 1)} }
+
+// put queues m unless workerQueue messages wait; it never blocks.
+func (q *msgQueue) put(m *nats.Msg) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) >= workerQueue {
+		return false
+	}
+	q.items = append(q.items, m)
+	q.signal()
+	return true
+}
+
+// take returns the oldest message, if one waits; call it on a receive
+// from ready.
+func (q *msgQueue) take() (*nats.Msg, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return nil, false
+	}
+	m := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	if len(q.items) == 0 {
+		q.items = nil // the array goes with the burst
+	} else {
+		q.signal()
+	}
+	return m, true
+}
+
+func (q *msgQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
 }

@@ -71,7 +71,7 @@ type WorkerRuntime struct {
 
 	masterEpoch atomic.Uint64
 	lastAck     atomic.Int64 // unix nanos
-	msgs        chan *nats.Msg
+	msgs        *msgQueue
 	leaving     atomic.Bool
 	// selfFenced is closed (once) when acknowledgements stopped for SelfFence.
 	selfFenced     chan struct{}
@@ -95,10 +95,12 @@ func NewWorkerRuntime(deps WorkerDeps, spec WorkerSpec) (*WorkerRuntime, error) 
 		deps:   deps,
 		spec:   spec,
 		master: master,
-		base: deps.Log.With(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
+		// Lazy: most workers never log, and an encoded context cost each
+		// of them a buffer (with the epoch's, about 2 KB).
+		base: deps.Log.WithLazy(zap.String("job_id", spec.Job), zap.String("worker_id", spec.Worker),
 			zap.Uint64("worker_epoch", spec.Epoch)),
 		fence:      deps.Store.WorkerFence(spec.Job, spec.Worker, spec.Rev),
-		msgs:       make(chan *nats.Msg, workerQueue),
+		msgs:       newMsgQueue(),
 		selfFenced: make(chan struct{}),
 	}
 	w.core = newCore("worker", deps.Metrics, w.logger, deps.CallbackTimeout)
@@ -123,7 +125,7 @@ type epochLogger struct {
 
 // setLogEpoch moves the logger to a newer master epoch, never back.
 func (w *WorkerRuntime) setLogEpoch(epoch uint64) {
-	next := &epochLogger{epoch: epoch, log: w.base.With(zap.Uint64("epoch", epoch))}
+	next := &epochLogger{epoch: epoch, log: w.base.WithLazy(zap.Uint64("epoch", epoch))}
 	for {
 		cur := w.logp.Load()
 		if (cur != nil && cur.epoch >= epoch) || w.logp.CompareAndSwap(cur, next) {
@@ -232,7 +234,11 @@ func (w *WorkerRuntime) Run(ctx context.Context, factory func(framework.WorkerHa
 			return ErrSelfFenced
 		case err := <-w.fencedCh:
 			return w.fenced(err)
-		case msg := <-w.msgs:
+		case <-w.msgs.ready:
+			msg, ok := w.msgs.take()
+			if !ok {
+				continue
+			}
 			if err := w.call("OnMasterMessage", func() error {
 				return w.impl.OnMasterMessage(ctx, msg.Header.Get(wire.HdrTopic), msg.Data)
 			}); err != nil {
@@ -306,10 +312,9 @@ func (w *WorkerRuntime) onMessage(msg *nats.Msg) {
 		answer(msg, api.Errorf(api.CodeFailedPrecondition, "worker %s has ended", w.spec.Worker))
 		return
 	}
-	select {
-	case w.msgs <- msg:
+	if w.msgs.put(msg) {
 		answer(msg, nil)
-	default:
+	} else {
 		answer(msg, api.Errorf(api.CodeUnavailable, "worker %s has %d messages waiting", w.spec.Worker, workerQueue))
 	}
 }
