@@ -27,6 +27,15 @@ func startHub(t *testing.T) (*Hub, *nats.Conn) {
 	return h, pub
 }
 
+// flushSubs waits until the server has the hub's subscriptions: another
+// connection's messages published before would find no subscriber.
+func flushSubs(t *testing.T, h *Hub) {
+	t.Helper()
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestALaneHandsEachSubscriptionItsOwnMessages: subscriptions sharing a
 // lane each get their subject's messages, in order, and none after they
 // end.
@@ -41,6 +50,7 @@ func TestALaneHandsEachSubscriptionItsOwnMessages(t *testing.T) {
 		}
 		subs[name] = sub
 	}
+	flushSubs(t, h)
 	for i := range 3 {
 		for _, name := range []string{"a", "b"} {
 			if err := pub.Publish("lane."+name, []byte{'0' + byte(i)}); err != nil {
@@ -97,6 +107,7 @@ func TestAStopNeverWaitsBehindBusinessMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	flushSubs(t, h)
 	for range laneDepth + 1000 {
 		if err := pub.Publish("p2p.job.a.msg.worker.w0", nil); err != nil {
 			t.Fatal(err)
