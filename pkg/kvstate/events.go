@@ -43,6 +43,25 @@ func (s *Store) HasJobEvents(ctx context.Context, job string) (has bool, err err
 	return err == nil, err
 }
 
+// LastJobEvent returns the last event of job the events stream holds
+// (ErrNotFound: none): one read of the last message on its subject.
+func (s *Store) LastJobEvent(ctx context.Context, job string) (ev *api.Event, err error) {
+	defer s.observe("last_job_event", time.Now(), &err)
+	subj, err := s.space.JobEvents(job)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.msgGet(ctx, s.space.EventsStream(), msgGetRequest{LastFor: subj})
+	if err != nil {
+		return nil, err
+	}
+	ev = &api.Event{}
+	if err := json.Unmarshal(m.Data, ev); err != nil {
+		return nil, fmt.Errorf("kvstate: event %d of job %s: %w", m.Seq, job, err)
+	}
+	return ev, nil
+}
+
 // JobEvents reads the events of q.Job from the events stream, oldest first,
 // and the sequence to continue from: every event of the job before next has
 // been returned (or lies before the query's start), so a caller that asks

@@ -25,6 +25,7 @@ type Jobs interface {
 	DeleteJob(ctx context.Context, id string) error
 	JobEvents(ctx context.Context, q EventsQuery) ([]api.StreamEvent, uint64, error)
 	HasJobEvents(ctx context.Context, job string) (bool, error)
+	LastJobEvent(ctx context.Context, job string) (*api.Event, error)
 }
 
 // Masters are the master records: epochs written by the leader, the

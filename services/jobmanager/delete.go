@@ -26,10 +26,41 @@ func (s *Service) deleteJob(ctx context.Context, body []byte) (*api.Job, error) 
 	if !j.State.Terminal() {
 		return nil, api.Errorf(api.CodeFailedPrecondition, "job %s is %s: cancel it first", j.ID, j.State)
 	}
+	s.awaitTerminalEvent(ctx, j)
 	if err := s.removeJob(ctx, j, "delete"); err != nil {
 		return nil, storeError(err)
 	}
 	return j, nil
+}
+
+// terminalEventWait bounds how long a delete waits for the job's terminal
+// event to be stored.
+const terminalEventWait = 2 * time.Second
+
+// awaitTerminalEvent waits, up to terminalEventWait, until the last event
+// the events stream holds of j is its terminal state event. The leader
+// publishes that event just after the record says the job ended, and the
+// stream stores it in its own time: a delete that came at once (a client
+// that waited for the record, then deleted) purged the job's events before
+// it, which then stayed alone, in the history of a later job given the same
+// ID. Once it is stored, so is every event published before it. A job whose
+// terminal event never comes (its leader crashed between the two) is
+// deleted when the wait ends.
+func (s *Service) awaitTerminalEvent(ctx context.Context, j *api.Job) {
+	ctx, cancel := context.WithTimeout(ctx, terminalEventWait)
+	defer cancel()
+	for {
+		ev, err := s.jobs.LastJobEvent(ctx, j.ID)
+		if err == nil && ev.Kind == api.EventState && ev.State == j.State {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info("deleting a job whose terminal event is not stored", jobFields(j, zap.NamedError("last_read", err))...)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // removeJob deletes an ended job's scratch space (even one it asked to

@@ -64,13 +64,13 @@ func leftovers(t *testing.T, sys *testsys.System, job string) func() []string {
 	}
 }
 
-// TestDeleteRemovesEverythingOfAnEndedJob: delete refuses a job that has
-// not ended and a missing one, and removes an ended job's record, master,
-// worker and business records, events and scratch (even kept scratch).
-func TestDeleteRemovesEverythingOfAnEndedJob(t *testing.T) {
+// runningWithLeftovers starts a system with a long counter job id running
+// and what leftovers plants for it.
+func runningWithLeftovers(t *testing.T, id string) (*testsys.System, *api.Job, func() []string) {
+	t.Helper()
 	sys := startSystem(t, 1, 1)
 	ctx := context.Background()
-	j, err := sys.Client.Submit(ctx, api.Spec{ID: "del1", Type: "counter", Config: json.RawMessage(`{"workers":2,"target":100000,"interval_ms":5}`)})
+	j, err := sys.Client.Submit(ctx, api.Spec{ID: id, Type: "counter", Config: json.RawMessage(`{"workers":2,"target":100000,"interval_ms":5}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,15 @@ func TestDeleteRemovesEverythingOfAnEndedJob(t *testing.T) {
 		g, err := sys.Client.Get(ctx, j.ID)
 		return err == nil && g.State == api.StateRunning
 	})
+	return sys, j, left
+}
+
+// TestDeleteRemovesEverythingOfAnEndedJob: delete refuses a job that has
+// not ended and a missing one, and removes an ended job's record, master,
+// worker and business records, events and scratch (even kept scratch).
+func TestDeleteRemovesEverythingOfAnEndedJob(t *testing.T) {
+	sys, j, left := runningWithLeftovers(t, "del1")
+	ctx := context.Background()
 	if _, err := sys.Client.Delete(ctx, j.ID); api.ErrorCode(err) != api.CodeFailedPrecondition {
 		t.Fatalf("delete a running job: %v, want failed_precondition", err)
 	}
@@ -164,5 +173,31 @@ func TestScratchIsCleanedWhenAJobEndsWithoutItsMaster(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, "scratch of the canceled job deleted", func() bool { return !has(used(), "scratch object") })
 	if !has(kept(), "scratch object") {
 		t.Fatal("scratch the job asked to keep was deleted")
+	}
+}
+
+// TestDeleteRightAfterTheEndLeavesNoEvent: a delete that comes as soon as
+// the record says the job ended, while its terminal event is still on its
+// way to the events stream (held back here), waits for that event and
+// removes it with the rest; it used to purge the events first and leave
+// the terminal one behind, alone, for a later job of the same ID.
+func TestDeleteRightAfterTheEndLeavesNoEvent(t *testing.T) {
+	sys, j, left := runningWithLeftovers(t, "del2")
+	ctx := context.Background()
+	hold := jobmanager.TerminalEventWait / 4
+	defer jobmanager.DelayTerminalEvents(hold)()
+	if _, err := sys.Client.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 3*sys.Timing.CancelTimeout, "the record canceled", func() bool {
+		g, err := sys.Client.Get(ctx, j.ID)
+		return err == nil && g.State == api.StateCanceled
+	})
+	if _, err := sys.Client.Delete(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * hold) // past the held event, had the delete not waited
+	if l := left(); len(l) != 0 {
+		t.Fatalf("left after delete: %v", l)
 	}
 }

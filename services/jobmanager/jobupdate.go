@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,9 +116,16 @@ func transitionReason(before, after *api.Job) string {
 
 func (s *Service) publishEvent(j *api.Job, kind, reason string) {
 	if msg := eventMsg(s.space, j, kind, reason, time.Now().UTC()); msg != nil {
+		if d := terminalEventDelay.Load(); d > 0 && j.State.Terminal() {
+			time.Sleep(time.Duration(d))
+		}
 		_ = s.deps.NC.PublishMsg(msg)
 	}
 }
+
+// terminalEventDelay, set by tests only, holds back a terminal state event
+// after its record is written.
+var terminalEventDelay atomic.Int64
 
 func eventMsg(space topics.Space, j *api.Job, kind, reason string, at time.Time) *nats.Msg {
 	subj, err := space.JobEvents(j.ID)
