@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/drover-run/drover/internal/natstest"
+	"github.com/drover-run/drover/pkg/framework"
 	"github.com/drover-run/drover/pkg/topics"
 )
 
@@ -168,5 +171,38 @@ func TestAWorkersQueueHoldsItsBoundInOrder(t *testing.T) {
 	}
 	if q.items != nil {
 		t.Fatalf("an emptied queue keeps an array of %d", cap(q.items))
+	}
+}
+
+// TestAMastersSendsWaitPastTheirBound: past maxSendsInFlight, a send waits
+// for one to end, or fails with ErrNotDelivered when its ctx ends first.
+func TestAMastersSendsWaitPastTheirBound(t *testing.T) {
+	f := newInflight(maxSendsInFlight)
+	ctx := context.Background()
+	for i := range maxSendsInFlight {
+		if err := f.acquire(ctx); err != nil {
+			t.Fatalf("send %d refused under the bound: %v", i, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := f.acquire(short); !errors.Is(err, framework.ErrNotDelivered) {
+		t.Fatalf("a send over the bound: %v, want ErrNotDelivered once its ctx ended", err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- f.acquire(ctx) }()
+	select {
+	case err := <-got:
+		t.Fatalf("a send over the bound went on at once (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.release()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a send waiting for a slot did not take the one released")
 	}
 }

@@ -123,7 +123,9 @@ type MasterRuntime struct {
 	scanNow chan struct{}
 	// pool runs the worker-record writes and create requests, at most
 	// maxParallelDispatch at once.
-	pool     *runPool
+	pool *runPool
+	// sends bounds the business messages awaiting their answer.
+	sends    *inflight
 	ready    atomic.Bool
 	canceled bool
 	started  time.Time
@@ -196,6 +198,7 @@ func NewMasterRuntime(deps MasterDeps, jt framework.JobType, a Assignment) (*Mas
 		scanNow: make(chan struct{}, 1),
 		calls:   make(chan func(), 64),
 		pool:    newRunPool(maxParallelDispatch),
+		sends:   newInflight(maxSendsInFlight),
 		pacing:  deps.Pacing.withDefaults(deps.WorkerTimeout),
 		losses:  map[string]int{},
 	}

@@ -83,6 +83,12 @@ func (h *masterHandle) SendMessage(ctx context.Context, workerID, topic string, 
 	msg := wire.NewMsg(subj, wire.KindMessage, h.m.epoch, payload)
 	wire.SetUint(msg, wire.HdrWorkerEpoch, epoch)
 	msg.Header.Set(wire.HdrTopic, topic)
+	ctx, cancel := withSendTimeout(ctx)
+	defer cancel()
+	if err := h.m.sends.acquire(ctx); err != nil {
+		return err
+	}
+	defer h.m.sends.release()
 	return send(ctx, h.m.deps.NC, msg, func() error {
 		// Wait for a worker that is still to come, not for one that ended.
 		if h.m.isEnded() {

@@ -29,17 +29,43 @@ const (
 	defaultSendTimeout = 10 * time.Second
 	// sendRetry is the pause between two tries while nobody listens.
 	sendRetry = 20 * time.Millisecond
+	// maxSendsInFlight bounds a master's business messages awaiting
+	// their answer: a worker node delivers every worker's business
+	// messages on one lane (lane), which one job's senders must not fill.
+	maxSendsInFlight = 1024
 )
+
+// inflight bounds the calls in progress at once; a call past the bound
+// waits for one to end, or for its ctx.
+type inflight struct{ slots chan struct{} }
+
+func newInflight(n int) *inflight { return &inflight{slots: make(chan struct{}, n)} }
+
+func (f *inflight) acquire(ctx context.Context) error {
+	select {
+	case f.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %d messages already await their answer: %v", framework.ErrNotDelivered, cap(f.slots), ctx.Err())
+	}
+}
+
+func (f *inflight) release() { <-f.slots }
+
+// withSendTimeout is ctx, bounded by defaultSendTimeout if it has no deadline.
+func withSendTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultSendTimeout)
+}
 
 // send delivers msg by request. While nobody listens (a worker not yet
 // subscribed, a master failing over) it tries again until ctx ends or
 // wanted says the receiver is gone.
 func send(ctx context.Context, nc *nats.Conn, msg *nats.Msg, wanted func() error) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultSendTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withSendTimeout(ctx)
+	defer cancel()
 	for {
 		resp, err := nc.RequestMsgWithContext(ctx, msg)
 		if errors.Is(err, nats.ErrNoResponders) {
