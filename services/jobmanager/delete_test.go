@@ -196,7 +196,20 @@ func TestDeleteRightAfterTheEndLeavesNoEvent(t *testing.T) {
 	if _, err := sys.Client.Delete(ctx, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * hold) // past the held event, had the delete not waited
+	// Had the delete not waited, the held event would come after it: wait
+	// until it was sent, then until the stream stored it (a later write to
+	// the stream, acknowledged, is stored after it).
+	natstest.Eventually(t, 10*jobmanager.TerminalEventWait, "the held terminal event sent", func() bool {
+		return jobmanager.HeldTerminalEvents() > 0
+	})
+	_, js := natstest.Connect(t, sys.Server)
+	barrier, err := sys.Client.Space().JobEvents(j.ID + "-barrier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, barrier, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
 	if l := left(); len(l) != 0 {
 		t.Fatalf("left after delete: %v", l)
 	}

@@ -118,14 +118,21 @@ func (s *Service) publishEvent(j *api.Job, kind, reason string) {
 	if msg := eventMsg(s.space, j, kind, reason, time.Now().UTC()); msg != nil {
 		if d := terminalEventDelay.Load(); d > 0 && j.State.Terminal() {
 			time.Sleep(time.Duration(d))
+			_ = s.deps.NC.PublishMsg(msg)
+			_ = s.deps.NC.Flush() // the server has it: a later write to the stream is stored after it
+			heldTerminalEvents.Add(1)
+			return
 		}
 		_ = s.deps.NC.PublishMsg(msg)
 	}
 }
 
 // terminalEventDelay, set by tests only, holds back a terminal state event
-// after its record is written.
-var terminalEventDelay atomic.Int64
+// after its record is written; heldTerminalEvents counts those sent since.
+var (
+	terminalEventDelay atomic.Int64
+	heldTerminalEvents atomic.Int64
+)
 
 func eventMsg(space topics.Space, j *api.Job, kind, reason string, at time.Time) *nats.Msg {
 	subj, err := space.JobEvents(j.ID)
