@@ -161,7 +161,15 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	now := time.Now().UTC()
 	job := &api.Job{ID: spec.ID, Type: spec.Type, Config: spec.Config, Selectors: spec.Selectors,
 		Restart: spec.Restart, State: api.StateCreated, CreatedAt: now, UpdatedAt: now}
+	var reply string
+	if s.leading.Load() {
+		// This replica's leader will move the job out of created (created.go).
+		reply = s.created.track(job.ID, job.CreatedAt, s.reconnects())
+	}
 	_, err := s.jobs.CreateJob(ctx, job)
+	if err != nil && reply != "" {
+		s.created.published(job.ID, job.CreatedAt, err)
+	}
 	if errors.Is(err, kvstate.ErrExists) {
 		old, _, gerr := s.jobs.GetJob(ctx, spec.ID)
 		if gerr != nil {
@@ -175,8 +183,13 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
+	perr := errNoCreatedEvent
 	if msg := createdEvent(s.space, job); msg != nil {
-		_ = s.deps.NC.PublishMsg(msg)
+		msg.Reply = reply
+		perr = s.deps.NC.PublishMsg(msg)
+	}
+	if reply != "" {
+		s.created.published(job.ID, job.CreatedAt, perr)
 	}
 	s.log.Info("job submitted", jobFields(job, zap.String("job_type", job.Type))...)
 	return job, nil

@@ -52,7 +52,7 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 	switch {
 	case before.State != j.State:
 		if before.State == api.StateCreated && !createdStored {
-			s.ensureCreatedEvent(ctx, &before)
+			s.ensureCreatedEvent(ctx, &before, true)
 		}
 		reason := transitionReason(&before, j)
 		s.publishEvent(j, api.EventState, reason)
@@ -169,14 +169,18 @@ func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
 
 // ensureCreatedEvent makes sure the created event of j (a record still in
 // state created) is in the events stream before an event of its next
-// state: one the submitter has not stored yet is published now (the
+// state, which this replica's connection publishes if ownNext (else the
+// job's master does): one the submitter has not stored yet is published now (the
 // submitter's, later, is dropped by the stream, though live subscribers
 // see both), as is one that never came (the submitter died after storing
 // the job). Past the duplicate window the
 // submitter's event is long stored: nothing to do.
-func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
+func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job, ownNext bool) {
 	if time.Since(j.CreatedAt) >= kvstate.EventsDuplicateWindow {
 		return
+	}
+	if s.created.precedes(ctx, j.ID, j.CreatedAt, s.reconnects(), ownNext) {
+		return // this replica published it (created.go)
 	}
 	if has, err := s.jobs.HasJobEvents(ctx, j.ID); err == nil && has {
 		return // the submitter's is stored (live subscribers see it once)
@@ -197,6 +201,9 @@ func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job) {
 		s.log.Warn("created event not confirmed", jobFields(j, zap.Error(err))...)
 	}
 }
+
+// reconnects is how many times the replica's connection reconnected.
+func (s *Service) reconnects() uint64 { return s.deps.NC.Stats().Reconnects }
 
 // errCodeDuplicateInProcess is JetStream's answer to a publish whose
 // message id another publish, not yet stored, carries (a replicated stream

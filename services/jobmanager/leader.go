@@ -757,7 +757,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	l.do(lj, func(ctx context.Context) func() {
 		if j.State == api.StateCreated {
 			// Before the master can start and publish events of its own.
-			l.s.ensureCreatedEvent(ctx, j)
+			l.s.ensureCreatedEvent(ctx, j, false)
 		}
 		t0 := time.Now()
 		rec, fence, err := l.s.masters.AdvanceEpochFrom(ctx, j.ID, mcur, mrev, func(r *kvstate.MasterRecord) {

@@ -48,6 +48,9 @@ type Service struct {
 	nodes      *placement.Placer
 	// assigns sends the leader's assignments, batched per node.
 	assigns *assigner
+	// created holds the created events this replica published while it
+	// led (created.go).
+	created *createdLog
 	leading atomic.Bool
 	// election is this replica's campaign for the leader lease; term the
 	// lease it holds, nil when none.
@@ -93,6 +96,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		nodes:   placement.NewPlacer(api.NodeJobMaster, cfg.NodeTTL()),
 	}
 	s.assigns = newAssigner(s)
+	s.created = newCreatedLog(s.log)
 	return s, nil
 }
 
@@ -112,6 +116,11 @@ func (s *Service) Run(ctx context.Context) error {
 	s.election = st.Election()
 	go s.nodes.Run(ctx, st, s.log)
 	defer s.openSystem(ctx)()
+	stopCreated, err := s.created.start(s.deps.NC)
+	if err != nil {
+		return err
+	}
+	defer stopCreated()
 
 	stopAPI, err := s.serveAPI(ctx)
 	if err != nil {
