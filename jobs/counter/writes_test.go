@@ -116,10 +116,12 @@ func TestWritesPerJob(t *testing.T) {
 	if !sameSet(got, wantEvents) {
 		t.Errorf("events %s, want %s (in any order but the first and last)", got, wantEvents)
 	}
-	// The leader makes sure of the created event once per job: one read of
-	// the events stream (it used to read twice).
-	if n := opCount(t, mgr.Registry, "has_job_events"); n != 1 {
-		t.Errorf("%d reads of the events stream for the created event, want 1", n)
+	// The leader makes sure of the created event at most once per job: none
+	// when the stream answers its replica's publish within the assignment's
+	// wait (services/jobmanager's created-log tests), one otherwise (it
+	// used to read twice).
+	if n := opCount(t, mgr.Registry, "has_job_events"); n > 1 {
+		t.Errorf("%d reads of the events stream for the created event, want at most 1", n)
 	}
 	// Every write the job causes is made by the time its processes have
 	// stopped (the master's and the workers' off-loop writes included).
