@@ -184,6 +184,8 @@ func TestHostileIdentities(t *testing.T) {
 		sub("answer the API in the job manager's place", sp.APISubmit()),
 		sub("steal durable submissions", sp.JobRequests()),
 		sub("read the job manager's replies", sp.InboxPrefix(topics.RoleJobManager)+".>"),
+		// The leader takes a created event as stored on an answer there.
+		pub("answer for the events stream to the job manager", sp.InboxPrefix(topics.RoleJobManager)+".x."+job+".1"),
 		sub("read the leader's control traffic", sp.ManagerControl()),
 	}
 	clientOnly := []attack{
