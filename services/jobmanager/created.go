@@ -18,7 +18,7 @@ import (
 // The created events this replica published while it led. Whoever moves
 // a job out of created must know its created event is in the events
 // stream before the job's next event (createdEvent). Asking the stream
-// (the last message on the job's subject) cost a submitted job a quarter
+// (the last message on the job's subject) cost a submitted job a fifth
 // of its throughput with the leader at work (docs/architecture.md, What a
 // job writes); the leader knows what its own connection published:
 //
