@@ -11,6 +11,7 @@ import (
 	"github.com/drover-run/drover/pkg/api"
 	"github.com/drover-run/drover/pkg/kvstate"
 	"github.com/drover-run/drover/pkg/topics"
+	"github.com/drover-run/drover/services/jobmanager"
 )
 
 // TestTheLeaderTrustsOnlyTheCreatedEventsItsReplicaSent: jobs stored by
@@ -23,6 +24,8 @@ func TestTheLeaderTrustsOnlyTheCreatedEventsItsReplicaSent(t *testing.T) {
 	sys := startSystem(t, 0, 0)
 	jm := sys.Proc("jm-a")
 	ctx := context.Background()
+	// A job stored before the replica leads is not in its log (it reads).
+	natstest.Eventually(t, 10*time.Second, "jm-a leads", jm.Service.(*jobmanager.Service).Leading)
 	reads := func() float64 {
 		return metricValue(t, jm.Registry, "drover_kv_operation_seconds", map[string]string{"op": "has_job_events"})
 	}
