@@ -74,12 +74,12 @@ func newCreatedLog(log *zap.Logger) *createdLog {
 // prefix; stop unsubscribes.
 func (c *createdLog) start(nc *nats.Conn) (stop func(), err error) {
 	prefix := nc.NewInbox()
-	sub, err := nc.Subscribe(prefix+".>", c.answer)
+	sub, err := nc.Subscribe(prefix+".>", func(m *nats.Msg) { c.answer(prefix, m) })
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.prefix = prefix
+	c.prefix = prefix // track hands out reply subjects from now on
 	c.mu.Unlock()
 	return func() { _ = sub.Unsubscribe() }, nil
 }
@@ -140,10 +140,10 @@ func (c *createdLog) published(id string, at time.Time, err error) {
 	}
 }
 
-// answer takes the stream's answer to a created event: stored (or a
-// duplicate of one stored), or an error.
-func (c *createdLog) answer(m *nats.Msg) {
-	rest, ok := strings.CutPrefix(m.Subject, c.prefix+".")
+// answer takes the stream's answer to a created event, on a subject
+// under prefix: stored (or a duplicate of one stored), or an error.
+func (c *createdLog) answer(prefix string, m *nats.Msg) {
+	rest, ok := strings.CutPrefix(m.Subject, prefix+".")
 	dot := strings.LastIndexByte(rest, '.')
 	if !ok || dot < 0 {
 		return
@@ -161,13 +161,11 @@ func (c *createdLog) answer(m *nats.Msg) {
 		c.log.Debug("created event not stored", zap.String("job_id", rest[:dot]), zap.ByteString("answer", m.Data))
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	e := c.entries[rest[:dot]]
-	c.mu.Unlock()
 	if e == nil || e.at != at {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	select {
 	case <-e.answered:
 	default:
@@ -199,22 +197,24 @@ func (c *createdLog) precedes(ctx context.Context, id string, at time.Time, reco
 	}()
 	t := time.NewTimer(createdAckWait)
 	defer t.Stop()
-	for _, ch := range []chan struct{}{e.sent, e.answered} {
-		select {
-		case <-ch:
-		case <-t.C:
-			return false
-		case <-ctx.Done():
-			return false
-		}
-		switch {
-		case ch == e.answered:
-			return e.stored
-		case !e.ok:
-			return false
-		case ownNext && e.reconnects == reconnects:
-			return true
-		}
+	select {
+	case <-e.sent:
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	if !e.ok {
+		return false
+	}
+	if ownNext && e.reconnects == reconnects {
+		return true
+	}
+	select {
+	case <-e.answered:
+		return e.stored
+	case <-t.C:
+	case <-ctx.Done():
 	}
 	return false
 }
