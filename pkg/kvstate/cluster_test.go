@@ -31,16 +31,21 @@ func TestFencingOnAReplicatedStream(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	var st *kvstate.Store
-	natstest.Eventually(t, 30*time.Second, "R3 buckets", func() bool {
-		st, err = kvstate.Open(ctx, js, topics.MustNew("r3"), kvstate.Options{Replicas: 3})
+	// Each attempt has kvstate's own operation bound: a request a busy new
+	// cluster lost (no answer) is sent again, not waited on for the whole
+	// test (a CI run on a loaded machine spent its 60 s in one attempt).
+	natstest.Eventually(t, 45*time.Second, "R3 buckets", func() bool {
+		actx, acancel := context.WithTimeout(context.Background(), kvstate.DefaultTimeout)
+		defer acancel()
+		st, err = kvstate.Open(actx, js, topics.MustNew("r3"), kvstate.Options{Replicas: 3})
 		if err != nil {
 			t.Logf("open R3 buckets: %v", err)
 		}
 		return err == nil
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	_, fence, err := st.AdvanceEpoch(ctx, "j", func(*kvstate.MasterRecord) {})
 	if err != nil {
 		t.Fatal(err)
