@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,8 +25,9 @@ import (
 // (docs/architecture.md, What a job writes), with as many jobs in flight
 // as the end-to-end phase. The submit floor is the submit phase with the
 // leader at work reduced to its messages: a request answered after a KV
-// Create and the created event, and a watcher of the bucket (the leader)
-// that marks each new record pending with a CAS update and its event.
+// Create of the record (stored pending, as no node can take the job) and
+// its two events, created and pending, and a watcher of the bucket (the
+// leader, which finds no node either and writes nothing).
 // Every value is 256 bytes, raw KV Create's, where a job's records and
 // events are larger, and the state writes are plain KV writes, where
 // Drover's are fenced (an atomic batch checking the fence key's
@@ -53,7 +53,7 @@ func (b *bench) floor() error {
 	logf("end-to-end write floor: %.0f jobs/s (%d in flight, %d writes each), %.1f %% of raw KV Create (paired)",
 		e2e.rate, b.o.e2eWindow, len(counterJobWrites), 100*e2e.ratio)
 
-	stop, err := fl.serveSubmit(ctx)
+	stop, _, err := fl.serveSubmit(ctx)
 	if err != nil {
 		return err
 	}
@@ -61,14 +61,12 @@ func (b *bench) floor() error {
 		_, err := nc.Request("bench.floor.submit", []byte("s"+strconv.Itoa(g)+"_"+strconv.Itoa(i)), 10*time.Second)
 		return err
 	})
-	if serr := stop(); err == nil {
-		err = serr
-	}
+	stop()
 	if err != nil {
 		return err
 	}
 	b.r.SubmitFloorJobsPerS, b.r.SubmitFloorRatio = round0(sub.rate), round3(sub.ratio)
-	logf("submit write floor: %.0f jobs/s (%d callers, 4 writes and a request each), %.1f %% of raw KV Create (paired)",
+	logf("submit write floor: %.0f jobs/s (%d callers, 3 writes and a request each), %.1f %% of raw KV Create (paired)",
 		sub.rate, b.o.conc, 100*sub.ratio)
 	return nil
 }
@@ -161,7 +159,11 @@ func (f *floorWrites) job(g, i int) error {
 	revs := map[string]uint64{}
 	for _, w := range counterJobWrites {
 		if w.bucket == "" {
-			if err := f.event(id, w.op == "created"); err != nil {
+			msgID := ""
+			if w.op == "created" {
+				msgID = "created"
+			}
+			if err := f.event(id, msgID); err != nil {
 				return err
 			}
 			continue
@@ -189,19 +191,20 @@ func (f *floorWrites) job(g, i int) error {
 }
 
 // event publishes one event of job id, as Drover does: no acknowledgement
-// awaited, a message id on the created event.
-func (f *floorWrites) event(id string, created bool) error {
+// awaited; msgID, if any, as the message id (a submit's events).
+func (f *floorWrites) event(id, msgID string) error {
 	m := &nats.Msg{Subject: "bench.floor.ev." + id, Data: f.payload}
-	if created {
-		m.Header = nats.Header{jetstream.MsgIDHeader: []string{"created." + id}}
+	if msgID != "" {
+		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID + "." + id}}
 	}
 	return f.nc.PublishMsg(m)
 }
 
-// serveSubmit answers submit requests (a KV Create of the job's record
-// and its created event, then the answer) and, as the leader, marks every
-// new record pending (a CAS update and its event), until stop.
-func (f *floorWrites) serveSubmit(ctx context.Context) (stop func() error, err error) {
+// serveSubmit answers submit requests (a KV Create of the job's record,
+// its created and pending events, then the answer) and, as the leader,
+// takes every new record from a watch of the bucket, until stop; seen
+// counts the records it took.
+func (f *floorWrites) serveSubmit(ctx context.Context) (stop func(), seen *atomic.Int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	sub, err := f.nc.Subscribe("bench.floor.submit", func(m *nats.Msg) {
 		go func() {
@@ -209,56 +212,36 @@ func (f *floorWrites) serveSubmit(ctx context.Context) (stop func() error, err e
 			if _, err := f.jobs.Create(ctx, "j."+id, f.payload); err != nil {
 				return // no answer: the caller's request fails the run
 			}
-			if f.event(id, true) == nil {
+			if f.event(id, "created") == nil && f.event(id, "pending") == nil {
 				_ = m.Respond(nil)
 			}
 		}()
 	})
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
 	sub.SetPendingLimits(-1, -1)
 	w, err := f.jobs.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		cancel()
 		_ = sub.Unsubscribe()
-		return nil, err
+		return nil, nil, err
 	}
-	pending := append([]byte{'p'}, f.payload[1:]...)
-	var wg sync.WaitGroup
-	var leaderErr atomic.Value
-	sem := make(chan struct{}, 64) // the leader's bound on writes in flight
-	wg.Add(1)
+	seen = &atomic.Int64{}
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		var inner sync.WaitGroup
-		defer inner.Wait()
+		defer close(done)
 		for e := range w.Updates() {
-			// A new record (not the watcher's own pending mark).
-			if e == nil || e.Operation() != jetstream.KeyValuePut || len(e.Value()) == 0 || e.Value()[0] == 'p' {
-				continue
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				seen.Add(1)
 			}
-			key, rev := e.Key(), e.Revision()
-			sem <- struct{}{}
-			inner.Add(1)
-			go func() {
-				defer func() { <-sem; inner.Done() }()
-				if _, err := f.jobs.Update(ctx, key, pending, rev); err != nil && ctx.Err() == nil {
-					leaderErr.CompareAndSwap(nil, err)
-				}
-				_ = f.event(key[2:], false)
-			}()
 		}
 	}()
-	return func() error {
+	return func() {
 		_ = sub.Unsubscribe()
 		_ = w.Stop()
 		cancel()
-		wg.Wait()
-		if err, _ := leaderErr.Load().(error); err != nil {
-			return fmt.Errorf("submit floor leader: %w", err)
-		}
-		return nil
-	}, nil
+		<-done
+	}, seen, nil
 }

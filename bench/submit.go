@@ -19,9 +19,10 @@ func counterSpec(id string) api.Spec {
 // submit measures jobs accepted per second through the v1 API, each one
 // durably stored before its answer, from as many concurrent callers as
 // the raw KV Create baseline, twice: with the job manager's leader at work
-// (no job-master node runs, so it marks every job pending, one more CAS
-// write and event per job), and with the lease held elsewhere, which is
-// the API path alone (a replica while another leads).
+// (no job-master node runs, so every job is stored pending with its two
+// events, and the leader takes each from its watch, finds no node and
+// queues it), and with the lease held elsewhere, which is the API path
+// alone (a replica while another leads).
 func (b *bench) submit() error {
 	full, api, err := b.pairedSubmit("bsub", b.o.runs, true)
 	if err != nil {
@@ -157,8 +158,8 @@ func (b *bench) submitOnce(prefix string, holdLease bool) (loop, error) {
 	if holdLease {
 		return l, nil
 	}
-	// The leader marks the last jobs pending after their answers: count
-	// once the job manager's traffic has stopped.
+	// The leader takes the last jobs from its watch after their answers:
+	// count once the job manager's traffic has stopped.
 	sent1, received1, err := b.settledMsgCounts(d)
 	if err != nil {
 		return l, err

@@ -31,6 +31,9 @@ type Placer struct {
 	nodes map[string]*placeNode
 	// gen counts the presence reports and departures taken in.
 	gen uint64
+	// synced is set once the watch delivered every node present when it
+	// started, cleared while a watch is restarted.
+	synced bool
 }
 
 type placeNode struct {
@@ -71,6 +74,8 @@ func (p *Placer) Run(ctx context.Context, store NodeWatcher, log *zap.Logger) {
 		}
 		for e := range w.Events() {
 			switch {
+			case e.Op == kvstate.OpSynced:
+				p.setSynced(true)
 			case e.Op == kvstate.OpDelete:
 				p.Forget(e.ID)
 			case e.Err != nil:
@@ -80,7 +85,23 @@ func (p *Placer) Run(ctx context.Context, store NodeWatcher, log *zap.Logger) {
 			}
 		}
 		_ = w.Stop()
+		p.setSynced(false)
 	}
+}
+
+func (p *Placer) setSynced(v bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.synced = v
+}
+
+// NoneCanTake reports that the placer knows every live node and none could
+// take a placement of typ with selectors now (Pick would fail); false while
+// it does not know them all yet.
+func (p *Placer) NoneCanTake(typ string, selectors map[string]string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.synced && p.best(typ, selectors, "", time.Now()) == nil
 }
 
 // Update records a node's latest presence report.
@@ -147,9 +168,19 @@ func (p *Placer) Serves(typ string) bool {
 func (p *Placer) Pick(typ string, selectors map[string]string, exclude string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	best := p.best(typ, selectors, exclude, time.Now())
+	if best == nil {
+		return "", ErrNoCapacity
+	}
+	best.placed++
+	return best.node.ID, nil
+}
+
+// best is the least loaded matching live node with free capacity, other
+// than exclude; nil if none. The caller holds mu.
+func (p *Placer) best(typ string, selectors map[string]string, exclude string, now time.Time) *placeNode {
 	var best *placeNode
 	var bestScore float64
-	now := time.Now()
 	for id, pn := range p.nodes {
 		if id == exclude || now.Sub(pn.seenAt) > p.ttl || now.Before(pn.avoidUntil) ||
 			!matches(pn.node.Labels, selectors) || !supports(pn.node.Types, typ) {
@@ -164,11 +195,7 @@ func (p *Placer) Pick(typ string, selectors map[string]string, exclude string) (
 			best, bestScore = pn, score
 		}
 	}
-	if best == nil {
-		return "", ErrNoCapacity
-	}
-	best.placed++
-	return best.node.ID, nil
+	return best
 }
 
 // Nodes returns the number of known nodes.

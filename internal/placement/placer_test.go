@@ -1,11 +1,17 @@
 package placement
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/drover-run/drover/internal/natstest"
 	"github.com/drover-run/drover/pkg/api"
+	"github.com/drover-run/drover/pkg/kvstate"
+	"github.com/drover-run/drover/pkg/topics"
 )
 
 func TestPlacerPicksLeastLoadedMatchingLiveNode(t *testing.T) {
@@ -53,5 +59,61 @@ func TestPlacerPicksLeastLoadedMatchingLiveNode(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if _, err := q.Pick("t", nil, ""); !errors.Is(err, ErrNoCapacity) {
 		t.Fatalf("silent node picked: %v", err)
+	}
+}
+
+// TestNoneCanTakeOnlyOnceItKnowsEveryNode: a placer says no node can take a
+// placement only after its watch delivered every node present when it
+// started; then it answers as Pick would, without counting a placement.
+func TestNoneCanTakeOnlyOnceItKnowsEveryNode(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := kvstate.Open(ctx, js, topics.MustNew("t"), kvstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := api.Node{ID: "full", Kind: api.NodeJobMaster, Capacity: 1, Load: 1, Types: []string{"t"}}
+	if err := st.PutNode(ctx, &full); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlacer(api.NodeJobMaster, time.Minute)
+	if p.NoneCanTake("t", nil) {
+		t.Fatal("a placer that has seen no node yet says none can take a placement")
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx, st, zap.NewNop()) }()
+	natstest.Eventually(t, 10*time.Second, "the watch to sync", func() bool { return p.NoneCanTake("t", nil) })
+	if p.Nodes() != 1 {
+		t.Fatalf("the placer knows %d nodes, want the full one", p.Nodes())
+	}
+	free := api.Node{ID: "free", Kind: api.NodeJobMaster, Capacity: 1, Types: []string{"t"}, Labels: map[string]string{"zone": "a"}}
+	if err := st.PutNode(ctx, &free); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the free node to be known", func() bool { return !p.NoneCanTake("t", nil) })
+	for _, c := range []struct {
+		typ string
+		sel map[string]string
+	}{{"other", nil}, {"t", map[string]string{"zone": "b"}}} {
+		if !p.NoneCanTake(c.typ, c.sel) {
+			t.Errorf("NoneCanTake(%s, %v) = false: no node serves it", c.typ, c.sel)
+		}
+	}
+	// Asking does not count a placement: the free node's one slot is still there.
+	for range 3 {
+		p.NoneCanTake("t", nil)
+	}
+	if n, err := p.Pick("t", nil, ""); err != nil || n != "free" {
+		t.Fatalf("Pick = %s, %v; want the free node", n, err)
+	}
+	if !p.NoneCanTake("t", nil) {
+		t.Fatal("the free node's one slot was taken, yet NoneCanTake says a node can take another")
+	}
+	cancel()
+	<-done
+	if p.NoneCanTake("other", nil) {
+		t.Fatal("a placer whose watch stopped still says it knows every node")
 	}
 }

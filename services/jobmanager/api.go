@@ -162,7 +162,12 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	job := &api.Job{ID: spec.ID, Type: spec.Type, Config: spec.Config, Selectors: spec.Selectors,
 		Restart: spec.Restart, State: api.StateCreated, CreatedAt: now, UpdatedAt: now}
 	var reply string
-	if s.leading.Load() {
+	switch {
+	case s.nodes.NoneCanTake(job.Type, job.Selectors):
+		// The leader would mark it pending at once: it is stored so, one
+		// write instead of two (docs/architecture.md, What a job writes).
+		job.State = api.StatePending
+	case s.leading.Load():
 		// This replica's leader will move the job out of created (created.go).
 		reply = s.created.track(job.ID, job.CreatedAt, s.reconnects())
 	}
@@ -184,9 +189,13 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 		return nil, storeError(err)
 	}
 	perr := errNoCreatedEvent
-	if msg := createdEvent(s.space, job); msg != nil {
-		msg.Reply = reply
-		perr = s.deps.NC.PublishMsg(msg)
+	for i, msg := range submitEvents(s.space, job) {
+		if i == 0 {
+			msg.Reply = reply
+		}
+		if err := s.deps.NC.PublishMsg(msg); i == 0 {
+			perr = err
+		}
 	}
 	if reply != "" {
 		s.created.published(job.ID, job.CreatedAt, perr)

@@ -51,7 +51,7 @@ func (s *Service) updateJobWhy(ctx context.Context, cur *api.Job, rev uint64, wh
 	}
 	switch {
 	case before.State != j.State:
-		if before.State == api.StateCreated && !createdStored {
+		if asSubmitted(&before) && !createdStored {
 			s.ensureCreatedEvent(ctx, &before, true)
 		}
 		reason := transitionReason(&before, j)
@@ -147,55 +147,86 @@ func eventMsg(space topics.Space, j *api.Job, kind, reason string, at time.Time)
 	return &nats.Msg{Subject: subj, Data: wire.Marshal(ev), Header: nats.Header{}}
 }
 
+// asSubmitted reports whether j is the record as submit stored it: in
+// created, or stored pending at once because no node could take it
+// (submit), which no update has touched since (an update sets UpdatedAt).
+// Whoever moves such a job on first makes sure of its created event.
+func asSubmitted(j *api.Job) bool {
+	return j.State == api.StateCreated || (j.State == api.StatePending && j.UpdatedAt.Equal(j.CreatedAt))
+}
+
 // A job's created event is published by the replica that stored the job,
 // after the store answered; the leader (or another replica cancelling it)
 // can change the record before that publish, and their events must not
 // come first in the job's history. Every created event carries one message
 // id, so the events stream keeps the first and drops the others within its
 // duplicate window (kvstate.EventsDuplicateWindow); whoever moves a job
-// out of created publishes it again, waiting for the stream's answer,
-// before its own event.
+// on from the record as submitted (asSubmitted) publishes it again, waiting
+// for the stream's answer, before its own event.
 
-// createdEvent is a job's created event as its submitter publishes it.
-func createdEvent(space topics.Space, j *api.Job) *nats.Msg {
+// submitEvents are the events of j, a record as submitted (asSubmitted),
+// as its submitter publishes them, in order: created and, for a job stored
+// pending, its pending event; nil for an ID no subject can carry. Each
+// carries a message id, so the events stream keeps the first copy and drops
+// the others within its duplicate window.
+func submitEvents(space topics.Space, j *api.Job) []*nats.Msg {
 	created := *j
 	created.State, created.Epoch, created.Node, created.Error = api.StateCreated, 0, "", nil
-	msg := eventMsg(space, &created, api.EventState, ReasonSubmitted, j.CreatedAt)
-	if msg != nil {
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("created.%s.%d", j.ID, j.CreatedAt.UnixNano()))
+	type ev struct {
+		j      *api.Job
+		reason string
 	}
-	return msg
+	evs := []ev{{&created, ReasonSubmitted}}
+	if j.State == api.StatePending {
+		evs = append(evs, ev{j, ReasonNoCapacity})
+	}
+	out := make([]*nats.Msg, 0, len(evs))
+	for _, e := range evs {
+		m := eventMsg(space, e.j, api.EventState, e.reason, j.CreatedAt)
+		if m == nil {
+			return nil
+		}
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.%s.%d", e.j.State, j.ID, j.CreatedAt.UnixNano()))
+		out = append(out, m)
+	}
+	return out
 }
 
-// ensureCreatedEvent makes sure the created event of j (a record still in
-// state created) is in the events stream before an event of its next
+// ensureCreatedEvent makes sure the events of j, a record as submitted
+// (asSubmitted), are in the events stream before an event of its next
 // state, which this replica's connection publishes if ownNext (else the
-// job's master does): one the submitter has not stored yet is published now (the
-// submitter's, later, is dropped by the stream, though live subscribers
-// see both), as is one that never came (the submitter died after storing
-// the job). Past the duplicate window the
-// submitter's event is long stored: nothing to do.
+// job's master does): those the submitter has not stored yet are published
+// now (the submitter's, later, are dropped by the stream, though live
+// subscribers see both), as are those that never came (the submitter died
+// after storing the job). Past the duplicate window the submitter's events
+// are long stored: nothing to do.
 func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job, ownNext bool) {
 	if time.Since(j.CreatedAt) >= kvstate.EventsDuplicateWindow {
 		return
 	}
 	if s.created.precedes(ctx, j.ID, j.CreatedAt, s.reconnects(), ownNext) {
-		return // this replica published it (created.go)
+		return // this replica published them (created.go)
 	}
-	if has, err := s.jobs.HasJobEvents(ctx, j.ID); err == nil && has {
-		return // the submitter's is stored (live subscribers see it once)
-	}
-	msg := createdEvent(s.space, j)
-	if msg == nil {
-		return
+	msgs := submitEvents(s.space, j)
+	if len(msgs) == 1 {
+		if has, err := s.jobs.HasJobEvents(ctx, j.ID); err == nil && has {
+			return // the submitter's is stored (live subscribers see it once)
+		}
+	} else if last, err := s.jobs.LastJobEvent(ctx, j.ID); err == nil {
+		if last.State != api.StateCreated {
+			return // both are stored
+		}
+		msgs = msgs[1:] // the submitter's pending event is on its way, or lost
 	}
 	js, err := jetstream.New(s.deps.NC)
-	if err == nil {
-		_, err = js.PublishMsg(ctx, msg)
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
-		return // the submitter's, with the same message id, is being stored
+	for _, msg := range msgs {
+		if err == nil {
+			_, err = js.PublishMsg(ctx, msg)
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
+			err = nil // the submitter's, with the same message id, is being stored
+		}
 	}
 	if err != nil {
 		s.log.Warn("created event not confirmed", jobFields(j, zap.Error(err))...)

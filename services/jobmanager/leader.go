@@ -755,7 +755,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 	}
 	mcur, mrev := l.masters[j.ID], l.masterRevs[j.ID]
 	l.do(lj, func(ctx context.Context) func() {
-		if j.State == api.StateCreated {
+		if asSubmitted(j) {
 			// Before the master can start and publish events of its own.
 			l.s.ensureCreatedEvent(ctx, j, false)
 		}
@@ -782,7 +782,7 @@ func (l *leader) assign(lj *ljob, reason string) {
 		t2 := time.Now()
 		// The created event was made sure of above (one read of the events
 		// stream per job, not two).
-		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, j.State == api.StateCreated, func(j *api.Job) error {
+		updated, nrev, err := l.s.updateJobWhy(ctx, j, rev, why, asSubmitted(j), func(j *api.Job) error {
 			if j.State.Terminal() {
 				return errAbort
 			}
