@@ -239,7 +239,7 @@ func (s *System) WaitReady(jobmasters, workers int) {
 					w++
 				}
 			}
-			if jm >= jobmasters && w >= workers {
+			if jm >= jobmasters && w >= workers && s.placersKnow(jobmasters) {
 				return
 			}
 		}
@@ -248,6 +248,18 @@ func (s *System) WaitReady(jobmasters, workers int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// placersKnow reports whether every job manager's placer knows n
+// job-master nodes: a job submitted before it does is stored pending, as no
+// node could take it yet.
+func (s *System) placersKnow(n int) bool {
+	for _, p := range s.procs {
+		if jm, ok := p.Service.(*jobmanager.Service); ok && jm.KnownJobMasterNodes() < n {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrTimeout is returned by helpers that gave up.

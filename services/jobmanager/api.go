@@ -200,7 +200,7 @@ func (s *Service) submit(ctx context.Context, body []byte) (*api.Job, error) {
 	if reply != "" {
 		s.created.published(job.ID, job.CreatedAt, perr)
 	}
-	s.log.Info("job submitted", jobFields(job, zap.String("job_type", job.Type))...)
+	s.log.Info("job submitted", jobFields(job, zap.String("job_type", job.Type), zap.String("state", string(job.State)))...)
 	return job, nil
 }
 

@@ -106,6 +106,10 @@ func (s *Service) ID() string { return s.id }
 // Leading reports whether this replica holds the leader lease.
 func (s *Service) Leading() bool { return s.leading.Load() }
 
+// KnownJobMasterNodes is how many job-master nodes this replica's placer
+// knows: a job submitted while none of them can take it is stored pending.
+func (s *Service) KnownJobMasterNodes() int { return s.nodes.Nodes() }
+
 // Run serves until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	st, err := svc.OpenStore(ctx, &s.cfg.Common, s.deps.NC, s.log, svc.KVObserver(s.deps.Registry), false)
