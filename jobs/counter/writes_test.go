@@ -120,7 +120,7 @@ func TestWritesPerJob(t *testing.T) {
 	// when the stream answers its replica's publish within the assignment's
 	// wait (services/jobmanager's created-log tests), one otherwise (it
 	// used to read twice).
-	if n := opCount(t, mgr.Registry, "has_job_events"); n > 1 {
+	if n := opCount(t, mgr.Registry, "last_job_event"); n > 1 {
 		t.Errorf("%d reads of the events stream for the created event, want at most 1", n)
 	}
 	// Every write the job causes is made by the time its processes have

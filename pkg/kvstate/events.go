@@ -28,21 +28,6 @@ type EventsQuery struct {
 	MaxBytes int
 }
 
-// HasJobEvents reports whether the events stream holds any event of job:
-// one read of the last message on its subject.
-func (s *Store) HasJobEvents(ctx context.Context, job string) (has bool, err error) {
-	defer s.observe("has_job_events", time.Now(), &err)
-	subj, err := s.space.JobEvents(job)
-	if err != nil {
-		return false, err
-	}
-	_, err = s.msgGet(ctx, s.space.EventsStream(), msgGetRequest{LastFor: subj})
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // LastJobEvent returns the last event of job the events stream holds
 // (ErrNotFound: none): one read of the last message on its subject.
 func (s *Store) LastJobEvent(ctx context.Context, job string) (ev *api.Event, err error) {

@@ -24,7 +24,6 @@ type Jobs interface {
 	WatchJobs(ctx context.Context) (*Watch[JobEvent], error)
 	DeleteJob(ctx context.Context, id string) error
 	JobEvents(ctx context.Context, q EventsQuery) ([]api.StreamEvent, uint64, error)
-	HasJobEvents(ctx context.Context, job string) (bool, error)
 	LastJobEvent(ctx context.Context, job string) (*api.Event, error)
 }
 

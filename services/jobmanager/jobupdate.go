@@ -208,13 +208,9 @@ func (s *Service) ensureCreatedEvent(ctx context.Context, j *api.Job, ownNext bo
 		return // this replica published them (created.go)
 	}
 	msgs := submitEvents(s.space, j)
-	if len(msgs) == 1 {
-		if has, err := s.jobs.HasJobEvents(ctx, j.ID); err == nil && has {
-			return // the submitter's is stored (live subscribers see it once)
-		}
-	} else if last, err := s.jobs.LastJobEvent(ctx, j.ID); err == nil {
-		if last.State != api.StateCreated {
-			return // both are stored
+	if last, err := s.jobs.LastJobEvent(ctx, j.ID); err == nil {
+		if len(msgs) == 1 || last.State != api.StateCreated {
+			return // the submitter's are stored (live subscribers see them once)
 		}
 		msgs = msgs[1:] // the submitter's pending event is on its way, or lost
 	}
