@@ -1,37 +1,24 @@
 package gopool
 
 import (
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-run/drover/internal/natstest"
 )
 
 // waiting counts the pool's goroutines parked waiting for a task (a
 // goroutine on its way there could not take one yet).
 func waiting() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range strings.Split(natstest.Goroutines(), "\n\n") {
 		if strings.Contains(g, " [select") && strings.Contains(g, "internal/gopool.wait(") {
 			n++
 		}
 	}
 	return n
-}
-
-// eventually waits up to limit for cond.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", limit, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // setIdle makes the pool's goroutines wait d for a task, until the test
@@ -53,7 +40,7 @@ func setIdle(t *testing.T, d time.Duration) {
 }
 
 func TestTasksReuseAGoroutineThatWaits(t *testing.T) {
-	eventually(t, 10*idle, "goroutines of earlier tests still wait", func() bool { return waiting() == 0 })
+	natstest.Eventually(t, 10*idle, "goroutines of earlier tests still wait", func() bool { return waiting() == 0 })
 	// Long enough that no stall of a busy machine lets the goroutine exit
 	// between two tasks.
 	setIdle(t, time.Minute)
@@ -61,14 +48,14 @@ func TestTasksReuseAGoroutineThatWaits(t *testing.T) {
 	done := make(chan struct{})
 	Go(func() { close(done) })
 	<-done
-	eventually(t, 10*idle, "the first task's goroutine never waited for another", func() bool { return waiting() == 1 })
+	natstest.Eventually(t, 10*idle, "the first task's goroutine never waited for another", func() bool { return waiting() == 1 })
 	for i := range 100 {
 		done := make(chan int)
 		Go(func() { done <- i })
 		if got := <-done; got != i {
 			t.Fatalf("task %d ran as %d", i, got)
 		}
-		eventually(t, 10*idle, "a goroutine did not wait again after its task", func() bool { return waiting() == 1 })
+		natstest.Eventually(t, 10*idle, "a goroutine did not wait again after its task", func() bool { return waiting() == 1 })
 	}
 	if n := started.Load() - n0; n != 1 {
 		t.Fatalf("101 tasks one after the other started %d goroutines, want 1", n)
@@ -107,8 +94,7 @@ func TestAnIdlePoolKeepsNoGoroutine(t *testing.T) {
 	}
 	wg.Wait()
 	// (That they wait at all, TestTasksReuseAGoroutineThatWaits shows.)
-	eventually(t, 10*time.Second, "the pool's goroutines still live long after their last task", func() bool {
-		buf := make([]byte, 1<<20)
-		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "internal/gopool.run(")
+	natstest.Eventually(t, 10*time.Second, "the pool's goroutines still live long after their last task", func() bool {
+		return !strings.Contains(natstest.Goroutines(), "internal/gopool.run(")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"runtime"
 	"testing"
 	"time"
 
@@ -83,6 +84,20 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Goroutines returns the stacks of every goroutine of the process, whole
+// (the buffer grows until the dump fits), goroutines separated by a blank
+// line: for tests that count the goroutines of one kind.
+func Goroutines() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
